@@ -1,0 +1,182 @@
+"""``bigearth-sr``: one command, one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_synth_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("synthetic products")
+    g.add_argument("--products", type=int, default=4, help="number of products (cycles over real tiles T33UUP, T29UPU, T35VPK, T34VFJ)")
+    g.add_argument("--tile-size-m", type=int, default=12_000,
+                   help="tile side in metres, a multiple of 1200 (the real tiles are 109800)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same products")
+    g.add_argument("--cloud-cover", type=float, default=0.08, help="share of each tile under cloud")
+    g.add_argument("--snow-cover", type=float, default=0.04, help="share of each tile under snow")
+    g.add_argument("--nodata-cover", type=float, default=0.0, help="share of each tile outside the swath (SCL 0)")
+    g.add_argument("--truth", action="store_true", help="also write the 10 m truth of all 12 bands (truth_10m.tif)")
+
+
+def _add_build_args(p: argparse.ArgumentParser) -> None:
+    from dataset_builder import archive, screening, upsample
+    g = p.add_argument_group("build")
+    g.add_argument("--out", required=True, help="output folder (archive, manifest.json, parts/)")
+    g.add_argument("--clc", action="append", default=[],
+                   help="CORINE Land Cover raster (any CRS; CLC codes or the official 1..44 grid codes); "
+                        "repeatable, a folder means every .tif in it")
+    g.add_argument("--clc-values", choices=("auto", "codes", "grid"), default="auto",
+                   help="how the CORINE raster stores classes (auto: grid codes when it is uint8)")
+    g.add_argument("--label-res", type=int, default=20, choices=(10, 20, 30, 40, 60, 100, 120),
+                   help="grid (m) on which the CORINE raster is resampled (nearest) to find the classes of a patch")
+    g.add_argument("--upsampling", default="bilinear", choices=upsample.available(), help="super-resolution method")
+    g.add_argument("--compression", default="gzip", choices=sorted(archive.COMPRESSIONS),
+                   help="HDF5 filter for the patch arrays (gzip = shuffle + deflate level 1; see benchmarks/RESULTS.md)")
+    g.add_argument("--merge", default="copy", choices=("copy", "virtual"),
+                   help="copy: one self-contained archive (chunks copied as compressed bytes); "
+                        "virtual: an HDF5 virtual dataset over parts/")
+    for key, default in screening.DEFAULT_THRESHOLDS.items():
+        codes = ",".join(map(str, screening.SCL_CLASSES[key]))
+        g.add_argument(f"--max-{key}", type=float, default=default,
+                       help=f"drop a patch when more than this share of its SCL pixels is {key} (SCL {codes})")
+    g.add_argument("--split-fractions", default="0.6,0.2,0.2",
+                   help="train,validation,test shares for products (tile-disjoint, by a hash of the tile id)")
+    g.add_argument("--official-lists", default=None,
+                   help="folder with BigEarthNet's official lists (snow, cloud, train/val/test .csv[.bz2]) for archive input")
+    g.add_argument("--workers", type=int, default=1, help="local worker processes (tiles dealt by Algorithm 1)")
+    g.add_argument("--engine", choices=("local", "mpi"), default="local",
+                   help="mpi: one worker per rank, run under mpirun -n N")
+    g.add_argument("--strict", action="store_true", help="stop at the first bad input instead of recording it")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _expand_clc(paths) -> list[str]:
+    out = []
+    for p in paths:
+        p = Path(p)
+        out.extend(sorted(str(q) for q in p.glob("*.tif")) if p.is_dir() else [str(p)])
+    return out
+
+
+def _build_config(args):
+    from dataset_builder.build import BuildConfig
+    thresholds = {k: getattr(args, f"max_{k}") for k in ("nodata", "cloud", "cirrus", "shadow", "snow")}
+    fr = tuple(float(v) for v in args.split_fractions.split(","))
+    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
+        sys.exit("--split-fractions needs three shares that add up to 1")
+    return BuildConfig(out_dir=args.out, upsampling=args.upsampling, clc=_expand_clc(args.clc),
+                       clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
+                       compression=args.compression, merge=args.merge, split_fractions=fr,
+                       official_lists=args.official_lists, strict=args.strict, progress=not args.no_progress)
+
+
+def cmd_synth(args) -> int:
+    from dataset_builder.synth import write_default_set
+    paths = write_default_set(args.out, args.products, args.tile_size_m, args.seed, cloud_cover=args.cloud_cover,
+                              snow_cover=args.snow_cover, nodata_cover=args.nodata_cover, write_truth=args.truth)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_build(args) -> int:
+    from dataset_builder.build import build
+    cfg = _build_config(args)
+    manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine)
+    if manifest is None:  # a non-zero MPI rank
+        return 0
+    print_summary(manifest, Path(args.out))
+    return 1 if manifest["tiles_failed"] else 0
+
+
+def cmd_demo(args) -> int:
+    """Synthesize the default products and build them: the project's main job."""
+    from dataset_builder.build import build
+    products_dir = Path(args.out) / "products"
+    args_synth = argparse.Namespace(**{**vars(args), "out": str(products_dir)})
+    cmd_synth(args_synth)
+    args.clc = [str(products_dir)]
+    cfg = _build_config(args)
+    cfg.out_dir = str(Path(args.out) / "dataset")
+    manifest = build(sorted(products_dir.glob("*.SAFE")), cfg, workers=args.workers, engine=args.engine)
+    if manifest is None:
+        return 0
+    print_summary(manifest, Path(cfg.out_dir))
+    return 1 if manifest["tiles_failed"] else 0
+
+
+def print_summary(manifest: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"bigearth-sr build -> {out}")
+    t.add_column("tile / product")
+    t.add_column("kept", justify="right")
+    t.add_column("dropped", justify="right")
+    t.add_column("decode s", justify="right")
+    t.add_column("total s", justify="right")
+    for tid, info in manifest["tiles"].items():
+        t.add_row(tid, str(info["kept"]), str(sum(info["drops"].values())),
+                  str(info.get("seconds_decode", "")), str(info.get("seconds_total", "")))
+    for tid, err in manifest["tiles_failed"].items():
+        t.add_row(f"[red]{tid}[/red]", "-", "-", "", f"[red]{err[:80]}[/red]")
+    con.print(t)
+    con.print(f"patches: {manifest['patches']}  per split: {manifest['patches_per_split']}")
+    con.print(f"dropped by reason: {manifest['dropped']}")
+    for name, sha in manifest["outputs"].items():
+        con.print(f"{name}  sha256 {sha[:16]}…")
+    if manifest["tiles_failed"]:
+        con.print(f"[red]{len(manifest['tiles_failed'])} input(s) failed; see manifest.json[/red]")
+
+
+def cmd_info(args) -> int:
+    import h5py
+    with h5py.File(args.archive, "r") as f:
+        n = f["name"].shape[0]
+        print(f"{args.archive}: {n} patches")
+        for k in f:
+            ds = f[k]
+            print(f"  {k:12s} {str(ds.dtype):8s} {ds.shape}  chunks={ds.chunks} compression={ds.compression}")
+        cfg = f.attrs.get("build_config")
+        if cfg:
+            print("  build config:", json.dumps(json.loads(cfg)))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bigearth-sr",
+        description="BigEarthNet-style patches from Sentinel-2 Level-2A products, with all bands super-resolved to 10 m.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic Level-2A products (real SAFE layout, JP2, SCL) and CORINE rasters",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for the .SAFE products and CLC_*.tif rasters")
+    _add_synth_args(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("build", help="cut products (.SAFE folders or .zip) or a BigEarthNet v1 archive into the HDF5 archive",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inputs", nargs="+", help=".SAFE folders, .zip products, or BigEarthNet v1 patch folders' parent")
+    _add_build_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default: synthesize products, then build",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_synth_args(p)
+    _add_build_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("info", help="describe an archive")
+    p.add_argument("archive")
+    p.set_defaults(func=cmd_info)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The patch record: the one data model that flows from the builder to the shards and the trainer."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .nomenclature import NUM_CLASSES, NUM_CLASSES_19
+
+PATCH_PX = 120  # patch side at 10 m
+PATCH_M = 1200  # patch side in metres
+
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+BANDS_60M = ("B01", "B09")
+# data_super band order: spectral order, as BigEarthNet and DSen2 list them.
+BANDS_SUPER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+RGB = ("B04", "B03", "B02")
+BAND_RESOLUTION = {**{b: 10 for b in BANDS_10M}, **{b: 20 for b in BANDS_20M}, **{b: 60 for b in BANDS_60M}}
+
+# name -> (shape, dtype) of the array fields of a record; the HDF5 keys are these names.
+ARRAYS: dict[str, tuple[tuple[int, ...], str]] = {
+    "data_super": ((len(BANDS_SUPER), PATCH_PX, PATCH_PX), "uint16"),
+    "data_10m": ((len(BANDS_10M), PATCH_PX, PATCH_PX), "uint16"),
+    "data_20m": ((len(BANDS_20M), PATCH_PX // 2, PATCH_PX // 2), "uint16"),
+    "data_60m": ((len(BANDS_60M), PATCH_PX // 6, PATCH_PX // 6), "uint16"),
+    "classes": ((NUM_CLASSES,), "uint8"),
+    "classes_19": ((NUM_CLASSES_19,), "uint8"),
+}
+SPLITS = ("train", "validation", "test", "none")
+
+# What the uint16 values mean, written into every output.
+VALUE_CONVENTION = (
+    "surface reflectance x 10000 (BOA_QUANTIFICATION_VALUE); the BOA_ADD_OFFSET of processing "
+    "baselines >= 04.00 is removed and negative results clipped to 0, so products of every "
+    "baseline and the BigEarthNet v1 archive share one convention"
+)
+
+
+@dataclasses.dataclass
+class PatchRecord:
+    """One 1.2 km x 1.2 km patch of one product, with everything that describes it."""
+
+    name: str  # <mission>_MSIL2A_<datetime>_<x>_<y>
+    product: str  # source product (SAFE name or BigEarthNet tile_source)
+    tile: str  # MGRS tile id, e.g. T33UUP
+    date: str  # acquisition, ISO 8601
+    x: int
+    y: int
+    crs: str  # e.g. EPSG:32633
+    bounds: tuple[float, float, float, float]  # ulx, uly, lrx, lry
+    split: str
+    data_super: np.ndarray
+    data_10m: np.ndarray
+    data_20m: np.ndarray
+    data_60m: np.ndarray
+    classes: np.ndarray
+    classes_19: np.ndarray
+
+    def __post_init__(self):
+        for key, (shape, dtype) in ARRAYS.items():
+            arr = getattr(self, key)
+            if arr.shape != shape or arr.dtype != np.dtype(dtype):
+                raise ValueError(f"{self.name}: {key} must be {dtype}{shape}, got {arr.dtype}{arr.shape}")
+        if self.split not in SPLITS:
+            raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {self.split!r}")
+
+    def meta(self) -> dict[str, Any]:
+        """The non-array fields, JSON-serialisable."""
+        return {
+            "name": self.name, "product": self.product, "tile": self.tile, "date": self.date,
+            "x": int(self.x), "y": int(self.y), "crs": self.crs,
+            "bounds": [float(v) for v in self.bounds], "split": self.split,
+        }
+
+
+def patch_name(product_prefix: str, x: int, y: int) -> str:
+    """BigEarthNet v1 patch name: ``<mission>_MSIL2A_<datetime>_<x>_<y>``."""
+    return f"{product_prefix}_{x}_{y}"

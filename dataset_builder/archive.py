@@ -1,0 +1,177 @@
+"""The HDF5 archive: the paper's datasets (data_super, data_10m, data_20m, data_60m, classes)
+plus classes_19, names and georeference, one patch per chunk.
+
+Each tile is written to its own part file (by whichever worker or rank built it); the parts
+are then merged into one archive, either by copying the compressed chunks as they are (no
+recompression; the default) or as an HDF5 virtual dataset over the parts.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.record import (ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, VALUE_CONVENTION,
+                                PatchRecord)
+
+ARRAY_KEYS = ("data_super", "data_10m", "data_20m", "data_60m")
+LABEL_KEYS = ("classes", "classes_19")
+STR = h5py.string_dtype("utf-8")
+META: dict[str, tuple[object, tuple[int, ...]]] = {
+    "name": (STR, ()), "product": (STR, ()), "tile": (STR, ()), "date": (STR, ()), "split": (STR, ()),
+    "crs": (STR, ()), "x": (np.int16, ()), "y": (np.int16, ()), "bounds": (np.float64, (4,)),
+}
+COMPRESSIONS = {
+    "none": {},
+    "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+    "gzip4": {"compression": "gzip", "compression_opts": 4, "shuffle": True},
+    "lzf": {"compression": "lzf", "shuffle": True},
+}
+BAND_ATTRS = {"data_super": (BANDS_SUPER, 10), "data_10m": (BANDS_10M, 10), "data_20m": (BANDS_20M, 20),
+              "data_60m": (BANDS_60M, 60)}
+
+
+def _create(f: h5py.File, compression: str) -> None:
+    opts = COMPRESSIONS[compression]
+    for key, (shape, dtype) in ARRAYS.items():
+        if key in ARRAY_KEYS:
+            f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1, *shape),
+                             track_times=False, **opts)
+        else:
+            f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape),
+                             track_times=False, compression="gzip", shuffle=False)
+    for key, (dtype, shape) in META.items():
+        f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape),
+                         track_times=False, compression="gzip")
+
+
+def describe(f: h5py.File, config: dict | None = None) -> None:
+    """Attributes that make the archive self-describing."""
+    for key, (bands, res) in BAND_ATTRS.items():
+        f[key].attrs["bands"] = list(bands)
+        f[key].attrs["resolution_m"] = res
+        f[key].attrs["scale"] = 1e-4
+        f[key].attrs["offset"] = 0.0
+    f["data_super"].attrs["native_resolution_m"] = [{10: 10, 20: 20, 60: 60}[_res(b)] for b in BANDS_SUPER]
+    f["classes"].attrs["class_names"] = list(nom.CLASS_NAMES)
+    f["classes"].attrs["clc_codes"] = list(nom.CLC_CODES)
+    f["classes_19"].attrs["class_names"] = list(nom.CLASS_NAMES_19)
+    f.attrs["value_convention"] = VALUE_CONVENTION
+    f.attrs["patch_naming"] = "<mission>_MSIL2A_<datetime>_<x>_<y>, x/y = column/row in 1200 m steps from the tile's upper-left corner"
+    if config is not None:
+        f.attrs["build_config"] = json.dumps(config, sort_keys=True)
+
+
+def _res(band: str) -> int:
+    from bigearth_sr.record import BAND_RESOLUTION
+    return BAND_RESOLUTION[band]
+
+
+class PartWriter:
+    """Appends patches of one tile to ``<path>.tmp``; ``close`` renames it into place."""
+
+    def __init__(self, path, compression: str = "gzip"):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False)
+        _create(self.f, compression)
+        self.n = 0
+
+    def append(self, arrays: dict[str, np.ndarray], meta: list[dict]) -> None:
+        k = len(meta)
+        if k == 0:
+            return
+        for key in ARRAYS:
+            ds = self.f[key]
+            ds.resize(self.n + k, axis=0)
+            ds[self.n:] = arrays[key]
+        for key in META:
+            ds = self.f[key]
+            ds.resize(self.n + k, axis=0)
+            ds[self.n:] = np.asarray([m[key] for m in meta], dtype=ds.dtype if key != "bounds" else np.float64) \
+                if META[key][0] is not STR else [m[key] for m in meta]
+        self.n += k
+
+    def close(self) -> Path:
+        describe(self.f)
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy") -> int:
+    """Merge part files, in the given order, into ``out`` (atomically); returns the patch count."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    sizes = []
+    for p in parts:
+        with h5py.File(p, "r") as f:
+            sizes.append(f["name"].shape[0])
+    total = sum(sizes)
+    with h5py.File(tmp, "w", libver=("v110", "v110")) as dst:
+        if mode == "virtual":
+            _merge_virtual(dst, parts, sizes, out.parent)
+        elif mode == "copy":
+            _create(dst, compression)
+            for key in list(ARRAYS) + list(META):
+                dst[key].resize(total, axis=0)
+            off = 0
+            for p, n in zip(parts, sizes):
+                with h5py.File(p, "r") as src:
+                    for key in ARRAY_KEYS:
+                        s, d = src[key], dst[key]
+                        if s.compression != d.compression or s.shuffle != d.shuffle:
+                            raise ValueError(f"{p}: part compressed as {s.compression}, archive as {d.compression}")
+                        zeros = (0,) * (s.ndim - 1)
+                        for i in range(n):  # chunks move as compressed bytes: no decode, no re-encode
+                            mask, raw = s.id.read_direct_chunk((i, *zeros))
+                            d.id.write_direct_chunk((off + i, *zeros), raw, mask)
+                    for key in list(LABEL_KEYS) + list(META):
+                        if n:
+                            dst[key][off:off + n] = src[key][:]
+                off += n
+        else:
+            raise ValueError(f"unknown merge mode {mode!r}")
+        describe(dst, config)
+        dst.attrs["merge"] = mode
+    os.replace(tmp, out)
+    return total
+
+
+def _merge_virtual(dst: h5py.File, parts: list[Path], sizes: list[int], base: Path) -> None:
+    total = sum(sizes)
+    for key in list(ARRAYS) + list(META):
+        with h5py.File(parts[0], "r") as f0:
+            dtype, shape = f0[key].dtype, f0[key].shape[1:]
+        layout = h5py.VirtualLayout(shape=(total, *shape), dtype=dtype)
+        off = 0
+        for p, n in zip(parts, sizes):
+            if n:  # relative paths so the archive and its parts/ folder can move together
+                layout[off:off + n] = h5py.VirtualSource(os.path.relpath(p, base), key, shape=(n, *shape))
+            off += n
+        dst.create_virtual_dataset(key, layout, fillvalue=None)
+
+
+def iter_records(path, indices=None):
+    """Yield :class:`PatchRecord` objects from an archive (or a part file)."""
+    with h5py.File(path, "r") as f:
+        n = f["name"].shape[0]
+        for i in (range(n) if indices is None else indices):
+            yield read_record(f, i)
+
+
+def read_record(f: h5py.File, i: int) -> PatchRecord:
+    s = lambda key: f[key][i].decode() if isinstance(f[key][i], bytes) else str(f[key][i])  # noqa: E731
+    return PatchRecord(
+        name=s("name"), product=s("product"), tile=s("tile"), date=s("date"), x=int(f["x"][i]), y=int(f["y"][i]),
+        crs=s("crs"), bounds=tuple(float(v) for v in f["bounds"][i]), split=s("split"),
+        **{k: f[k][i] for k in ARRAYS},
+    )

@@ -1,0 +1,163 @@
+"""The BigEarthNet-S2 v1.0 archive as an input: patch folders of 12 GeoTIFFs + label JSON.
+
+``data_10m/20m/60m`` come straight from the GeoTIFFs; ``data_super`` is computed per patch
+(the archive has no tile around the patch, so the upsampler clamps at the patch border).
+The official snow/cloud lists drop patches and the official lists give each patch its split.
+"""
+from __future__ import annotations
+
+import bz2
+import re
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
+
+from . import archive, upsample
+from .errors import InputError
+from .labels import read_label_json
+from .tiles import REAL_TILES
+
+_NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
+_TILE_RE = re.compile(r"_(T\d{2}[A-Z]{3})_")
+LIST_FILES = {"snow": "patches_with_seasonal_snow", "cloud": "patches_with_cloud_and_shadow",
+              "train": "train", "validation": "val", "test": "test"}
+
+
+def is_archive_dir(path: Path) -> bool:
+    """A folder of BigEarthNet patch folders (or one patch folder)."""
+    if not path.is_dir() or path.suffix == ".SAFE":
+        return False
+    if any(path.glob("*_labels_metadata.json")):
+        return True
+    return any(p.is_dir() and _NAME_RE.match(p.name) for p in path.iterdir())
+
+
+def patch_folders(path: Path) -> list[Path]:
+    if any(path.glob("*_labels_metadata.json")):
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
+
+
+def group_by_tile_source(path: Path) -> dict[str, list[Path]]:
+    """Patch folders grouped by their ``tile_source`` product (the unit Algorithm 1 deals)."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for folder in patch_folders(path):
+        meta = read_label_json(folder / f"{folder.name}_labels_metadata.json")
+        groups[str(meta["tile_source"]).removesuffix(".SAFE")].append(folder)
+    return dict(groups)
+
+
+@lru_cache(maxsize=4)
+def read_list(lists_dir: str, key: str) -> frozenset:
+    """One official list (``<name>.csv.bz2`` or ``<name>.csv``), as a set of patch names."""
+    base = Path(lists_dir) / LIST_FILES[key]
+    for path in (base.with_suffix(".csv.bz2"), base.with_suffix(".csv")):
+        if path.exists():
+            try:
+                raw = bz2.decompress(path.read_bytes()) if path.suffix == ".bz2" else path.read_bytes()
+                text = raw.decode("utf-8")
+            except (OSError, ValueError) as e:
+                raise InputError(path, f"cannot read list ({e})") from None
+            names = [ln.strip().split(",")[0] for ln in text.splitlines() if ln.strip()]
+            bad = [n for n in names if not _NAME_RE.match(n)]
+            if bad:
+                raise InputError(path, f"not a patch name: {bad[0]!r}")
+            return frozenset(names)
+    raise InputError(base.with_suffix(".csv.bz2"), "official list is missing")
+
+
+def official_split(lists_dir: str | None, name: str) -> str:
+    if not lists_dir:
+        return "none"
+    for split in ("train", "validation", "test"):
+        if name in read_list(lists_dir, split):
+            return split
+    return "none"
+
+
+def tile_origin(tile: str, meta: dict, x: int, y: int, path) -> tuple[float, float]:
+    """The tile's upper-left corner implied by a patch, checked against the known tile grid."""
+    ulx = float(meta["coordinates"]["ulx"]) - x * PATCH_M
+    uly = float(meta["coordinates"]["uly"]) + y * PATCH_M
+    if tile in REAL_TILES and (ulx, uly) != REAL_TILES[tile][1:]:
+        raise InputError(path, f"patch coordinates put tile {tile} at ({ulx:g}, {uly:g}), "
+                               f"the tile grid says {REAL_TILES[tile][1:]}")
+    return ulx, uly
+
+
+def read_patch(folder: Path) -> dict:
+    """One patch folder: its bands (checked for size), labels and metadata."""
+    name = folder.name
+    m = _NAME_RE.match(name)
+    if not m:
+        raise InputError(folder, "folder name is not a BigEarthNet patch name")
+    meta = read_label_json(folder / f"{name}_labels_metadata.json")
+    bands = {}
+    crs = None
+    for band in BANDS_10M + BANDS_20M + BANDS_60M:
+        path = folder / f"{name}_{band}.tif"
+        want = PATCH_PX * 10 // BAND_RESOLUTION[band]
+        try:
+            with rasterio.open(path) as ds:
+                if (ds.height, ds.width) != (want, want):
+                    raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
+                bands[band] = ds.read(1)
+                crs = crs or ds.crs
+        except RasterioIOError as e:
+            raise InputError(path, "band file is missing" if not path.exists() else f"cannot read ({e})") from None
+    x, y = int(m["x"]), int(m["y"])
+    tm = _TILE_RE.search(str(meta["tile_source"]))
+    tile = tm.group(1) if tm else "unknown"
+    return {"name": name, "prefix": m["prefix"], "x": x, "y": y, "bands": bands, "meta": meta, "tile": tile,
+            "crs": f"EPSG:{crs.to_epsg()}" if crs and crs.to_epsg() else str(crs), "path": folder}
+
+
+def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
+    from .build import _Stats  # shared with the product path
+
+    up = upsample.get(cfg.upsampling)
+    drops = {"snow_list": 0, "cloud_list": 0}
+    stats = _Stats()
+    snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
+    cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
+    writer = archive.PartWriter(part_path, cfg.compression)
+    try:
+        for folder in sorted(folders, key=lambda f: tuple(int(v) for v in f.name.rsplit("_", 2)[1:])[::-1]):
+            if progress is not None:
+                progress(1)
+            if folder.name in snow:
+                drops["snow_list"] += 1
+                continue
+            if folder.name in cloud:
+                drops["cloud_list"] += 1
+                continue
+            p = read_patch(folder)
+            tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
+            f32 = {b: a.astype(np.float32) for b, a in p["bands"].items()}
+            sup = up(np.stack([f32[b] for b in BANDS_10M]), np.stack([f32[b] for b in BANDS_20M]),
+                     np.stack([f32[b] for b in BANDS_60M]))
+            arrays = {"data_super": upsample.to_uint16(sup)[None]}
+            for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
+                arrays[key] = np.stack([p["bands"][b] for b in names])[None].astype(np.uint16)
+            arrays["classes"] = p["meta"]["classes"][None]
+            arrays["classes_19"] = nom.to_19(arrays["classes"])
+            c = p["meta"]["coordinates"]
+            meta = {"name": p["name"], "product": task_id, "tile": p["tile"],
+                    "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
+                    "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
+                    "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])]}
+            writer.append(arrays, [meta])
+            stats.add(arrays)
+        n = writer.n
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"kept": n, "drops": drops, "stats": stats.to_json()}

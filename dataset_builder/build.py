@@ -1,0 +1,417 @@
+"""Building the archive: plan tiles over workers (Algorithm 1), cut and screen patches per tile
+into part files, merge, and write the manifest.
+
+Every tile's part is written to a temporary name and renamed, then recorded by a marker
+(JSON with its checksum and the build fingerprint); a rerun skips tiles whose marker matches,
+so a killed build resumes and ends with the archive an uninterrupted build writes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from bigearth_sr import __version__
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
+
+from . import archive, screening, upsample
+from .errors import InputError
+from .labels import ClcLabeler
+from .safe import NATIVE, Product, open_product, read_band, to_reflectance_dn
+from .schedule import serpentine
+
+ARCHIVE_NAME = "bigearth_sr.h5"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    out_dir: str
+    upsampling: str = "bilinear"
+    clc: list = dataclasses.field(default_factory=list)
+    clc_values: str = "auto"
+    label_res: int = 20
+    thresholds: dict = dataclasses.field(default_factory=lambda: dict(screening.DEFAULT_THRESHOLDS))
+    compression: str = "gzip"
+    merge: str = "copy"
+    split_fractions: tuple = (0.6, 0.2, 0.2)
+    official_lists: str | None = None
+    strict: bool = False
+    progress: bool = True
+
+    def fingerprint(self) -> str:
+        """What decides a part's content: a part built under another fingerprint is rebuilt."""
+        keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions")
+        d = {k: getattr(self, k) for k in keys}
+        d["clc"] = [os.path.basename(str(p)) for p in self.clc]
+        d["official_lists"] = bool(self.official_lists)
+        d["version"] = __version__
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+    def public(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["clc"] = [str(p) for p in self.clc]
+        d["split_fractions"] = list(self.split_fractions)
+        return d
+
+
+# --------------------------------------------------------------------------- per-tile work
+
+class _Stats:
+    """Running per-band sums over kept patches, combinable across tiles."""
+
+    def __init__(self):
+        self.sums = {k: np.zeros((3, ARRAYS[k][0][0])) for k in archive.ARRAY_KEYS}  # n, sum, sumsq
+
+    def add(self, arrays: dict) -> None:
+        for k in archive.ARRAY_KEYS:
+            a = arrays[k].astype(np.float64)
+            self.sums[k][0] += a.shape[0] * a.shape[2] * a.shape[3]
+            self.sums[k][1] += a.sum(axis=(0, 2, 3))
+            self.sums[k][2] += (a * a).sum(axis=(0, 2, 3))
+
+    def to_json(self) -> dict:
+        return {k: v.tolist() for k, v in self.sums.items()}
+
+
+def tile_split(tile: str, fractions) -> str:
+    """Deterministic, tile-disjoint split from a hash of the MGRS tile id."""
+    h = int(hashlib.sha256(tile.encode()).hexdigest()[:8], 16) / 2 ** 32
+    a, b = fractions[0], fractions[0] + fractions[1]
+    return "train" if h < a else "validation" if h < b else "test"
+
+
+def _bounds(geo, x: int, y: int) -> list[float]:
+    ulx, uly = geo.ulx + x * PATCH_M, geo.uly - y * PATCH_M
+    return [ulx, uly, ulx + PATCH_M, uly - PATCH_M]
+
+
+def process_product(product: Product, cfg: BuildConfig, part_path: Path, progress=None) -> dict:
+    """Cut one product into screened, labelled, super-resolved patches in a part file."""
+    geo = product.geocoding
+    ncols = geo.grid_cols
+    up = upsample.get(cfg.upsampling)
+    if not cfg.clc:
+        raise InputError(product.path, "no CORINE raster given (--clc) to label the patches")
+    labeler = ClcLabeler(cfg.clc, cfg.label_res, cfg.clc_values)
+    classes_idx, clc_path = labeler.tile_classes(geo.crs, geo.ulx, geo.uly, geo.size_10m * 10)
+    lab_px = PATCH_M // cfg.label_res
+
+    t0 = time.perf_counter()
+    bands = {b: read_band(product, b) for b in NATIVE}
+    t_decode = time.perf_counter() - t0
+    convert = lambda b, a: to_reflectance_dn(product, b, a)  # noqa: E731
+    split = tile_split(product.tile, cfg.split_fractions)
+
+    drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
+    stats = _Stats()
+    writer = archive.PartWriter(part_path, cfg.compression)
+    try:
+        for y in range(ncols):
+            r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
+            scl = bands["SCL"][r0 // 2:r1 // 2, : ncols * PATCH_PX // 2]
+            reasons = screening.drop_reasons(screening.scl_fractions(scl, PATCH_PX // 2), cfg.thresholds)
+            classes = labeler.strip_classes(classes_idx[y * lab_px:(y + 1) * lab_px, : ncols * lab_px], ncols)
+            for x in range(ncols):
+                if reasons[x] is None and not classes[x].any():
+                    reasons[x] = "no_labels"
+            keep = [x for x in range(ncols) if reasons[x] is None]
+            for r in reasons:
+                if r is not None:
+                    drops[r] += 1
+            if progress is not None:
+                progress(1)
+            if not keep:
+                continue
+            sup = upsample.to_uint16(upsample.upsample_rows(up, bands, convert, r0, r1))
+            strip = {"data_super": sup}
+            for key, names, f in (("data_10m", BANDS_10M, 1), ("data_20m", BANDS_20M, 2), ("data_60m", BANDS_60M, 6)):
+                strip[key] = upsample.to_uint16(np.stack([convert(n, bands[n][r0 // f:r1 // f]) for n in names]))
+            arrays = {}
+            for key, a in strip.items():
+                p = a.shape[1]  # patch side at this resolution
+                cube = a[:, :, : ncols * p].reshape(a.shape[0], p, ncols, p).transpose(2, 0, 1, 3)
+                arrays[key] = np.ascontiguousarray(cube[keep])
+            arrays["classes"] = classes[keep]
+            arrays["classes_19"] = nom.to_19(arrays["classes"])
+            meta = [{"name": f"{product.prefix}_{x}_{y}", "product": product.name, "tile": product.tile,
+                     "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
+                     "bounds": _bounds(geo, x, y)} for x in keep]
+            writer.append(arrays, meta)
+            stats.add(arrays)
+        n = writer.n
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "clc": str(clc_path),
+            "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
+            "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}
+
+
+# --------------------------------------------------------------------------- tasks and plan
+
+@dataclasses.dataclass
+class Task:
+    """One unit of Algorithm 1: a product, or one tile_source's patches of the BigEarthNet archive."""
+
+    id: str
+    kind: str  # "product" or "bigearthnet"
+    source: object  # Product, or list of patch folders
+    count: int
+
+
+def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
+    """Open every input's metadata; inputs that cannot be opened are returned as failures."""
+    from . import bigearthnet_v1
+
+    tasks, failed = [], {}
+    for inp in inputs:
+        inp = Path(inp)
+        if bigearthnet_v1.is_archive_dir(inp):
+            tasks.extend(Task(tid, "bigearthnet", folders, len(folders))
+                         for tid, folders in bigearthnet_v1.group_by_tile_source(inp).items())
+            continue
+        try:
+            p = open_product(inp)
+            tasks.append(Task(p.name, "product", p, p.patch_count))
+        except InputError as e:
+            if cfg.strict:
+                raise
+            failed[inp.name.removesuffix(".zip").removesuffix(".SAFE")] = str(e)
+    ids = [t.id for t in tasks]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"the same product is given twice: {', '.join(dup)}")
+    return sorted(tasks, key=lambda t: t.id), failed
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _parts_dir(cfg) -> Path:
+    return Path(cfg.out_dir) / "parts"
+
+
+def _marker(cfg, task_id) -> Path:
+    return _parts_dir(cfg) / f"{task_id}.json"
+
+
+def done_result(cfg: BuildConfig, task: Task) -> dict | None:
+    """The recorded result of a finished tile, if its part is intact and built the same way."""
+    m = _marker(cfg, task.id)
+    if not m.exists():
+        return None
+    try:
+        res = json.loads(m.read_text())
+    except json.JSONDecodeError:
+        return None
+    part = _parts_dir(cfg) / f"{task.id}.h5"
+    if res.get("fingerprint") != cfg.fingerprint() or not part.exists() or _sha256(part) != res.get("sha256"):
+        return None
+    return res
+
+
+def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
+    """Build one tile's part (or reuse it); never raises for bad input unless ``strict``."""
+    from . import bigearthnet_v1
+
+    prev = done_result(cfg, task)
+    if prev is not None:
+        prev["resumed"] = True
+        return prev
+    part = _parts_dir(cfg) / f"{task.id}.h5"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if task.kind == "product":
+            res = process_product(task.source, cfg, part, progress)
+        else:
+            res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
+    except (InputError, nom.UnknownClassError) as e:
+        if cfg.strict:
+            raise
+        return {"task": task.id, "status": "failed", "error": str(e)}
+    res.update(task=task.id, status="ok", fingerprint=cfg.fingerprint(), sha256=_sha256(part))
+    tmp = _marker(cfg, task.id).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    os.replace(tmp, _marker(cfg, task.id))
+    res["resumed"] = False
+    return res
+
+
+# --------------------------------------------------------------------------- engines
+
+def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> None:
+    import torch
+    torch.set_num_threads(1)
+    for t in tasks:
+        try:
+            res = run_task(t, cfg)
+        except BaseException as e:  # strict mode, or a bug: report it instead of dying silently
+            res = {"task": t.id, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                   "traceback": traceback.format_exc(), "fatal": True}
+        queue.put(res)
+        if res.get("fatal"):
+            return
+
+
+def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
+    """Run the plan on ``workers`` local processes (or in this process when workers == 1)."""
+    from tqdm import tqdm
+
+    results = []
+    if workers <= 1:
+        bar = tqdm(total=len(tasks), desc="tiles", unit="tile", disable=not cfg.progress)
+        for t in tasks:
+            inner = tqdm(total=max(1, int(round(t.count ** 0.5))) if t.kind == "product" else t.count,
+                         desc=t.id[:38], unit="row" if t.kind == "product" else "patch", leave=False,
+                         disable=not cfg.progress)
+            results.append(run_task(t, cfg, inner.update))
+            inner.close()
+            bar.update(1)
+            bar.set_postfix_str(_status(results[-1]))
+        bar.close()
+        return results
+
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    plan = serpentine(tasks, [t.count for t in tasks], workers)
+    procs = [ctx.Process(target=_worker_main, args=(w, plan[w], cfg, queue), daemon=True) for w in range(workers)]
+    for p in procs:
+        p.start()
+    bar = tqdm(total=len(tasks), desc=f"tiles ({workers} workers)", unit="tile", disable=not cfg.progress)
+    import queue as _q
+    while len(results) < len(tasks):
+        try:
+            res = queue.get(timeout=1.0)
+        except _q.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:  # a worker killed by a signal or crashed: end the build, never hang
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"a build worker died (exit code {dead[0].exitcode})")
+            continue
+        results.append(res)
+        bar.update(1)
+        bar.set_postfix_str(_status(res))
+        if res.get("fatal"):
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"{res['task']}: {res['error']}")
+    bar.close()
+    for p in procs:
+        p.join()
+    return results
+
+
+def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
+    """Each MPI rank builds its share; rank 0 gathers the results (others return None)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = serpentine(tasks, [t.count for t in tasks], size)[rank]
+    out = []
+    for t in mine:
+        try:
+            out.append(run_task(t, cfg))
+        except BaseException as e:
+            sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
+            comm.Abort(2)  # one rank failing ends the whole job rather than hanging the others
+        if cfg.progress:
+            sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out[-1])}\n")
+    gathered = comm.gather(out, root=0)
+    return [r for rs in gathered for r in rs] if rank == 0 else None
+
+
+def _status(res: dict) -> str:
+    if res.get("status") != "ok":
+        return f"FAILED {res.get('error', '')[:60]}"
+    return f"kept {res['kept']}" + (" (resumed)" if res.get("resumed") else "")
+
+
+# --------------------------------------------------------------------------- finish
+
+def band_stats(results: list[dict]) -> dict:
+    out = {}
+    for key, (bands, _) in archive.BAND_ATTRS.items():
+        acc = np.zeros((3, len(bands)))
+        for r in results:
+            if r.get("status") == "ok":
+                acc += np.asarray(r["stats"][key])
+        n = np.maximum(acc[0], 1)
+        mean = acc[1] / n
+        std = np.sqrt(np.maximum(acc[2] / n - mean ** 2, 0))
+        out[key] = {"bands": list(bands), "mean": mean.round(4).tolist(), "std": std.round(4).tolist()}
+    return out
+
+
+def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float) -> dict:
+    """Merge the parts in task order and write the manifest (both atomically)."""
+    out = Path(cfg.out_dir)
+    by_id = {r["task"]: r for r in results}
+    ok = [t.id for t in tasks if by_id.get(t.id, {}).get("status") == "ok"]
+    parts = [_parts_dir(cfg) / f"{i}.h5" for i in ok]
+    archive_path = out / ARCHIVE_NAME
+    n = archive.merge(parts, archive_path, cfg.public(), cfg.compression, cfg.merge) if parts else 0
+    drops: dict[str, int] = {}
+    for i in ok:
+        for k, v in by_id[i]["drops"].items():
+            drops[k] = drops.get(k, 0) + v
+    failed = {**failed_inputs, **{t.id: by_id[t.id]["error"] for t in tasks if by_id.get(t.id, {}).get("status") != "ok"}}
+    split_counts: dict[str, int] = {}
+    if n:
+        import h5py
+        with h5py.File(archive_path, "r") as f:
+            for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
+                split_counts[str(s)] = int(c)
+    outputs = {ARCHIVE_NAME: _sha256(archive_path)} if n else {}
+    if cfg.merge == "virtual":
+        outputs.update({f"parts/{p.name}": _sha256(p) for p in parts})
+    manifest = {
+        "version": __version__,
+        "config": cfg.public(),
+        "value_convention": VALUE_CONVENTION,
+        "patches": n,
+        "patches_per_split": split_counts,
+        "tiles": {i: {k: by_id[i][k] for k in ("kept", "drops", "sha256", "seconds_decode", "seconds_total") if k in by_id[i]} for i in ok},
+        "tiles_ok": len(ok),
+        "tiles_failed": failed,
+        "dropped": drops,
+        "dropped_total": sum(drops.values()),
+        "band_stats": band_stats([by_id[i] for i in ok]),
+        "outputs": outputs,
+        "seconds": round(seconds, 2),
+    }
+    tmp = out / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / MANIFEST_NAME)
+    return manifest
+
+
+def build(inputs, cfg: BuildConfig, workers: int = 1, engine: str = "local") -> dict | None:
+    """Plan, build and merge. Returns the manifest (on MPI rank 0; None on other ranks)."""
+    t0 = time.perf_counter()
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    tasks, failed_inputs = plan_tasks(inputs, cfg)
+    if engine == "mpi":
+        results = run_mpi(tasks, cfg)
+        if results is None:
+            return None
+    else:
+        results = run_local(tasks, cfg, workers)
+    return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0)

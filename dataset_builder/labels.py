@@ -1,0 +1,120 @@
+"""Patch labels: from a CORINE Land Cover raster (any CRS) or from BigEarthNet label JSONs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.nomenclature import UnknownClassError
+
+from .errors import InputError
+
+_NONE = nom.NUM_CLASSES  # index for "no class here" (no data, glaciers, unclassified)
+
+
+def _code_lut(values: str) -> np.ndarray:
+    """Raster value -> class index (0..42), _NONE for no class, -1 for an unknown value."""
+    lut = np.full(65536, -1, np.int16)
+    if values == "grid":
+        lut[list(nom.CLC_GRID_NODATA)] = _NONE
+        for g, code in enumerate(nom.CLC_44_CODES, start=1):
+            lut[g] = nom.CLC_CODES.index(code) if code in nom.CLC_CODES else _NONE
+    else:
+        lut[0] = _NONE
+        lut[list(nom.CLC_CODES_WITHOUT_CLASS)] = _NONE
+        for i, code in enumerate(nom.CLC_CODES):
+            lut[code] = i
+    return lut
+
+
+class ClcLabeler:
+    """Labels patches of a tile from CORINE rasters, reprojected (nearest) onto the tile grid.
+
+    ``values`` says how the raster stores classes: ``codes`` (111..523), ``grid`` (the official
+    CLC raster's 1..44) or ``auto`` (grid when the raster is uint8).
+    """
+
+    def __init__(self, paths, res: int = 20, values: str = "auto"):
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("no CORINE raster given")
+        self.res = res
+        self.values = values
+
+    def _source_for(self, crs: str, bounds) -> Path:
+        for p in self.paths:
+            try:
+                with rasterio.open(p) as ds:
+                    if ds.crs is None:
+                        raise InputError(p, "CORINE raster has no CRS")
+                    l, b, r, t = transform_bounds(crs, ds.crs, *bounds)
+                    if l >= ds.bounds.left - 1e-6 and r <= ds.bounds.right + 1e-6 and \
+                            b >= ds.bounds.bottom - 1e-6 and t <= ds.bounds.top + 1e-6:
+                        return p
+            except RasterioIOError as e:
+                raise InputError(p, f"cannot open CORINE raster ({e})") from None
+        raise InputError(self.paths[0] if len(self.paths) == 1 else self.paths[0].parent,
+                         f"no CORINE raster covers the tile bounds {tuple(round(v) for v in bounds)} in {crs}")
+
+    def tile_classes(self, crs: str, ulx: float, uly: float, size_m: int) -> tuple[np.ndarray, Path]:
+        """Class index (0..43) on the tile's grid at ``self.res`` m."""
+        bounds = (ulx, uly - size_m, ulx + size_m, uly)
+        src_path = self._source_for(crs, bounds)
+        n = size_m // self.res
+        transform = rasterio.transform.from_origin(ulx, uly, self.res, self.res)
+        with rasterio.open(src_path) as src:
+            values = self.values
+            if values == "auto":
+                values = "grid" if src.dtypes[0] == "uint8" else "codes"
+            with WarpedVRT(src, crs=crs, transform=transform, width=n, height=n,
+                           resampling=Resampling.nearest, src_nodata=src.nodata or 0, nodata=0) as vrt:
+                raw = vrt.read(1)
+        idx = _code_lut(values)[raw.astype(np.uint16)]
+        if (idx < 0).any():
+            bad = sorted(set(raw[idx < 0].tolist()))[:5]
+            raise InputError(src_path, f"unknown CORINE value(s) {bad} (read as {values})")
+        return idx.astype(np.uint8), src_path
+
+    @staticmethod
+    def strip_classes(idx_strip: np.ndarray, ncols: int) -> np.ndarray:
+        """(ncols, 43) multi-hot for a strip of patches of the class-index grid."""
+        rows, width = idx_strip.shape
+        w = width // ncols
+        blocks = idx_strip[:, : ncols * w].reshape(rows, ncols, w)
+        present = np.zeros((ncols, nom.NUM_CLASSES + 1), np.uint8)
+        col = np.broadcast_to(np.arange(ncols)[None, :, None], blocks.shape)
+        present[col.ravel(), blocks.ravel()] = 1
+        return present[:, : nom.NUM_CLASSES]
+
+
+def read_label_json(path) -> dict:
+    """A BigEarthNet ``_labels_metadata.json``: labels (validated), coordinates, projection, source."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(path, "label file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"malformed label JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise InputError(path, "label JSON is not an object")
+    for key in ("labels", "coordinates", "projection", "tile_source", "acquisition_date"):
+        if key not in meta:
+            raise InputError(path, f"label JSON has no {key!r}")
+    if not isinstance(meta["labels"], list) or not all(isinstance(v, str) for v in meta["labels"]):
+        raise InputError(path, "'labels' must be a list of class names")
+    coords = meta["coordinates"]
+    if not isinstance(coords, dict) or not all(k in coords for k in ("ulx", "uly", "lrx", "lry")):
+        raise InputError(path, "'coordinates' must have ulx, uly, lrx, lry")
+    try:
+        meta["classes"] = nom.multi_hot_from_names(meta["labels"], str(path))
+    except UnknownClassError as e:
+        raise InputError(path, str(e).replace(f" in {path}", "")) from None
+    return meta

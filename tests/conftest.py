@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("BIGEARTH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def fixtures_dir(sub: str) -> Path:
+    path = FIXTURES / sub
+    if not path.exists():
+        pytest.skip(f"real fixtures not found at {path} (see ../shared/fixtures/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """Three small synthetic products (4.8 km tiles: 16 patches each), old and new baselines, with truth."""
+    from dataset_builder.synth import SynthConfig, write_product
+
+    out = tmp_path_factory.mktemp("synth")
+    for tile, date, baseline in (("T33UUP", "20170613T101031", "05.00"), ("T29UPU", "20170617T113321", "02.14"),
+                                 ("T35VPK", "20180204T094159", "05.09")):
+        write_product(SynthConfig(tile=tile, date=date, baseline=baseline, tile_size_m=4800, seed=3,
+                                  cloud_cover=0.15, snow_cover=0.08, nodata_cover=0.05, write_truth=True), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def products(synth_dir) -> list[Path]:
+    return sorted(synth_dir.glob("*.SAFE"))
+
+
+@pytest.fixture(scope="session")
+def built(synth_dir, products, tmp_path_factory):
+    """One reference build of the synthetic products (1 worker)."""
+    from dataset_builder.build import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("built")
+    cfg = BuildConfig(out_dir=str(out), clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")), progress=False)
+    manifest = build(products, cfg)
+    return out, manifest, cfg
+
+
+def copy_products(products, dest: Path) -> list[Path]:
+    out = []
+    for p in products:
+        shutil.copytree(p, dest / p.name)
+        out.append(dest / p.name)
+    return out
+
+
+def archive_contents(path) -> dict:
+    """Everything an archive holds that must not depend on how it was built (not the config attr)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for key in f:
+            out[key] = f[key][:]
+            for a, v in f[key].attrs.items():
+                out[f"{key}@{a}"] = np.asarray(v)
+    return out
+
+
+def assert_same_archive(a, b) -> None:
+    ca, cb = archive_contents(a), archive_contents(b)
+    assert sorted(ca) == sorted(cb)
+    for k in ca:
+        np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)

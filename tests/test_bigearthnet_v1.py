@@ -1,0 +1,86 @@
+"""The real BigEarthNet v1 patches in ../shared/fixtures flow through the builder unchanged."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
+from dataset_builder import archive
+from dataset_builder.bigearthnet_v1 import read_list
+from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
+from dataset_builder.errors import InputError
+from dataset_builder.tiles import REAL_TILES
+
+from .conftest import fixtures_dir
+
+SNOWY = "S2B_MSIL2A_20180204T94161_57_38"
+
+
+@pytest.fixture(scope="module")
+def ben_build(tmp_path_factory):
+    src = fixtures_dir("bigearthnet-v1")
+    lists = fixtures_dir("bigearthnet-lists")
+    out = tmp_path_factory.mktemp("ben")
+    manifest = build([src], BuildConfig(out_dir=str(out), official_lists=str(lists), progress=False))
+    return src, lists, out, manifest
+
+
+def test_names_and_xy_from_json_coordinates(ben_build):
+    src, _, out, _ = ben_build
+    recs = list(archive.iter_records(out / ARCHIVE_NAME))
+    assert len(recs) == 3
+    for r in recs:
+        meta = json.loads((src / r.name / f"{r.name}_labels_metadata.json").read_text())
+        c = meta["coordinates"]
+        tile = meta["tile_source"].split("_")[5]
+        _, ulx, uly = REAL_TILES[tile]
+        x, y = (c["ulx"] - ulx) / 1200, (uly - c["uly"]) / 1200
+        prefix = "_".join(r.name.split("_")[:3])
+        assert r.name == f"{prefix}_{int(x)}_{int(y)}" and (r.x, r.y) == (x, y)
+        assert r.tile == tile and list(r.bounds) == [c["ulx"], c["uly"], c["lrx"], c["lry"]]
+        assert sorted(nom.names_of(r.classes)) == sorted(meta["labels"])
+
+
+def test_arrays_equal_rasterio_reads(ben_build):
+    src, _, out, _ = ben_build
+    for r in archive.iter_records(out / ARCHIVE_NAME):
+        for key, bands in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
+            for i, b in enumerate(bands):
+                with rasterio.open(src / r.name / f"{r.name}_{b}.tif") as ds:
+                    np.testing.assert_array_equal(getattr(r, key)[i], ds.read(1))
+        for b in BANDS_20M:  # super-resolved within the patch: GDAL bilinear on the patch, within rounding
+            with rasterio.open(src / r.name / f"{r.name}_{b}.tif") as ds:
+                up = ds.read(1, out_shape=(120, 120), resampling=rasterio.enums.Resampling.bilinear, out_dtype="float32")
+            assert np.abs(r.data_super[BANDS_SUPER.index(b)] - up).max() <= 1.0
+
+
+def test_snow_listed_patch_dropped_and_official_splits_kept(ben_build):
+    _, lists, out, manifest = ben_build
+    assert manifest["dropped"] == {"snow_list": 1, "cloud_list": 0}
+    recs = list(archive.iter_records(out / ARCHIVE_NAME))
+    assert SNOWY not in {r.name for r in recs}
+    for r in recs:
+        expected = [s for s in ("train", "validation", "test") if r.name in read_list(str(lists), s)]
+        assert [r.split] == expected
+
+
+def test_official_lists_sizes():
+    lists = str(fixtures_dir("bigearthnet-lists"))
+    assert len(read_list(lists, "snow")) == 61707 and len(read_list(lists, "cloud")) == 9280
+    assert (len(read_list(lists, "train")), len(read_list(lists, "validation")), len(read_list(lists, "test"))) \
+        == (269695, 123723, 125866)
+
+
+def test_missing_band_in_a_patch_folder(tmp_path):
+    src = fixtures_dir("bigearthnet-v1")
+    dst = tmp_path / "ben"
+    shutil.copytree(src, dst)
+    victim = dst / "S2A_MSIL2A_20170617T113321_4_55" / "S2A_MSIL2A_20170617T113321_4_55_B8A.tif"
+    victim.unlink()
+    manifest = build([dst], BuildConfig(out_dir=str(tmp_path / "o"), progress=False))
+    err = next(iter(manifest["tiles_failed"].values()))
+    assert victim.name in err and "missing" in err
+    assert manifest["tiles_ok"] >= 1

@@ -1,0 +1,24 @@
+"""The build on MPI ranks (mpirun -n 2) gives the archive a single process gives."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataset_builder.build import ARCHIVE_NAME
+
+from .conftest import assert_same_archive
+
+
+def test_mpirun_two_ranks(built, products, tmp_path):
+    pytest.importorskip("mpi4py")
+    mpirun = shutil.which("mpirun", path=str(Path(sys.executable).parent)) or shutil.which("mpirun")
+    if mpirun is None:
+        pytest.skip("no mpirun (pip install mpich)")
+    out = tmp_path / "mpi"
+    cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth_sr.cli", "build", *map(str, products),
+           "--out", str(out), "--engine", "mpi", "--no-progress", *[a for c in built[2].clc for a in ("--clc", c)]]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
