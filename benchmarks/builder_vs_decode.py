@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bigearth_bench")
     ap.add_argument("--tile-size-m", type=int, default=109_800)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--compression", default="gzip")
+    ap.add_argument("--compression", default="blosc-lz4")
     args = ap.parse_args()
 
     from dataset_builder.build import BuildConfig, build

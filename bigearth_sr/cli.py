@@ -31,8 +31,10 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-res", type=int, default=20, choices=(10, 20, 30, 40, 60, 100, 120),
                    help="grid (m) on which the CORINE raster is resampled (nearest) to find the classes of a patch")
     g.add_argument("--upsampling", default="bilinear", choices=upsample.available(), help="super-resolution method")
-    g.add_argument("--compression", default="gzip", choices=sorted(archive.COMPRESSIONS),
-                   help="HDF5 filter for the patch arrays (gzip = shuffle + deflate level 1; see benchmarks/RESULTS.md)")
+    g.add_argument("--compression", default=archive.DEFAULT_COMPRESSION, choices=sorted(archive.COMPRESSIONS),
+                   help="HDF5 filter for the patch arrays: blosc-lz4 (fast; readers `import hdf5plugin`), "
+                        "blosc2-zstd (gzip's ratio, 3x faster), gzip (shuffle + deflate 1, no plugin needed), "
+                        "lzf, none; measured in benchmarks/RESULTS.md")
     g.add_argument("--merge", default="copy", choices=("copy", "virtual"),
                    help="copy: one self-contained archive (chunks copied as compressed bytes); "
                         "virtual: an HDF5 virtual dataset over parts/")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # registers the Blosc filters with HDF5 for every reader of this module
 import numpy as np
 
 from bigearth_sr import nomenclature as nom
@@ -25,12 +28,17 @@ META: dict[str, tuple[object, tuple[int, ...]]] = {
     "name": (STR, ()), "product": (STR, ()), "tile": (STR, ()), "date": (STR, ()), "split": (STR, ()),
     "crs": (STR, ()), "x": (np.int16, ()), "y": (np.int16, ()), "bounds": (np.float64, (4,)),
 }
+# Filters for the patch arrays, measured in benchmarks/RESULTS.md. blosc-lz4 (default) writes
+# ~12x and reads ~4x faster than gzip for a 13 % larger file; readers need `import hdf5plugin`.
+# gzip (shuffle + deflate 1) is readable by every HDF5 library without plugins.
 COMPRESSIONS = {
     "none": {},
+    "blosc-lz4": dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)),
+    "blosc2-zstd": dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.SHUFFLE)),
     "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
-    "gzip4": {"compression": "gzip", "compression_opts": 4, "shuffle": True},
     "lzf": {"compression": "lzf", "shuffle": True},
 }
+DEFAULT_COMPRESSION = "blosc-lz4"
 BAND_ATTRS = {"data_super": (BANDS_SUPER, 10), "data_10m": (BANDS_10M, 10), "data_20m": (BANDS_20M, 20),
               "data_60m": (BANDS_60M, 60)}
 
@@ -71,14 +79,24 @@ def _res(band: str) -> int:
     return BAND_RESOLUTION[band]
 
 
+def shuffle_deflate(a: np.ndarray, level: int) -> bytes:
+    """One chunk through HDF5's shuffle + deflate filters, done here so that threads can share
+    the work (zlib releases the GIL; h5py's own filter pipeline runs on one core)."""
+    planes = np.ascontiguousarray(a.reshape(-1).view(np.uint8).reshape(-1, a.itemsize).T)
+    return zlib.compress(planes, level)
+
+
 class PartWriter:
     """Appends patches of one tile to ``<path>.tmp``; ``close`` renames it into place."""
 
-    def __init__(self, path, compression: str = "gzip"):
+    def __init__(self, path, compression: str = DEFAULT_COMPRESSION, threads: int | None = None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False)
         _create(self.f, compression)
+        opts = COMPRESSIONS[compression]
+        self.level = opts.get("compression_opts") if opts.get("compression") == "gzip" else None
+        self.pool = ThreadPoolExecutor(threads or os.cpu_count() or 1) if self.level is not None else None
         self.n = 0
 
     def append(self, arrays: dict[str, np.ndarray], meta: list[dict]) -> None:
@@ -88,7 +106,13 @@ class PartWriter:
         for key in ARRAYS:
             ds = self.f[key]
             ds.resize(self.n + k, axis=0)
-            ds[self.n:] = arrays[key]
+            if self.pool is not None and key in ARRAY_KEYS:
+                zeros = (0,) * (ds.ndim - 1)
+                level = self.level
+                for i, raw in enumerate(self.pool.map(lambda a: shuffle_deflate(a, level), arrays[key])):
+                    ds.id.write_direct_chunk((self.n + i, *zeros), raw)
+            else:
+                ds[self.n:] = arrays[key]
         for key in META:
             ds = self.f[key]
             ds.resize(self.n + k, axis=0)
@@ -99,11 +123,15 @@ class PartWriter:
     def close(self) -> Path:
         describe(self.f)
         self.f.close()
+        if self.pool is not None:
+            self.pool.shutdown()
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         self.f.close()
+        if self.pool is not None:
+            self.pool.shutdown()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -128,8 +156,8 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
                 with h5py.File(p, "r") as src:
                     for key in ARRAY_KEYS:
                         s, d = src[key], dst[key]
-                        if s.compression != d.compression or s.shuffle != d.shuffle:
-                            raise ValueError(f"{p}: part compressed as {s.compression}, archive as {d.compression}")
+                        if s._filters != d._filters:
+                            raise ValueError(f"{p}: part filters {s._filters} differ from the archive's {d._filters}")
                         zeros = (0,) * (s.ndim - 1)
                         for i in range(n):  # chunks move as compressed bytes: no decode, no re-encode
                             mask, raw = s.id.read_direct_chunk((i, *zeros))
@@ -142,6 +170,9 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
             raise ValueError(f"unknown merge mode {mode!r}")
         describe(dst, config)
         dst.attrs["merge"] = mode
+        dst.attrs["compression"] = compression
+        if compression.startswith("blosc"):
+            dst.attrs["reading_note"] = "patch arrays use a Blosc filter: `import hdf5plugin` before h5py reads them"
     os.replace(tmp, out)
     return total
 

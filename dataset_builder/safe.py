@@ -226,25 +226,38 @@ def open_product(path) -> Product:
                    band_paths, quant, offsets)
 
 
-def read_band(product: Product, band: str) -> np.ndarray:
-    """Decode one band at its native resolution, checked against the tile geocoding."""
+def open_band(product: Product, band: str):
+    """Open one band file and check it against the tile geocoding; returns the rasterio dataset."""
     res = NATIVE[band]
     path = product.band_paths[band]
     geo = product.geocoding
     want = geo.size(res)
     try:
-        with rasterio.open(path) as ds:
-            if ds.count != 1 or ds.dtypes[0] not in ("uint16", "uint8"):
-                raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes}")
-            if (ds.height, ds.width) != (want, want):
-                raise InputError(path, f"raster is {ds.height} x {ds.width}, the tile geocoding says {want} x {want}")
-            if ds.crs is None or ds.crs.to_epsg() != geo.epsg:
-                raise InputError(path, f"CRS {ds.crs} does not match the tile's EPSG:{geo.epsg}")
-            if not ds.transform.almost_equals(geo.transform(res)):
-                raise InputError(path, f"geotransform {tuple(ds.transform)[:6]} does not match the tile geocoding")
-            return ds.read(1)
+        ds = rasterio.open(path)
     except RasterioIOError as e:
         raise InputError(path, f"cannot decode ({e})") from None
+    try:
+        if ds.count != 1 or ds.dtypes[0] not in ("uint16", "uint8"):
+            raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes}")
+        if (ds.height, ds.width) != (want, want):
+            raise InputError(path, f"raster is {ds.height} x {ds.width}, the tile geocoding says {want} x {want}")
+        if ds.crs is None or ds.crs.to_epsg() != geo.epsg:
+            raise InputError(path, f"CRS {ds.crs} does not match the tile's EPSG:{geo.epsg}")
+        if not ds.transform.almost_equals(geo.transform(res)):
+            raise InputError(path, f"geotransform {tuple(ds.transform)[:6]} does not match the tile geocoding")
+    except BaseException:
+        ds.close()
+        raise
+    return ds
+
+
+def read_band(product: Product, band: str) -> np.ndarray:
+    """Decode one band at its native resolution, checked against the tile geocoding."""
+    with open_band(product, band) as ds:
+        try:
+            return ds.read(1)
+        except RasterioIOError as e:
+            raise InputError(product.band_paths[band], f"cannot decode ({e})") from None
 
 
 def to_reflectance_dn(product: Product, band: str, dn: np.ndarray) -> np.ndarray:
@@ -261,3 +274,13 @@ def to_reflectance_dn(product: Product, band: str, dn: np.ndarray) -> np.ndarray
         out *= np.float32(scale)
     np.maximum(out, 0, out=out)
     return out
+
+
+def native_uint16(product: Product, band: str, dn: np.ndarray) -> np.ndarray:
+    """The stored uint16 values of native pixels: ``to_reflectance_dn`` rounded, done in integers
+    when the conversion is an integer shift (always, for ESA products: quantification 10000)."""
+    offset = product.offsets.get(band, 0.0)
+    if product.quantification == 10000.0 and float(offset).is_integer() and offset <= 0:
+        shift = np.uint16(-offset)
+        return np.maximum(dn, shift) - shift if shift else dn.astype(np.uint16, copy=False)
+    return np.clip(np.rint(to_reflectance_dn(product, band, dn)), 0, 65535).astype(np.uint16)

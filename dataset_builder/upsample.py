@@ -14,7 +14,6 @@ import torch
 
 from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
 
-_ORDER = [(BANDS_10M + BANDS_20M + BANDS_60M).index(b) for b in BANDS_SUPER]
 
 
 class Upsampler(Protocol):
@@ -25,25 +24,40 @@ class Upsampler(Protocol):
         """(4,H,W), (6,H/2,W/2), (2,H/6,W/6) float32 -> (12,H,W) float32 in BANDS_SUPER order."""
 
 
-def _bilinear_1d(x: torch.Tensor, f: int, dim: int) -> torch.Tensor:
-    """Upsample by the integer ``f`` along ``dim`` (pixel centres aligned, edges clamped).
+def _phase_weights(f: int) -> list[float]:
+    # output pixel f*k + j lies at source coordinate k + (j + 0.5) / f - 0.5
+    return [(j + 0.5) / f - 0.5 for j in range(f)]
 
-    Output pixel f*k + j lies at source coordinate k + (j + 0.5) / f - 0.5, so its two weights
-    depend on the phase j alone: every output pixel is computed by the same arithmetic wherever
-    the window starts, which makes strip-wise results bit-identical to whole-tile results
-    (``F.interpolate`` derives coordinates in float32 from the absolute index and is not).
+
+def _bilinear_axis(x: torch.Tensor, f: int, dim: int, out: torch.Tensor) -> None:
+    """Upsample ``x`` by the integer ``f`` along ``dim`` (0 or 1) into ``out``.
+
+    The two weights of an output pixel depend on its phase j alone, and each pixel is one
+    multiply, one multiply and one add/subtract: the same arithmetic wherever a window starts,
+    so strip-wise results are bit-identical to whole-tile ones (``F.interpolate`` derives
+    coordinates in float32 from the absolute index and is not). Edges are clamped.
     """
     n = x.shape[dim]
     xp = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
     prev, here, nxt = xp.narrow(dim, 0, n), xp.narrow(dim, 1, n), xp.narrow(dim, 2, n)
-    phases = []
-    for j in range(f):
-        w = (j + 0.5) / f - 0.5
-        phases.append(here * (1 + w) - prev * w if w < 0 else here * (1 - w) + nxt * w)
-    out = torch.stack(phases, dim + 1)
     shape = list(x.shape)
-    shape[dim] = n * f
-    return out.reshape(shape)
+    shape.insert(dim + 1, f)
+    phases = out.view(shape)
+    for j, w in enumerate(_phase_weights(f)):
+        dst = phases.select(dim + 1, j)
+        if w < 0:
+            torch.mul(here, 1 + w, out=dst)
+            dst.add_(prev * -w)
+        else:
+            torch.mul(here, 1 - w, out=dst)
+            dst.add_(nxt * w)
+
+
+def bilinear(x: torch.Tensor, f: int, out: torch.Tensor) -> None:
+    """(h, w) -> (h*f, w*f) into ``out``: rows, then columns."""
+    tmp = torch.empty((x.shape[0] * f, x.shape[1]), dtype=x.dtype)
+    _bilinear_axis(x, f, 0, tmp)
+    _bilinear_axis(tmp, f, 1, out)
 
 
 class Bilinear:
@@ -54,12 +68,15 @@ class Bilinear:
     halo = 1
 
     def __call__(self, b10, b20, b60):
+        out = np.empty((len(BANDS_SUPER), *b10.shape[1:]), np.float32)
+        o = torch.from_numpy(out)
         with torch.no_grad():
-            def up(a, f):
-                t = torch.from_numpy(np.ascontiguousarray(a))
-                return _bilinear_1d(_bilinear_1d(t, f, 1), f, 2)
-            stack = torch.cat([torch.from_numpy(b10), up(b20, 2), up(b60, 6)])
-            return stack[_ORDER].numpy()
+            for cube, names, f in ((b10, BANDS_10M, 1), (b20, BANDS_20M, 2), (b60, BANDS_60M, 6)):
+                for k, name in enumerate(names):
+                    dst = o[BANDS_SUPER.index(name)]
+                    src = torch.from_numpy(np.ascontiguousarray(cube[k]))
+                    dst.copy_(src) if f == 1 else bilinear(src, f, dst)
+        return out
 
 
 _REGISTRY: dict[str, Callable[[], Upsampler]] = {"bilinear": Bilinear}
@@ -97,4 +114,7 @@ def upsample_rows(up: Upsampler, bands: dict, convert, row0: int, row1: int) -> 
 
 
 def to_uint16(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(a), 0, 65535).astype(np.uint16)
+    """Round half to even and saturate; in place on ``a`` (torch: on every core)."""
+    t = torch.from_numpy(a)
+    t.round_().clamp_(0, 65535)
+    return t.to(torch.int32).numpy().astype(np.uint16)

@@ -216,3 +216,22 @@ def test_record_schema_is_enforced():
     PatchRecord(**good)
     with pytest.raises(ValueError, match="data_20m"):
         PatchRecord(**{**good, "data_20m": np.zeros((6, 120, 120), np.uint16)})
+
+
+def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
+    """Chunks compressed by our threads read back through h5py's own shuffle+deflate filters."""
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.integers(0, 3000 if "data" in k else 2, (5, *shape)).astype(dtype)
+              for k, (shape, dtype) in __import__("bigearth_sr.record", fromlist=["ARRAYS"]).ARRAYS.items()}
+    meta = [{"name": f"n{i}", "product": "p", "tile": "T", "date": "d", "split": "train", "crs": "EPSG:1",
+             "x": i, "y": 0, "bounds": [0, 0, 0, 0]} for i in range(5)]
+    for comp in ("gzip", "none", "lzf", "blosc-lz4", "blosc2-zstd"):
+        w = archive.PartWriter(tmp_path / f"{comp}.h5", comp, threads=2)
+        w.append({k: v[:2] for k, v in arrays.items()}, meta[:2])
+        w.append({k: v[2:] for k, v in arrays.items()}, meta[2:])
+        w.close()
+        with h5py.File(tmp_path / f"{comp}.h5", "r") as f:
+            for k, v in arrays.items():
+                np.testing.assert_array_equal(f[k][:], v, err_msg=f"{comp} {k}")
+            if comp == "gzip":
+                assert f["data_super"].compression == "gzip" and f["data_super"].shuffle
