@@ -1,6 +1,7 @@
 """Builder wall time against the bare JPEG2000 decoding of the same tile, in one run.
 
-Writes one synthetic tile (full size by default: 10,980 px), then times, side by side:
+Writes one synthetic tile (full size by default: 10,980 px), then times, side by side, for
+each merge mode (copy: one self-contained archive; virtual: a virtual dataset over parts/):
   decode  - rasterio reads of its 12 band JP2s + SCL, nothing else (the floor);
   build   - `bigearth-sr build` on it (bilinear), one worker, archive + manifest included.
 Prints a table with the ratio; target build <= 1.25 x decode.
@@ -49,25 +50,26 @@ def main() -> None:
     clc = sorted(str(p) for p in (work / "products").glob(f"CLC_T33UUP_{args.tile_size_m}m.tif"))
 
     rows = []
-    for r in range(args.repeat):
-        decode_all(product)  # warm the page cache so both sides read from memory
+    decode_all(product)  # warm the page cache so both sides read from memory
+    for r, merge in ((r, m) for r in range(args.repeat) for m in ("copy", "virtual")):
         t_dec = decode_all(product)
-        out = work / f"build{r}"
+        out = work / f"build{r}{merge}"
         shutil.rmtree(out, ignore_errors=True)
-        cfg = BuildConfig(out_dir=str(out), clc=clc, compression=args.compression, progress=False)
+        cfg = BuildConfig(out_dir=str(out), clc=clc, compression=args.compression, merge=merge, progress=False)
         t = time.perf_counter()
         manifest = build([safe], cfg)
         t_build = time.perf_counter() - t
         info = next(iter(manifest["tiles"].values()))
-        rows.append((t_dec, t_build, info["seconds_decode"], manifest["patches"],
-                     os.path.getsize(out / "bigearth_sr.h5")))
+        size = sum(p.stat().st_size for p in [out / "bigearth_sr.h5", *(out / "parts").glob("*.h5")]
+                   if merge == "virtual" or p.parent == out)
+        rows.append((merge, t_dec, t_build, info["seconds_decode"], info["seconds_total"], manifest["patches"], size))
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; tile {args.tile_size_m} m "
           f"({args.tile_size_m // 10} px), compression {args.compression}")
-    print(f"| run | bare decode s | build s | build / decode | decode inside build s | patches kept | archive MB |")
-    print(f"|---|---|---|---|---|---|---|")
-    for i, (d, b, di, n, size) in enumerate(rows):
-        print(f"| {i} | {d:.1f} | {b:.1f} | {b / d:.2f} | {di:.1f} | {n} | {size / 1e6:.0f} |")
+    print("| merge | bare decode s | build s | build / decode | decode in build s | tile done s | patches | MB on disk |")
+    print("|---|---|---|---|---|---|---|---|")
+    for merge, d, b, di, dt, n, size in rows:
+        print(f"| {merge} | {d:.1f} | {b:.1f} | {b / d:.2f} | {di:.1f} | {dt:.1f} | {n} | {size / 1e6:.0f} |")
     (work / "result.json").write_text(json.dumps(rows))
 
 

@@ -140,12 +140,12 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                 continue
             p = read_patch(folder)
             tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
-            f32 = {b: a.astype(np.float32) for b, a in p["bands"].items()}
-            sup = up(np.stack([f32[b] for b in BANDS_10M]), np.stack([f32[b] for b in BANDS_20M]),
-                     np.stack([f32[b] for b in BANDS_60M]))
-            arrays = {"data_super": upsample.to_uint16(sup)[None]}
-            for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
-                arrays[key] = np.stack([p["bands"][b] for b in names])[None].astype(np.uint16)
+            cubes = {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
+                     for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
+            sr = up(cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
+                    cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
+            cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
+            arrays = {key: a[None] for key, a in cubes.items()}
             arrays["classes"] = p["meta"]["classes"][None]
             arrays["classes_19"] = nom.to_19(arrays["classes"])
             c = p["meta"]["coordinates"]

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,12 @@ class _Stats:
                 acc[1][c] += int(s[c])
                 acc[2][c] += int(q[c])
 
+    def merge(self, other: "_Stats") -> None:
+        for k, acc in self.sums.items():
+            for row, add in zip(acc, other.sums[k]):
+                for c, v in enumerate(add):
+                    row[c] += v
+
     def to_json(self) -> dict:
         return self.sums
 
@@ -118,47 +126,68 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     convert = lambda b, a: to_reflectance_dn(product, b, a)  # noqa: E731
     split = tile_split(product.tile, cfg.split_fractions)
 
+    def cut_strip(y: int):
+        """Screen, label and cut one row of patches; pure, so rows can run on several threads."""
+        r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
+        scl = bands["SCL"][r0 // 2:r1 // 2, : ncols * PATCH_PX // 2]
+        reasons = screening.drop_reasons(screening.scl_fractions(scl, PATCH_PX // 2), cfg.thresholds)
+        classes = labeler.strip_classes(classes_idx[y * lab_px:(y + 1) * lab_px, : ncols * lab_px], ncols)
+        for x in range(ncols):
+            if reasons[x] is None and not classes[x].any():
+                reasons[x] = "no_labels"
+        keep = [x for x in range(ncols) if reasons[x] is None]
+        if not keep:
+            return reasons, None, [], None
+        strip = {}
+        for key, names, f in (("data_10m", BANDS_10M, 1), ("data_20m", BANDS_20M, 2), ("data_60m", BANDS_60M, 6)):
+            strip[key] = np.stack([native_uint16(product, n, bands[n][r0 // f:r1 // f]) for n in names])
+        strip["data_super"] = upsample.assemble_super(strip["data_10m"], upsample.upsample_rows(up, bands, convert, r0, r1))
+        arrays = {}
+        for key, a in strip.items():
+            p = a.shape[1]  # patch side at this resolution
+            cube = a[:, :, : ncols * p].reshape(a.shape[0], p, ncols, p).transpose(2, 0, 1, 3)
+            arrays[key] = np.ascontiguousarray(cube[keep])
+        arrays["classes"] = classes[keep]
+        arrays["classes_19"] = nom.to_19(arrays["classes"])
+        meta = [{"name": f"{product.prefix}_{x}_{y}", "product": product.name, "tile": product.tile,
+                 "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
+                 "bounds": _bounds(geo, x, y)} for x in keep]
+        part = _Stats()
+        part.add(arrays)
+        return reasons, arrays, meta, part
+
     drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
     stats = _Stats()
     writer = archive.PartWriter(part_path, cfg.compression)
-    try:
-        for y in range(ncols):
-            r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
-            scl = bands["SCL"][r0 // 2:r1 // 2, : ncols * PATCH_PX // 2]
-            reasons = screening.drop_reasons(screening.scl_fractions(scl, PATCH_PX // 2), cfg.thresholds)
-            classes = labeler.strip_classes(classes_idx[y * lab_px:(y + 1) * lab_px, : ncols * lab_px], ncols)
-            for x in range(ncols):
-                if reasons[x] is None and not classes[x].any():
-                    reasons[x] = "no_labels"
-            keep = [x for x in range(ncols) if reasons[x] is None]
+    # rows are cut on a few threads (numpy and torch release the GIL) and written in order
+    threads = max(1, min(4, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(threads)
+    pending: deque = deque()
+
+    def drain(limit: int) -> None:
+        while len(pending) > limit:
+            reasons, arrays, meta, part = pending.popleft().result()
             for r in reasons:
                 if r is not None:
                     drops[r] += 1
+            if arrays is not None:
+                writer.append(arrays, meta)
+                stats.merge(part)
             if progress is not None:
                 progress(1)
-            if not keep:
-                continue
-            sup = upsample.to_uint16(upsample.upsample_rows(up, bands, convert, r0, r1))
-            strip = {"data_super": sup}
-            for key, names, f in (("data_10m", BANDS_10M, 1), ("data_20m", BANDS_20M, 2), ("data_60m", BANDS_60M, 6)):
-                strip[key] = np.stack([native_uint16(product, n, bands[n][r0 // f:r1 // f]) for n in names])
-            arrays = {}
-            for key, a in strip.items():
-                p = a.shape[1]  # patch side at this resolution
-                cube = a[:, :, : ncols * p].reshape(a.shape[0], p, ncols, p).transpose(2, 0, 1, 3)
-                arrays[key] = np.ascontiguousarray(cube[keep])
-            arrays["classes"] = classes[keep]
-            arrays["classes_19"] = nom.to_19(arrays["classes"])
-            meta = [{"name": f"{product.prefix}_{x}_{y}", "product": product.name, "tile": product.tile,
-                     "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
-                     "bounds": _bounds(geo, x, y)} for x in keep]
-            writer.append(arrays, meta)
-            stats.add(arrays)
+
+    try:
+        for y in range(ncols):
+            pending.append(pool.submit(cut_strip, y))
+            drain(2 * threads)  # bounded look-ahead keeps memory to a few rows
+        drain(0)
         n = writer.n
         writer.close()
     except BaseException:
         writer.abort()
         raise
+    finally:
+        pool.shutdown(cancel_futures=True)
     return {"kept": n, "drops": drops, "stats": stats.to_json(), "clc": str(clc_path),
             "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
             "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}
@@ -391,8 +420,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
             for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
                 split_counts[str(s)] = int(c)
     outputs = {ARCHIVE_NAME: _sha256(archive_path)} if n else {}
-    if cfg.merge == "virtual":
-        outputs.update({f"parts/{p.name}": _sha256(p) for p in parts})
+    if cfg.merge == "virtual":  # the parts are outputs too; their checksums are in the markers already
+        outputs.update({f"parts/{i}.h5": by_id[i]["sha256"] for i in ok})
     manifest = {
         "version": __version__,
         "config": cfg.public(),

@@ -42,27 +42,28 @@ def _missing_band(p):
     return f, "cannot decode|No such file|does not exist"
 
 
-def _wrong_size(p):
-    f = _band(p, "B05")
+def _rewrite(f: Path, crop: int = 0, **profile) -> None:
+    """Write the band file again with a changed profile (and optionally a cropped raster)."""
     with rasterio.open(f) as ds:
         prof = ds.profile
         a = ds.read(1)
-    prof.update(width=a.shape[1] - 6, height=a.shape[0] - 6)
+    if crop:
+        a = a[:-crop, :-crop]
+    prof.update(width=a.shape[1], height=a.shape[0], **profile)
     f.unlink()
     with rasterio.open(f, "w", **prof) as ds:
-        ds.write(a[:-6, :-6], 1)
+        ds.write(a, 1)
+
+
+def _wrong_size(p):
+    f = _band(p, "B05")
+    _rewrite(f, crop=6)
     return f, "raster is 234 x 234, the tile geocoding says 240 x 240"
 
 
 def _wrong_crs(p):
     f = _band(p, "B09")
-    with rasterio.open(f) as ds:
-        prof = ds.profile
-        a = ds.read(1)
-    prof.update(crs="EPSG:32632")
-    f.unlink()
-    with rasterio.open(f, "w", **prof) as ds:
-        ds.write(a, 1)
+    _rewrite(f, crs="EPSG:32632")
     return f, "does not match the tile's EPSG"
 
 
