@@ -26,6 +26,9 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clc", action="append", default=[],
                    help="CORINE Land Cover raster (any CRS; CLC codes or the official 1..44 grid codes); "
                         "repeatable, a folder means every .tif in it")
+    g.add_argument("--labels-json", default=None,
+                   help="label products from BigEarthNet label JSONs in this folder (<name>/<name>_labels_metadata.json) "
+                        "instead of a CORINE raster; patches without one are dropped as no_labels")
     g.add_argument("--clc-values", choices=("auto", "codes", "grid"), default="auto",
                    help="how the CORINE raster stores classes (auto: grid codes when it is uint8)")
     g.add_argument("--label-res", type=int, default=20, choices=(10, 20, 30, 40, 60, 100, 120),
@@ -68,7 +71,7 @@ def _build_config(args):
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
         sys.exit("--split-fractions needs three shares that add up to 1")
     return BuildConfig(out_dir=args.out, upsampling=args.upsampling, clc=_expand_clc(args.clc),
-                       clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
+                       labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
                        compression=args.compression, merge=args.merge, split_fractions=fr,
                        official_lists=args.official_lists, strict=args.strict, progress=not args.no_progress)
 

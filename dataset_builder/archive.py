@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -144,30 +145,35 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         with h5py.File(p, "r") as f:
             sizes.append(f["name"].shape[0])
     total = sum(sizes)
-    with h5py.File(tmp, "w", libver=("v110", "v110")) as dst:
+    if mode == "copy" and parts:
+        # the first part, copied by the kernel, is the archive's start; later parts are appended
+        # as compressed chunks (no decode, no re-encode)
+        shutil.copyfile(parts[0], tmp)
+    elif mode not in ("copy", "virtual"):
+        raise ValueError(f"unknown merge mode {mode!r}")
+    with h5py.File(tmp, "r+" if mode == "copy" and parts else "w", libver=("v110", "v110")) as dst:
         if mode == "virtual":
             _merge_virtual(dst, parts, sizes, out.parent)
-        elif mode == "copy":
-            _create(dst, compression)
+        else:
+            if not parts:
+                _create(dst, compression)
             for key in list(ARRAYS) + list(META):
                 dst[key].resize(total, axis=0)
-            off = 0
-            for p, n in zip(parts, sizes):
+            off = sizes[0] if parts else 0
+            for p, n in zip(parts[1:], sizes[1:]):
                 with h5py.File(p, "r") as src:
                     for key in ARRAY_KEYS:
                         s, d = src[key], dst[key]
                         if s._filters != d._filters:
                             raise ValueError(f"{p}: part filters {s._filters} differ from the archive's {d._filters}")
                         zeros = (0,) * (s.ndim - 1)
-                        for i in range(n):  # chunks move as compressed bytes: no decode, no re-encode
+                        for i in range(n):
                             mask, raw = s.id.read_direct_chunk((i, *zeros))
                             d.id.write_direct_chunk((off + i, *zeros), raw, mask)
                     for key in list(LABEL_KEYS) + list(META):
                         if n:
                             dst[key][off:off + n] = src[key][:]
                 off += n
-        else:
-            raise ValueError(f"unknown merge mode {mode!r}")
         describe(dst, config)
         dst.attrs["merge"] = mode
         dst.attrs["compression"] = compression

@@ -26,7 +26,7 @@ from bigearth_sr.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M,
 
 from . import archive, screening, upsample
 from .errors import InputError
-from .labels import ClcLabeler
+from .labels import ClcLabeler, JsonLabeler
 from .safe import NATIVE, Product, native_uint16, open_product, read_band, to_reflectance_dn
 from .schedule import serpentine
 
@@ -39,6 +39,7 @@ class BuildConfig:
     out_dir: str
     upsampling: str = "bilinear"
     clc: list = dataclasses.field(default_factory=list)
+    labels_json: str | None = None  # BigEarthNet label JSONs instead of CORINE rasters
     clc_values: str = "auto"
     label_res: int = 20
     thresholds: dict = dataclasses.field(default_factory=lambda: dict(screening.DEFAULT_THRESHOLDS))
@@ -54,6 +55,7 @@ class BuildConfig:
         keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions")
         d = {k: getattr(self, k) for k in keys}
         d["clc"] = [os.path.basename(str(p)) for p in self.clc]
+        d["labels_json"] = bool(self.labels_json)
         d["official_lists"] = bool(self.official_lists)
         d["version"] = __version__
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
@@ -113,11 +115,22 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     geo = product.geocoding
     ncols = geo.grid_cols
     up = upsample.get(cfg.upsampling)
-    if not cfg.clc:
-        raise InputError(product.path, "no CORINE raster given (--clc) to label the patches")
-    labeler = ClcLabeler(cfg.clc, cfg.label_res, cfg.clc_values)
-    classes_idx, clc_path = labeler.tile_classes(geo.crs, geo.ulx, geo.uly, geo.size_10m * 10)
-    lab_px = PATCH_M // cfg.label_res
+    if cfg.labels_json:
+        json_labeler = JsonLabeler(cfg.labels_json)
+        label_source = str(cfg.labels_json)
+
+        def strip_labels(y):
+            return json_labeler.strip_classes(product.prefix, y, ncols, lambda x: _bounds(geo, x, y))
+    elif cfg.clc:
+        labeler = ClcLabeler(cfg.clc, cfg.label_res, cfg.clc_values)
+        classes_idx, clc_path = labeler.tile_classes(geo.crs, geo.ulx, geo.uly, geo.size_10m * 10)
+        lab_px = PATCH_M // cfg.label_res
+        label_source = str(clc_path)
+
+        def strip_labels(y):
+            return labeler.strip_classes(classes_idx[y * lab_px:(y + 1) * lab_px, : ncols * lab_px], ncols)
+    else:
+        raise InputError(product.path, "nothing to label the patches with: give --clc or --labels-json")
 
     t0 = time.perf_counter()
     # whole bands: GDAL already decodes each on every core, and windowed reads cost 13 % more
@@ -131,7 +144,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
         scl = bands["SCL"][r0 // 2:r1 // 2, : ncols * PATCH_PX // 2]
         reasons = screening.drop_reasons(screening.scl_fractions(scl, PATCH_PX // 2), cfg.thresholds)
-        classes = labeler.strip_classes(classes_idx[y * lab_px:(y + 1) * lab_px, : ncols * lab_px], ncols)
+        classes = strip_labels(y)
         for x in range(ncols):
             if reasons[x] is None and not classes[x].any():
                 reasons[x] = "no_labels"
@@ -188,7 +201,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         raise
     finally:
         pool.shutdown(cancel_futures=True)
-    return {"kept": n, "drops": drops, "stats": stats.to_json(), "clc": str(clc_path),
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "labels": label_source,
             "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
             "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}
 

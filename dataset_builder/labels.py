@@ -118,3 +118,37 @@ def read_label_json(path) -> dict:
     except UnknownClassError as e:
         raise InputError(path, str(e).replace(f" in {path}", "")) from None
     return meta
+
+
+class JsonLabeler:
+    """Labels patches of products from BigEarthNet label JSONs found by patch name, in
+    ``<root>/<name>/<name>_labels_metadata.json`` (the archive's layout) or
+    ``<root>/<name>_labels_metadata.json``. A patch without a JSON has no labels."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(self.root, "label JSON folder does not exist")
+
+    def path(self, name: str) -> Path | None:
+        for p in (self.root / name / f"{name}_labels_metadata.json", self.root / f"{name}_labels_metadata.json"):
+            if p.exists():
+                return p
+        return None
+
+    def strip_classes(self, prefix: str, y: int, ncols: int, bounds_of=None) -> np.ndarray:
+        """(ncols, 43) multi-hot for patch row ``y``; checks each JSON's coordinates when
+        ``bounds_of(x)`` is given, so labels never land on the wrong patch."""
+        out = np.zeros((ncols, nom.NUM_CLASSES), np.uint8)
+        for x in range(ncols):
+            p = self.path(f"{prefix}_{x}_{y}")
+            if p is None:
+                continue
+            meta = read_label_json(p)
+            if bounds_of is not None:
+                c = meta["coordinates"]
+                got = [float(c[k]) for k in ("ulx", "uly", "lrx", "lry")]
+                if got != list(bounds_of(x)):
+                    raise InputError(p, f"coordinates {got} are not those of patch ({x}, {y}): {list(bounds_of(x))}")
+            out[x] = meta["classes"]
+        return out

@@ -235,3 +235,33 @@ def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
                 np.testing.assert_array_equal(f[k][:], v, err_msg=f"{comp} {k}")
             if comp == "gzip":
                 assert f["data_super"].compression == "gzip" and f["data_super"].shuffle
+
+
+def test_products_labelled_from_bigearthnet_jsons(built, products, tmp_path):
+    """Label JSONs written from the reference build's labels give the same archive labels;
+    a patch without a JSON is dropped as no_labels; a wrong coordinate is an error."""
+    ref = [r for r in _records(built[0]) if "T33UUP" in r.product]
+    labels_dir = tmp_path / "labels"
+    for r in ref[1:]:  # leave the first patch without a JSON
+        d = labels_dir / r.name
+        d.mkdir(parents=True)
+        (d / f"{r.name}_labels_metadata.json").write_text(json.dumps({
+            "labels": nom.names_of(r.classes), "projection": r.crs, "tile_source": r.product,
+            "acquisition_date": r.date.replace("T", " "),
+            "coordinates": dict(zip(("ulx", "uly", "lrx", "lry"), r.bounds))}))
+    prod = [p for p in products if "T33UUP" in p.name]
+    manifest = build(prod, BuildConfig(out_dir=str(tmp_path / "o"), labels_json=str(labels_dir), progress=False))
+    assert not manifest["tiles_failed"]
+    got = {r.name: r for r in _records(tmp_path / "o")}
+    assert set(got) == {r.name for r in ref[1:]}
+    assert manifest["dropped"]["no_labels"] == 1
+    for r in ref[1:]:
+        np.testing.assert_array_equal(got[r.name].classes, r.classes)
+    # coordinates that belong to another patch
+    victim = labels_dir / ref[1].name / f"{ref[1].name}_labels_metadata.json"
+    meta = json.loads(victim.read_text())
+    meta["coordinates"]["ulx"] += 1200
+    victim.write_text(json.dumps(meta))
+    manifest = build(prod, BuildConfig(out_dir=str(tmp_path / "o2"), labels_json=str(labels_dir), progress=False))
+    err = next(iter(manifest["tiles_failed"].values()))
+    assert victim.name in err and "are not those of patch" in err
