@@ -11,7 +11,6 @@ import time
 
 import h5py
 import hdf5plugin  # noqa: F401  (Blosc filters)
-import numpy as np
 
 from dataset_builder.archive import COMPRESSIONS
 

@@ -7,6 +7,7 @@ recompression; the default) or as an HDF5 virtual dataset over the parts.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -109,8 +110,7 @@ class PartWriter:
             ds.resize(self.n + k, axis=0)
             if self.pool is not None and key in ARRAY_KEYS:
                 zeros = (0,) * (ds.ndim - 1)
-                level = self.level
-                for i, raw in enumerate(self.pool.map(lambda a: shuffle_deflate(a, level), arrays[key])):
+                for i, raw in enumerate(self.pool.map(functools.partial(shuffle_deflate, level=self.level), arrays[key])):
                     ds.id.write_direct_chunk((self.n + i, *zeros), raw)
             else:
                 ds[self.n:] = arrays[key]

@@ -352,7 +352,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
             if dead:  # a worker killed by a signal or crashed: end the build, never hang
                 for p in procs:
                     p.kill()
-                raise RuntimeError(f"a build worker died (exit code {dead[0].exitcode})")
+                raise RuntimeError(f"a build worker died (exit code {dead[0].exitcode})") from None
             continue
         results.append(res)
         bar.update(1)

@@ -10,7 +10,7 @@ import dataclasses
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import rasterio

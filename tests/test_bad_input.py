@@ -1,19 +1,15 @@
 """Every kind of bad input: a clear error naming the file, the other tiles finish, exit code says so."""
-import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import rasterio
 
 from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
 from dataset_builder.errors import InputError
 from dataset_builder.labels import read_label_json
-from dataset_builder.safe import open_product, read_band
 
 from .conftest import copy_products
 

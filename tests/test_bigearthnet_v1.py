@@ -11,7 +11,6 @@ from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
 from dataset_builder import archive
 from dataset_builder.bigearthnet_v1 import read_list
 from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
-from dataset_builder.errors import InputError
 from dataset_builder.tiles import REAL_TILES
 
 from .conftest import fixtures_dir

@@ -19,7 +19,7 @@ from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
 from dataset_builder.safe import NATIVE, open_product
 from dataset_builder.screening import DEFAULT_THRESHOLDS, SCL_CLASSES
 
-from .conftest import assert_same_archive, copy_products
+from .conftest import assert_same_archive
 
 
 def _records(out):
