@@ -20,8 +20,8 @@ import hdf5plugin  # registers the Blosc filters with HDF5 for every reader of t
 import numpy as np
 
 from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import (ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, VALUE_CONVENTION,
-                                PatchRecord)
+from bigearth_sr.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
+                                VALUE_CONVENTION, PatchRecord)
 
 ARRAY_KEYS = ("data_super", "data_10m", "data_20m", "data_60m")
 LABEL_KEYS = ("classes", "classes_19")
@@ -66,7 +66,7 @@ def describe(f: h5py.File, config: dict | None = None) -> None:
         f[key].attrs["resolution_m"] = res
         f[key].attrs["scale"] = 1e-4
         f[key].attrs["offset"] = 0.0
-    f["data_super"].attrs["native_resolution_m"] = [{10: 10, 20: 20, 60: 60}[_res(b)] for b in BANDS_SUPER]
+    f["data_super"].attrs["native_resolution_m"] = [BAND_RESOLUTION[b] for b in BANDS_SUPER]
     f["classes"].attrs["class_names"] = list(nom.CLASS_NAMES)
     f["classes"].attrs["clc_codes"] = list(nom.CLC_CODES)
     f["classes_19"].attrs["class_names"] = list(nom.CLASS_NAMES_19)
@@ -74,11 +74,6 @@ def describe(f: h5py.File, config: dict | None = None) -> None:
     f.attrs["patch_naming"] = "<mission>_MSIL2A_<datetime>_<x>_<y>, x/y = column/row in 1200 m steps from the tile's upper-left corner"
     if config is not None:
         f.attrs["build_config"] = json.dumps(config, sort_keys=True)
-
-
-def _res(band: str) -> int:
-    from bigearth_sr.record import BAND_RESOLUTION
-    return BAND_RESOLUTION[band]
 
 
 def shuffle_deflate(a: np.ndarray, level: int) -> bytes:
@@ -114,11 +109,11 @@ class PartWriter:
                     ds.id.write_direct_chunk((self.n + i, *zeros), raw)
             else:
                 ds[self.n:] = arrays[key]
-        for key in META:
+        for key, (dtype, _) in META.items():
             ds = self.f[key]
             ds.resize(self.n + k, axis=0)
-            ds[self.n:] = np.asarray([m[key] for m in meta], dtype=ds.dtype if key != "bounds" else np.float64) \
-                if META[key][0] is not STR else [m[key] for m in meta]
+            values = [m[key] for m in meta]
+            ds[self.n:] = values if dtype is STR else np.asarray(values, dtype=dtype)
         self.n += k
 
     def close(self) -> Path:

@@ -119,6 +119,12 @@ def read_patch(folder: Path) -> dict:
             "crs": f"EPSG:{crs.to_epsg()}" if crs and crs.to_epsg() else str(crs), "path": folder}
 
 
+def _row_col(folder: Path) -> tuple[int, int]:
+    """Patches of a tile in row-major order, as products are written."""
+    m = _NAME_RE.match(folder.name)
+    return int(m["y"]), int(m["x"])
+
+
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
     from .build import _Stats  # shared with the product path
 
@@ -129,7 +135,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     writer = archive.PartWriter(part_path, cfg.compression)
     try:
-        for folder in sorted(folders, key=lambda f: tuple(int(v) for v in f.name.rsplit("_", 2)[1:])[::-1]):
+        for folder in sorted(folders, key=_row_col):
             if progress is not None:
                 progress(1)
             if folder.name in snow:
