@@ -22,3 +22,27 @@ def test_mpirun_two_ranks(built, products, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
+
+
+@pytest.mark.parametrize("engine", ["local", "mpi"])
+def test_a_failing_worker_ends_the_job(built, products, tmp_path, engine):
+    """--strict with a corrupt product: the job stops with the file named, never hangs."""
+    from .conftest import copy_products
+    from .test_bad_input import _corrupt_truncate
+
+    copies = copy_products(products, tmp_path)
+    bad, _ = _corrupt_truncate(copies[2])
+    args = [*map(str, copies), "--out", str(tmp_path / "o"), "--strict", "--no-progress",
+            *[a for c in built[2].clc for a in ("--clc", c)]]
+    if engine == "mpi":
+        pytest.importorskip("mpi4py")
+        mpirun = shutil.which("mpirun", path=str(Path(sys.executable).parent)) or shutil.which("mpirun")
+        if mpirun is None:
+            pytest.skip("no mpirun (pip install mpich)")
+        cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth_sr.cli", "build", *args, "--engine", "mpi"]
+    else:
+        cmd = [sys.executable, "-m", "bigearth_sr.cli", "build", *args, "--workers", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert r.returncode != 0
+    assert bad.name in r.stdout + r.stderr
+    assert not (tmp_path / "o" / ARCHIVE_NAME).exists()
