@@ -138,12 +138,19 @@ def print_summary(manifest: dict, out: Path) -> None:
 
 def cmd_info(args) -> int:
     import h5py
+    import hdf5plugin  # noqa: F401  (Blosc filters)
     with h5py.File(args.archive, "r") as f:
         n = f["name"].shape[0]
-        print(f"{args.archive}: {n} patches")
+        print(f"{args.archive}: {n} patches; merge={f.attrs.get('merge', '?')} "
+              f"compression={f.attrs.get('compression', '?')}")
+        if "split" in f and n:
+            import numpy as np
+            splits, counts = np.unique(f["split"].asstr()[:], return_counts=True)
+            print("  per split:", dict(zip(splits.tolist(), counts.tolist())))
         for k in f:
             ds = f[k]
-            print(f"  {k:12s} {str(ds.dtype):8s} {ds.shape}  chunks={ds.chunks} compression={ds.compression}")
+            layout = f"virtual over {len(ds.virtual_sources())} part(s)" if ds.is_virtual else f"chunks={ds.chunks}"
+            print(f"  {k:12s} {str(ds.dtype):8s} {str(ds.shape):22s} {layout}")
         cfg = f.attrs.get("build_config")
         if cfg:
             print("  build config:", json.dumps(json.loads(cfg)))

@@ -265,3 +265,13 @@ def test_products_labelled_from_bigearthnet_jsons(built, products, tmp_path):
     manifest = build(prod, BuildConfig(out_dir=str(tmp_path / "o2"), labels_json=str(labels_dir), progress=False))
     err = next(iter(manifest["tiles_failed"].values()))
     assert victim.name in err and "are not those of patch" in err
+
+
+def test_cli_info_reports_the_archive(built, capsys):
+    from bigearth_sr.cli import main
+    out, manifest, _ = built
+    assert main(["info", str(Path(out) / ARCHIVE_NAME)]) == 0
+    text = capsys.readouterr().out
+    assert f"{manifest['patches']} patches; merge=copy compression=blosc-lz4" in text
+    assert str(manifest["patches_per_split"]) in text
+    assert "data_super   uint16" in text and "chunks=(1, 12, 120, 120)" in text
