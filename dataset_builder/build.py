@@ -88,11 +88,12 @@ class _Stats:
                 acc[1][c] += int(s[c])
                 acc[2][c] += int(q[c])
 
-    def merge(self, other: "_Stats") -> None:
+    def merge(self, sums: dict) -> None:
+        """Add another tile's or row's sums (``_Stats.sums`` or its JSON form)."""
         for k, acc in self.sums.items():
-            for row, add in zip(acc, other.sums[k]):
+            for row, add in zip(acc, sums[k]):
                 for c, v in enumerate(add):
-                    row[c] += v
+                    row[c] += int(v)
 
     def to_json(self) -> dict:
         return self.sums
@@ -185,7 +186,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                     drops[r] += 1
             if arrays is not None:
                 writer.append(arrays, meta)
-                stats.merge(part)
+                stats.merge(part.sums)
             if progress is not None:
                 progress(1)
 
@@ -396,14 +397,13 @@ def _status(res: dict) -> str:
 # --------------------------------------------------------------------------- finish
 
 def band_stats(results: list[dict]) -> dict:
+    total = _Stats()
+    for r in results:
+        if r.get("status") == "ok":
+            total.merge(r["stats"])
     out = {}
     for key, (bands, _) in archive.BAND_ATTRS.items():
-        acc = [[0] * len(bands) for _ in range(3)]
-        for r in results:
-            if r.get("status") == "ok":
-                for row, part in zip(acc, r["stats"][key]):
-                    for c, v in enumerate(part):
-                        row[c] += int(v)
+        acc = total.sums[key]
         n = np.maximum(np.array(acc[0], np.float64), 1)
         mean = np.array(acc[1], np.float64) / n
         # E[x^2] - E[x]^2 from exact integers: var = (n*sumsq - sum^2) / n^2, computed in Python ints

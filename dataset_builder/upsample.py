@@ -19,7 +19,6 @@ from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
 BANDS_SR = tuple(b for b in BANDS_SUPER if b not in BANDS_10M)  # B01 B05 B06 B07 B8A B09 B11 B12
 
 
-
 class Upsampler(Protocol):
     name: str
     halo: int  # context needed on each side, in 60 m pixels
