@@ -95,6 +95,44 @@ def cmd_build(args) -> int:
     return 1 if manifest["tiles_failed"] else 0
 
 
+def _add_shard_args(p: argparse.ArgumentParser) -> None:
+    from shards.writer import DEFAULT_SHARD_BYTES
+    g = p.add_argument_group("shards")
+    g.add_argument("--shard-size", default=f"{DEFAULT_SHARD_BYTES // 2**20}MiB",
+                   help="target bytes per shard (e.g. 256MiB, 1GB); every shard of a split holds the same number of samples")
+    g.add_argument("--shard-seed", type=int, default=0, help="seed of the shuffle of each split's samples across tiles")
+    g.add_argument("--shard-workers", type=int, default=1, help="processes writing shards")
+
+
+def cmd_shards(args) -> int:
+    from shards.writer import write_shards
+    index = write_shards(args.archive, args.out, args.shard_size, args.shard_seed, workers=args.shard_workers,
+                         manifest_path=args.manifest, progress=not args.no_progress,
+                         splits=args.splits.split(",") if args.splits else None)
+    print_shards(index, Path(args.out))
+    return 0
+
+
+def print_shards(index: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"shards -> {out}")
+    for col in ("split", "shards", "samples", "MB"):
+        t.add_column(col, justify="right" if col != "split" else "left")
+    for split, doc in index["splits"].items():
+        t.add_row(split, str(len(doc["shards"])), str(doc["samples"]), f"{doc['bytes'] / 1e6:.1f}")
+    Console().print(t)
+
+
+def cmd_verify_shards(args) -> int:
+    from shards.reader import verify
+    problems = verify(args.shards)
+    for p in problems:
+        print(p)
+    print(f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_demo(args) -> int:
     """Synthesize the default products and build them: the project's main job."""
     from dataset_builder.build import build
@@ -108,6 +146,12 @@ def cmd_demo(args) -> int:
     if manifest is None:
         return 0
     print_summary(manifest, Path(cfg.out_dir))
+    if manifest["patches"]:
+        from shards.writer import write_shards
+        shards_dir = Path(args.out) / "shards"
+        index = write_shards(Path(cfg.out_dir) / "bigearth_sr.h5", shards_dir, args.shard_size, args.shard_seed,
+                             workers=args.shard_workers, progress=not args.no_progress)
+        print_shards(index, shards_dir)
     return 1 if manifest["tiles_failed"] else 0
 
 
@@ -180,7 +224,23 @@ def main(argv=None) -> int:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_synth_args(p)
     _add_build_args(p)
+    _add_shard_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("shards", help="write an archive's splits as WebDataset tar shards with an index.json",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("archive", help="bigearth_sr.h5")
+    p.add_argument("--out", required=True, help="folder for the shards and index.json")
+    p.add_argument("--manifest", default=None, help="the build's manifest.json (default: beside the archive; "
+                                                    "without one the band statistics are computed)")
+    p.add_argument("--splits", default=None, help="comma-separated splits to write (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_shard_args(p)
+    p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("verify-shards", help="check every shard's size and sha256 against index.json")
+    p.add_argument("shards", help="shard folder or its index.json")
+    p.set_defaults(func=cmd_verify_shards)
 
     p = sub.add_parser("info", help="describe an archive")
     p.add_argument("archive")

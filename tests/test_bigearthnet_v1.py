@@ -83,3 +83,21 @@ def test_missing_band_in_a_patch_folder(tmp_path):
     err = next(iter(manifest["tiles_failed"].values()))
     assert victim.name in err and "missing" in err
     assert manifest["tiles_ok"] >= 1
+
+
+def test_real_patches_flow_through_to_shards_unchanged(ben_build, tmp_path):
+    import shards
+    _, _, out, manifest = ben_build
+    index = shards.write_shards(out / ARCHIVE_NAME, tmp_path, progress=False)
+    assert index["samples"] == manifest["patches"] and index["splits"].keys() == manifest["patches_per_split"].keys()
+    recs = {r.name: r for r in archive.iter_records(out / ARCHIVE_NAME)}
+    seen = []
+    for split in index["splits"]:
+        for x, y, meta in shards.load(tmp_path, split, variant="native", labels=19, normalize=False, with_meta=True):
+            r = recs[meta["name"]]
+            assert meta == r.meta() and meta["split"] == split
+            for k in ("10m", "20m", "60m"):
+                np.testing.assert_array_equal(x[k].numpy(), getattr(r, f"data_{k}"))
+            np.testing.assert_array_equal(y.numpy(), r.classes_19)
+            seen.append(r.name)
+    assert sorted(seen) == sorted(recs)

@@ -1,0 +1,406 @@
+"""Streaming the shards into PyTorch, as a webdataset pipeline of small stages.
+
+shards of the split -> this rank's share (or resampled draws) -> this DataLoader worker's share
+-> tar members grouped into samples (errors name the shard and byte offset) -> shuffle buffer
+-> checked and decoded to the chosen variant -> per-band normalisation -> batches of tensors.
+
+Shards are divided whole between ranks, then between workers, so in the default mode N ranks
+x M workers read a partition of the split. In resampled mode every worker draws shards at
+random forever and an epoch is a sample count taken from the index.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing as mp
+import random
+import tarfile
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from webdataset.utils import make_seed
+
+from bigearth_sr.distinfo import rank_world
+from bigearth_sr.record import BANDS_SUPER, RGB
+
+from .sample import MEMBERS, SampleError, check, decode_array, decode_labels
+from .writer import INDEX_NAME, sha256_file
+
+log = logging.getLogger("bigearth_sr.shards")
+
+VARIANTS = {  # variant -> members it needs besides labels.json and meta.json
+    "super": ("super.npy",),
+    "rgb": ("super.npy",),
+    "native": ("10m.npy", "20m.npy", "60m.npy"),
+}
+RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
+
+
+class ShardError(RuntimeError):
+    """A shard that cannot be read: truncated, corrupted, or not what the index says."""
+
+
+class Skipped:
+    """What ``on_error="skip"`` dropped, counted across DataLoader worker processes."""
+
+    def __init__(self):
+        self._shards = mp.Value("q", 0)
+        self._samples = mp.Value("q", 0)
+
+    def add(self, shards: int = 0, samples: int = 0) -> None:
+        with self._shards.get_lock():
+            self._shards.value += shards
+            self._samples.value += samples
+
+    @property
+    def shards(self) -> int:
+        return self._shards.value
+
+    @property
+    def samples(self) -> int:
+        return self._samples.value
+
+    def __repr__(self):
+        return f"Skipped(shards={self.shards}, samples={self.samples})"
+
+
+def read_index(source) -> tuple[dict, Path]:
+    """``index.json`` (or the folder holding it) -> (index, folder of the shards)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / INDEX_NAME
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no shard index (write shards with `bigearth-sr shards`)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the shard index is not valid JSON ({e})") from None
+    if index.get("format") != "bigearth-sr-shards":
+        raise ValueError(f"{path}: not a bigearth-sr shard index")
+    return index, path.parent
+
+
+def shard_entries(index: dict, base: Path, split: str) -> list[dict]:
+    if split not in index["splits"]:
+        raise KeyError(f"split {split!r} is not in the shards (they hold {', '.join(index['splits'])})")
+    return [{"url": str(base / e["file"]), "samples": e["samples"]} for e in index["splits"][split]["shards"]]
+
+
+def verify(source) -> list[str]:
+    """Check every shard's size and sha256 against the index; returns the problems found."""
+    index, base = read_index(source)
+    problems = []
+    for doc in index["splits"].values():
+        for e in doc["shards"]:
+            p = base / e["file"]
+            if not p.exists():
+                problems.append(f"{p}: missing")
+            elif p.stat().st_size != e["bytes"]:
+                problems.append(f"{p}: {p.stat().st_size} bytes, the index says {e['bytes']}")
+            elif sha256_file(p) != e["sha256"]:
+                problems.append(f"{p}: sha256 differs from the index")
+    return problems
+
+
+# --------------------------------------------------------------------------- stages
+
+def _worker() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class _Epoch:
+    """Seeds that differ per epoch, rank and worker, and that ``set_epoch`` reaches in workers."""
+
+    def __init__(self, seed: int, rank: int):
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def worker_seed(self) -> int:
+        return make_seed(self.seed, self.rank, _worker()[0], self.epoch)
+
+
+def rank_shards(entries: list[dict], rank: int, world: int, shuffle: bool, epoch: _Epoch):
+    """This rank's shards: one order on every rank (shuffled by seed and epoch), then every world-th."""
+    order = list(entries)
+    if shuffle:
+        random.Random(make_seed(epoch.seed, epoch.epoch)).shuffle(order)
+    yield from order[rank::world]
+
+
+def _fail(err: ShardError, on_error: str, skipped: Skipped | None, shards: int = 0, samples: int = 0) -> None:
+    if on_error == "raise":
+        raise err
+    log.warning("skipped: %s (%d sample(s) lost)", err, samples)
+    if skipped is not None:
+        skipped.add(shards, samples)
+
+
+def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", skipped=None):
+    """Shard entries -> samples ``{"__key__", "__url__", "__offset__", member: bytes}``.
+
+    Members are grouped by key as webdataset does (the key ends at the first dot of the file
+    name). Members not in ``wanted`` are skipped unread. A shard that is truncated, corrupted,
+    holds incomplete samples or not the count the index records is an error naming the shard
+    and the byte offset where it went wrong.
+    """
+    for entry in src:
+        url = entry["url"]
+        n_expected = expected.get(url)
+        count, offset = 0, 0
+        try:
+            with wds.gopen(url, "rb") as stream:
+                tf = tarfile.open(fileobj=stream, mode="r|")
+                cur, seen = None, set()
+                for info in tf:
+                    offset = info.offset
+                    if not info.isreg():
+                        continue
+                    base = info.name.rsplit("/", 1)[-1]
+                    key, dot, ext = base.partition(".")
+                    if not dot:
+                        raise ShardError(f"{url}: member {info.name!r} has no extension (at byte offset {offset})")
+                    key = info.name[:len(info.name) - len(base)] + key
+                    if cur is None or key != cur["__key__"]:
+                        if cur is not None:
+                            _complete(cur, seen, url)
+                            yield cur
+                            count += 1
+                        cur, seen = {"__key__": key, "__url__": url, "__offset__": offset}, set()
+                    if ext in seen:
+                        raise ShardError(f"{url}: sample {key!r} has {ext} twice (at byte offset {offset})")
+                    seen.add(ext)
+                    if wanted is None or ext in wanted:
+                        data = tf.extractfile(info).read()
+                        if len(data) != info.size:
+                            raise tarfile.ReadError("unexpected end of data")
+                        cur[ext] = data
+                    tf.members = []  # stream mode would otherwise keep every TarInfo
+                if cur is not None:
+                    _complete(cur, seen, url)
+                    yield cur
+                    count += 1
+                offset = tf.offset
+            if n_expected is not None and count != n_expected:
+                raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} "
+                                 f"(truncated at byte offset {offset}?)")
+        except ShardError as e:
+            _fail(e, on_error, skipped, 1, max((n_expected or count) - count, 0))
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            _fail(ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {offset}, after {count} "
+                             f"complete sample(s))"), on_error, skipped, 1, max((n_expected or count) - count, 0))
+
+
+def _complete(sample: dict, seen: set, url: str) -> None:
+    missing = [m for m in MEMBERS if m not in seen]
+    if missing:
+        raise ShardError(f"{url}: sample {sample['__key__']!r} at byte offset {sample['__offset__']} "
+                         f"lacks {', '.join(missing)} (truncated shard?)")
+
+
+def decode_samples(src, variant: str, labels: int, verify: bool, with_meta: bool, on_error="raise", skipped=None):
+    """Samples -> ``{"x", "y"[, "meta"]}`` numpy arrays of the variant; CRC-checked when ``verify``."""
+    need = VARIANTS[variant]
+    for s in src:
+        try:
+            meta = check(s, (*need, "labels.json"), verify)
+            c43, c19 = decode_labels(s)
+            if variant == "native":
+                x = {m.split(".")[0]: decode_array(s, m) for m in need}
+            else:
+                x = decode_array(s, "super.npy")
+                if variant == "rgb":
+                    x = x[RGB_INDEX]
+            out = {"x": x, "y": c43 if labels == 43 else c19}
+            if with_meta:
+                meta.pop("crc32", None)
+                out["meta"] = meta
+            yield out
+        except (SampleError, ValueError, KeyError) as e:
+            _fail(ShardError(f"{s['__url__']}: sample {s['__key__']!r} at byte offset {s['__offset__']}: {e}"),
+                  on_error, skipped, 0, 1)
+
+
+def take_per_rank(src, n: int):
+    """``n`` items from this rank in all, shared out between its DataLoader workers."""
+    w, nw = _worker()
+    mine = n // nw + (w < n % nw)
+    for i, item in enumerate(src):
+        if i >= mine:
+            return
+        yield item
+
+
+def band_stats(index: dict, variant: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-band (mean, std) of the variant's cubes, from the build manifest via the index."""
+    st = index["band_stats"]
+    pick = lambda k, idx=slice(None): (np.asarray(st[k]["mean"], np.float32)[idx],  # noqa: E731
+                                       np.maximum(np.asarray(st[k]["std"], np.float32)[idx], 1e-6))
+    if variant == "super":
+        return {"x": pick("data_super")}
+    if variant == "rgb":
+        return {"x": pick("data_super", RGB_INDEX)}
+    return {"10m": pick("data_10m"), "20m": pick("data_20m"), "60m": pick("data_60m")}
+
+
+def _norm(a: np.ndarray, stats) -> np.ndarray:
+    mean, std = stats
+    shape = (-1, 1, 1)
+    return (a.astype(np.float32) - mean.reshape(shape)) * (1 / std).reshape(shape)
+
+
+def to_tensors(item: dict, stats: dict | None) -> tuple:
+    """``{"x", "y"[, "meta"]}`` (one sample or a batch) -> ``(x, y[, meta])`` torch tensors.
+
+    x: float32 normalised when ``stats`` is given, else the stored uint16; y: float32 multi-hot.
+    """
+    x = item["x"]
+    own = lambda a: a if a.flags.writeable and a.flags.c_contiguous else np.array(a)  # noqa: E731 (not a view of the tar bytes)
+    if isinstance(x, dict):
+        x = {k: torch.from_numpy(_norm(v, stats[k]) if stats else own(v)) for k, v in x.items()}
+    else:
+        x = torch.from_numpy(_norm(x, stats["x"]) if stats else own(x))
+    y = torch.from_numpy(np.asarray(item["y"], np.float32))
+    return (x, y, item["meta"]) if "meta" in item else (x, y)
+
+
+def collate(samples: list[dict]) -> dict:
+    x0 = samples[0]["x"]
+    if isinstance(x0, dict):
+        x = {k: np.stack([s["x"][k] for s in samples]) for k in x0}
+    else:
+        x = np.stack([s["x"] for s in samples])
+    out = {"x": x, "y": np.stack([s["y"] for s in samples])}
+    if "meta" in samples[0]:
+        out["meta"] = [s["meta"] for s in samples]
+    return out
+
+
+# --------------------------------------------------------------------------- entry points
+
+class ShardDataset(wds.DataPipeline):
+    """The pipeline :func:`load` returns: an IterableDataset with the index and error counts."""
+
+    index: dict
+    skipped: Skipped
+    rank: int
+    world: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for this epoch (shard order and buffers); call before iterating, like
+        ``DistributedSampler.set_epoch``. Reaches DataLoader workers unless they are persistent."""
+        self._epoch.epoch = epoch
+
+    def samples_this_rank(self) -> int:
+        """Samples one pass gives this rank (in resampled mode: the epoch length)."""
+        if self._resampled:
+            return self._epoch_samples
+        order = list(rank_shards(self._entries, self.rank, self.world, self._shuffle_shards, self._epoch))
+        return sum(e["samples"] for e in order)
+
+
+def load(source, split: str = "train", variant: str = "super", labels: int = 43, batch_size: int | None = None,
+         shuffle: int = 1000, resampled: bool = False, epoch_samples: int | None = None, normalize: bool = True,
+         with_meta: bool = False, on_error: str = "raise", verify: bool = True, seed: int = 0,
+         rank: int | None = None, world: int | None = None, partial_batches: bool = True) -> ShardDataset:
+    """A webdataset pipeline over one split of the shards.
+
+    source: the shard folder or its ``index.json``. variant: ``super`` (12x120x120),
+    ``rgb`` (B04, B03, B02 at 120x120) or ``native`` (a dict of the 10m, 20m and 60m cubes).
+    labels: 43 or 19. shuffle: buffer size in samples (0: files order; shard order is then kept
+    too). resampled: draw shards with replacement forever; an epoch is ``epoch_samples`` per
+    rank (default: the split's size / world). normalize: float32 (x - mean) / std per band from
+    the build's statistics, else the uint16 values (normalise on the GPU with
+    :class:`Normalizer`). on_error: ``raise`` or ``skip`` (logged and counted in ``.skipped``).
+    rank/world: default from torch.distributed, Horovod or the launcher's environment.
+    Yields ``(x, y)`` (``(x, y, meta)`` with ``with_meta``), batched when ``batch_size`` is set.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if labels not in (43, 19):
+        raise ValueError(f"labels must be 43 or 19, got {labels!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    index, base = read_index(source)
+    entries = shard_entries(index, base, split)
+    r, w = rank_world()
+    rank, world = (r if rank is None else rank), (w if world is None else world)
+    if not resampled and len(entries) < world:
+        log.warning("split %s has %d shard(s) for %d ranks: some ranks get none (write smaller shards, "
+                    "or use resampled=True)", split, len(entries), world)
+    epoch = _Epoch(seed, rank)
+    skipped = Skipped()
+    expected = {e["url"]: e["samples"] for e in entries}
+    stats = band_stats(index, variant) if normalize else None
+    wanted = {*VARIANTS[variant], "labels.json", "meta.json"}
+    if resampled:
+        stages = [wds.ResampledShards([e["url"] for e in entries], seed=seed, worker_seed=epoch.worker_seed,
+                                      deterministic=True)]
+    else:
+        stages = [_Stage(rank_shards, entries, rank, world, shuffle > 0, epoch), wds.split_by_worker]
+    stages.append(partial(tar_samples, expected=expected, wanted=wanted, on_error=on_error, skipped=skipped))
+    if shuffle:
+        stages.append(partial(_shuffled, bufsize=shuffle, epoch=epoch))
+    stages.append(partial(decode_samples, variant=variant, labels=labels, verify=verify, with_meta=with_meta,
+                          on_error=on_error, skipped=skipped))
+    n_epoch = epoch_samples or math.ceil(index["splits"][split]["samples"] / world)
+    if resampled:
+        stages.append(partial(take_per_rank, n=n_epoch))
+    if batch_size:
+        stages.append(wds.batched(batch_size, collation_fn=collate, partial=partial_batches))
+    stages.append(wds.map(partial(to_tensors, stats=stats)))
+    ds = ShardDataset(*stages)
+    ds.index, ds.skipped, ds.rank, ds.world = index, skipped, rank, world
+    ds._epoch, ds._entries, ds._resampled, ds._epoch_samples = epoch, entries, resampled, n_epoch
+    ds._shuffle_shards = shuffle > 0
+    return ds
+
+
+class _Stage(torch.utils.data.IterableDataset):
+    """A source stage calling ``fn(*args)`` afresh on every iteration."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __iter__(self):
+        return iter(self.fn(*self.args))
+
+
+def _shuffled(src, bufsize: int, epoch: _Epoch):
+    rng = random.Random(epoch.worker_seed())
+    return wds.shuffle(bufsize, initial=min(bufsize, 100), rng=rng)(src)
+
+
+def loader(source, split: str = "train", batch_size: int = 64, num_workers: int = 4, pin_memory: bool = True,
+           prefetch_factor: int = 4, **kw) -> wds.WebLoader:
+    """A DataLoader of batches from :func:`load` (its keyword arguments pass through).
+
+    Batches are made in the workers; ``pin_memory`` pins them for asynchronous copies to the GPU
+    (ignored without one). The pipeline is ``loader.dataset``: its ``set_epoch``, ``index`` and
+    ``skipped`` are there."""
+    ds = load(source, split, batch_size=batch_size, **kw)
+    dl = wds.WebLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory and torch.cuda.is_available(),
+                       prefetch_factor=prefetch_factor if num_workers else None, persistent_workers=False)
+    dl.dataset = ds
+    return dl
+
+
+class Normalizer(torch.nn.Module):
+    """Per-band normalisation as a module, for uint16 batches moved to the GPU as they are
+    (half the bytes of float32 over PCIe)."""
+
+    def __init__(self, index: dict, variant: str = "super"):
+        super().__init__()
+        self.keys = []
+        for k, (mean, std) in band_stats(index, variant).items():
+            self.register_buffer(f"mean_{k}", torch.from_numpy(mean).view(-1, 1, 1))
+            self.register_buffer(f"inv_std_{k}", torch.from_numpy(1 / std).view(-1, 1, 1))
+            self.keys.append(k)
+
+    def forward(self, x):
+        if isinstance(x, dict):
+            return {k: (v.float() - getattr(self, f"mean_{k}")) * getattr(self, f"inv_std_{k}") for k, v in x.items()}
+        return (x.float() - self.mean_x) * self.inv_std_x

@@ -1,0 +1,108 @@
+"""A patch record as a WebDataset sample: one member per field, keyed by extension.
+
+``<name>.super.npy`` ``<name>.10m.npy`` ``<name>.20m.npy`` ``<name>.60m.npy`` are the four cubes
+as standard ``.npy`` (uint16, bands first), so any reader decodes them (``numpy.load``,
+webdataset's and Hugging Face's ``npy`` decoders); ``<name>.labels.json`` holds the 43- and
+19-class names and multi-hot vectors; ``<name>.meta.json`` the georeference and provenance,
+plus a CRC-32 of every other member: tar checksums cover headers only, so without it a
+flipped byte in an array would go unnoticed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zlib
+
+import numpy as np
+
+from bigearth_sr import nomenclature as nom
+from bigearth_sr.record import ARRAYS, PatchRecord
+
+NPY_MEMBERS = {"super.npy": "data_super", "10m.npy": "data_10m", "20m.npy": "data_20m", "60m.npy": "data_60m"}
+MEMBERS = (*NPY_MEMBERS, "labels.json", "meta.json")
+
+
+class SampleError(ValueError):
+    """A sample whose members are missing, undecodable or fail their checksum."""
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_array(data: bytes) -> np.ndarray:
+    """Decode ``.npy`` bytes without copying (a read-only view of ``data``)."""
+    buf = io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(buf)
+    if fortran or dtype.hasobject:
+        raise SampleError("npy member is Fortran-ordered or holds objects")
+    n = int(np.prod(shape))
+    if len(data) - buf.tell() != n * dtype.itemsize:
+        raise SampleError(f"npy member holds {len(data) - buf.tell()} data bytes, its header says {n * dtype.itemsize}")
+    return np.frombuffer(data, dtype, count=n, offset=buf.tell()).reshape(shape)
+
+
+def labels_doc(classes: np.ndarray, classes_19: np.ndarray) -> dict:
+    return {"names": nom.names_of(classes), "names_19": nom.names_of(classes_19, nom.CLASS_NAMES_19),
+            "multi_hot": [int(v) for v in classes], "multi_hot_19": [int(v) for v in classes_19]}
+
+
+def encode(rec: PatchRecord) -> dict:
+    """PatchRecord -> ``{"__key__": name, member: bytes, ...}``."""
+    members = {m: npy_bytes(getattr(rec, key)) for m, key in NPY_MEMBERS.items()}
+    members["labels.json"] = json.dumps(labels_doc(rec.classes, rec.classes_19)).encode()
+    meta = rec.meta()
+    meta["crc32"] = {m: zlib.crc32(b) for m, b in members.items()}
+    members["meta.json"] = json.dumps(meta).encode()
+    return {"__key__": rec.name, **members}
+
+
+def tar_bytes(sample: dict) -> int:
+    """Bytes a sample takes in a tar: a 512-byte header per member, data padded to 512."""
+    return sum(512 + -(-len(v) // 512) * 512 for k, v in sample.items() if not k.startswith("__"))
+
+
+def check(sample: dict, members=MEMBERS, verify: bool = True) -> dict:
+    """Parse ``meta.json`` and check the members needed; returns the meta dict."""
+    missing = [m for m in ("meta.json", *members) if m not in sample]
+    if missing:
+        raise SampleError(f"sample {sample.get('__key__')!r} lacks member(s) {', '.join(missing)}")
+    try:
+        meta = json.loads(sample["meta.json"])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SampleError(f"sample {sample['__key__']!r}: meta.json is not valid JSON ({e})") from None
+    if meta.get("name") != sample["__key__"]:
+        raise SampleError(f"sample {sample['__key__']!r}: meta.json names {meta.get('name')!r}")
+    if verify:
+        crc = meta.get("crc32", {})
+        for m in members:
+            if m != "meta.json" and zlib.crc32(sample[m]) != crc.get(m):
+                raise SampleError(f"sample {sample['__key__']!r}: {m} fails its CRC-32 (corrupted bytes)")
+    return meta
+
+
+def decode_array(sample: dict, member: str) -> np.ndarray:
+    key = NPY_MEMBERS[member]
+    shape, dtype = ARRAYS[key]
+    a = npy_array(sample[member])
+    if a.shape != shape or a.dtype != np.dtype(dtype):
+        raise SampleError(f"sample {sample['__key__']!r}: {member} is {a.dtype}{a.shape}, expected {dtype}{shape}")
+    return a
+
+
+def decode_labels(sample: dict) -> tuple[np.ndarray, np.ndarray]:
+    doc = json.loads(sample["labels.json"])
+    return np.asarray(doc["multi_hot"], np.uint8), np.asarray(doc["multi_hot_19"], np.uint8)
+
+
+def decode(sample: dict, verify: bool = True) -> PatchRecord:
+    """A whole sample back to the PatchRecord it was written from."""
+    meta = check(sample, MEMBERS, verify)
+    classes, classes_19 = decode_labels(sample)
+    fields = {k: meta[k] for k in ("name", "product", "tile", "date", "x", "y", "crs", "split")}
+    return PatchRecord(**fields, bounds=tuple(meta["bounds"]), classes=classes, classes_19=classes_19,
+                       **{key: decode_array(sample, m).copy() for m, key in NPY_MEMBERS.items()})
