@@ -19,8 +19,8 @@ import h5py
 import hdf5plugin  # registers the Blosc filters with HDF5 for every reader of this module
 import numpy as np
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
+from bigearth import nomenclature as nom
+from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
                                 VALUE_CONVENTION, PatchRecord)
 
 ARRAY_KEYS = ("data_super", "data_10m", "data_20m", "data_60m")

@@ -16,8 +16,8 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from . import archive, upsample
 from .errors import InputError

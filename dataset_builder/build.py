@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bigearth_sr import __version__
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
+from bigearth import __version__
+from bigearth import nomenclature as nom
+from bigearth.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
 
 from . import archive, screening, upsample
 from .errors import InputError

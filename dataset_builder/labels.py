@@ -11,8 +11,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.nomenclature import UnknownClassError
+from bigearth import nomenclature as nom
+from bigearth.nomenclature import UnknownClassError
 
 from .errors import InputError
 

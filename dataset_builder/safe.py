@@ -17,7 +17,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
 
-from bigearth_sr.record import BAND_RESOLUTION, PATCH_M
+from bigearth.record import BAND_RESOLUTION, PATCH_M
 
 from .errors import InputError
 

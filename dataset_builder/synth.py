@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from rasterio.transform import Affine
 from scipy.spatial import cKDTree
 
-from bigearth_sr.nomenclature import CLC_CODES
-from bigearth_sr.record import BANDS_SUPER, PATCH_M
+from bigearth.nomenclature import CLC_CODES
+from bigearth.record import BANDS_SUPER, PATCH_M
 
 from .safe import BAND_IDS, NATIVE
 from .tiles import REAL_TILES

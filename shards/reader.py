@@ -24,13 +24,13 @@ import torch
 import webdataset as wds
 from webdataset.utils import make_seed
 
-from bigearth_sr.distinfo import rank_world
-from bigearth_sr.record import BANDS_SUPER, RGB
+from bigearth.distinfo import rank_world
+from bigearth.record import BANDS_SUPER, RGB
 
 from .sample import MEMBERS, SampleError, check, decode_array, decode_labels
 from .writer import INDEX_NAME, sha256_file
 
-log = logging.getLogger("bigearth_sr.shards")
+log = logging.getLogger("bigearth.shards")
 
 VARIANTS = {  # variant -> members it needs besides labels.json and meta.json
     "super": ("super.npy",),

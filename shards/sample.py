@@ -15,8 +15,8 @@ import zlib
 
 import numpy as np
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import ARRAYS, PatchRecord
+from bigearth import nomenclature as nom
+from bigearth.record import ARRAYS, PatchRecord
 
 NPY_MEMBERS = {"super.npy": "data_super", "10m.npy": "data_10m", "20m.npy": "data_20m", "60m.npy": "data_60m"}
 MEMBERS = (*NPY_MEMBERS, "labels.json", "meta.json")

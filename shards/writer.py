@@ -22,9 +22,9 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from bigearth_sr import __version__
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import ARRAYS, SPLITS, VALUE_CONVENTION
+from bigearth import __version__
+from bigearth import nomenclature as nom
+from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 
 from .sample import NPY_MEMBERS, encode, tar_bytes

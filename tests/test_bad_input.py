@@ -107,7 +107,7 @@ def test_bad_product_is_recorded_and_the_rest_finish(damage, products, synth_dir
 def test_cli_exit_code_reports_failed_tiles(products, tmp_path, built):
     copies = copy_products(products[:2], tmp_path)
     _corrupt_truncate(copies[0])
-    cmd = [sys.executable, "-m", "bigearth_sr.cli", "build", *map(str, copies), "--out", str(tmp_path / "o"),
+    cmd = [sys.executable, "-m", "bigearth.cli", "build", *map(str, copies), "--out", str(tmp_path / "o"),
            "--no-progress", *[a for c in built[2].clc for a in ("--clc", c)]]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 1 and "failed" in r.stdout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
 from dataset_builder import archive
 from dataset_builder.bigearthnet_v1 import read_list
 from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build

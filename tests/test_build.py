@@ -12,8 +12,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, PatchRecord
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, PatchRecord
 from dataset_builder import archive, upsample
 from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
 from dataset_builder.safe import NATIVE, open_product
@@ -187,7 +187,7 @@ def test_one_and_two_workers_and_virtual_merge_give_the_same_archive(built, prod
 def test_kill_and_resume_equals_an_uninterrupted_build(built, products, tmp_path, kill_after):
     out = tmp_path / "resumed"
     clc = built[2].clc
-    cmd = [sys.executable, "-m", "bigearth_sr.cli", "build", *map(str, products), "--out", str(out),
+    cmd = [sys.executable, "-m", "bigearth.cli", "build", *map(str, products), "--out", str(out),
            "--no-progress", *[a for c in clc for a in ("--clc", c)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out / "parts"
@@ -222,7 +222,7 @@ def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
     """Chunks compressed by our threads read back through h5py's own shuffle+deflate filters."""
     rng = np.random.default_rng(0)
     arrays = {k: rng.integers(0, 3000 if "data" in k else 2, (5, *shape)).astype(dtype)
-              for k, (shape, dtype) in __import__("bigearth_sr.record", fromlist=["ARRAYS"]).ARRAYS.items()}
+              for k, (shape, dtype) in __import__("bigearth.record", fromlist=["ARRAYS"]).ARRAYS.items()}
     meta = [{"name": f"n{i}", "product": "p", "tile": "T", "date": "d", "split": "train", "crs": "EPSG:1",
              "x": i, "y": 0, "bounds": [0, 0, 0, 0]} for i in range(5)]
     for comp in ("gzip", "none", "lzf", "blosc-lz4", "blosc2-zstd"):
@@ -268,7 +268,7 @@ def test_products_labelled_from_bigearthnet_jsons(built, products, tmp_path):
 
 
 def test_cli_info_reports_the_archive(built, capsys):
-    from bigearth_sr.cli import main
+    from bigearth.cli import main
     out, manifest, _ = built
     assert main(["info", str(Path(out) / ARCHIVE_NAME)]) == 0
     text = capsys.readouterr().out

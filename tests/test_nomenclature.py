@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bigearth_sr import nomenclature as nom
+from bigearth import nomenclature as nom
 
 # BigEarthNet-19's published conversion (label_indices.json of the BigEarthNet-19 models):
 # each new class as the list of original-label indices it merges.

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import shards
-from bigearth_sr import nomenclature as nom
-from bigearth_sr.record import BANDS_SUPER
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_SUPER
 from dataset_builder import archive
 from dataset_builder.build import ARCHIVE_NAME
 
@@ -300,7 +300,7 @@ def test_bad_arguments_are_named(written, tmp_path):
 @pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "3"}, {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "3"},
                                  {"SLURM_PROCID": "1", "SLURM_NTASKS": "3"}, {"HOROVOD_RANK": "1", "HOROVOD_SIZE": "3"}])
 def test_rank_and_world_come_from_the_launcher(written, monkeypatch, env):
-    from bigearth_sr.distinfo import _ENV, rank_world
+    from bigearth.distinfo import _ENV, rank_world
     for r, w in _ENV:
         monkeypatch.delenv(r, raising=False)
         monkeypatch.delenv(w, raising=False)

@@ -12,7 +12,7 @@ from dataset_builder.errors import InputError
 from dataset_builder.safe import NATIVE, open_product, read_band, to_reflectance_dn
 from dataset_builder.synth import SynthConfig, render_scene
 from dataset_builder.tiles import REAL_TILES
-from bigearth_sr.record import BANDS_SUPER
+from bigearth.record import BANDS_SUPER
 
 from .conftest import fixtures_dir
 

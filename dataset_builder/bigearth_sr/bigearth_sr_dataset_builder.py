@@ -1,0 +1,133 @@
+"""bigearth_sr: BigEarthNet-style Sentinel-2 patches with all 12 bands super-resolved to 10 m."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (Blosc filters of the archive)
+import numpy as np
+import tensorflow_datasets as tfds
+
+from bigearth import nomenclature as nom
+from bigearth.record import ARRAYS, BANDS_SUPER, RGB, SPLITS
+from dataset_builder import inputs, upsample
+
+RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
+CHUNK = 256  # archive rows per Beam element
+# feature name -> (archive dataset, band indices or None)
+VARIANT_ARRAYS = {
+    "super": {"data_super": ("data_super", None)},
+    "rgb": {"data_rgb": ("data_super", RGB_INDEX)},
+    "native": {"data_10m": ("data_10m", None), "data_20m": ("data_20m", None), "data_60m": ("data_60m", None)},
+}
+
+
+@dataclasses.dataclass
+class BigearthSrConfig(tfds.core.BuilderConfig):
+    variant: str = "super"  # super | rgb | native
+    upsampling: str | None = "bilinear"  # None: the native cubes do not depend on it
+
+
+def _configs() -> list[BigearthSrConfig]:
+    out = []
+    for up in upsample.available():
+        out.append(BigearthSrConfig(
+            name=f"super_{up}", variant="super", upsampling=up,
+            description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {up} super-resolution"))
+        out.append(BigearthSrConfig(
+            name=f"rgb_{up}", variant="rgb", upsampling=up,
+            description=f"data_rgb: B04, B03, B02 at 10 m (uint16, 3x120x120), from the {up} build"))
+    out.append(BigearthSrConfig(
+        name="native", variant="native", upsampling=None,
+        description="data_10m (4x120x120), data_20m (6x60x60), data_60m (2x20x20): every band at its own resolution"))
+    return out
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """BigEarthNet-style patches from Sentinel-2 Level-2A products, super-resolved to 10 m."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native."}
+    BUILDER_CONFIGS = _configs()
+    DEFAULT_CONFIG_NAME = "super_bilinear"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+    Point --manual_dir at a folder holding one of:
+      * bigearth_sr.h5 (+ manifest.json), an archive built by `bigearth-sr build` (for the super
+        and rgb configs its upsampling must be the config's);
+      * Sentinel-2 Level-2A products (*.SAFE folders or S2?_MSIL2A_*.zip) with CORINE Land
+        Cover rasters (*.tif beside them or in clc/), e.g. from `bigearth-sr synth --out DIR`;
+      * the BigEarthNet v1 archive (its patch folders, directly or in BigEarthNet-v1.0/), with
+        the official lists (train/val/test, snow, cloud .csv[.bz2]) in lists/.
+    Products and patches are built into <download_dir>/bigearth_sr_build/<upsampling>/ with
+    `os.cpu_count()` worker processes (BIGEARTH_SR_WORKERS overrides); that build resumes
+    after an interruption.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        cfg = self.builder_config
+        arrays = {}
+        for feat, (key, idx) in VARIANT_ARRAYS[cfg.variant].items():
+            shape = ARRAYS[key][0] if idx is None else (len(idx), *ARRAYS[key][0][1:])
+            arrays[feat] = tfds.features.Tensor(shape=shape, dtype=np.uint16, encoding=tfds.features.Encoding.BYTES,
+                                                doc="bands first; reflectance x 10000")
+        features = tfds.features.FeaturesDict({
+            **arrays,
+            "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=nom.CLASS_NAMES),
+                                             doc="CORINE Land Cover level-3 classes (BigEarthNet's 43)"),
+            "labels_19": tfds.features.Sequence(tfds.features.ClassLabel(names=nom.CLASS_NAMES_19),
+                                                doc="BigEarthNet-19 classes"),
+            "filename": tfds.features.Text(doc="patch name <mission>_MSIL2A_<datetime>_<x>_<y>"),
+            "metadata": tfds.features.FeaturesDict({
+                "product": tfds.features.Text(), "tile": tfds.features.Text(), "date": tfds.features.Text(),
+                "x": np.int32, "y": np.int32, "crs": tfds.features.Text(),
+                "bounds": tfds.features.Tensor(shape=(4,), dtype=np.float64, doc="ulx, uly, lrx, lry in the CRS"),
+            }),
+        })
+        main = next(iter(arrays)) if cfg.variant != "native" else None
+        return self.dataset_info_from_configs(
+            features=features,
+            supervised_keys=(main, "labels") if main else None,
+            homepage="https://doi.org/10.3390/rs11243056",
+        )
+
+    def _generate_splits(self, dl_manager, download_config):
+        # Beam when the user asks for it (tfds build --beam_pipeline_options=...), else a plain
+        # generator: the small default needs no pipeline.
+        self._use_beam = download_config.beam_options is not None or download_config.beam_runner is not None
+        return super()._generate_splits(dl_manager, download_config)
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        cfg = self.builder_config
+        path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
+                                  cfg.upsampling, workers=inputs.default_workers())
+        with h5py.File(path, "r") as f:
+            split_col = f["split"].asstr()[:]
+        present = [s for s in SPLITS if (split_col == s).any()]
+        return {s: self._generate_examples(str(path), np.flatnonzero(split_col == s).tolist()) for s in present}
+
+    def _generate_examples(self, path: str, rows: list[int]):
+        variant = self.builder_config.variant
+        if getattr(self, "_use_beam", False):
+            beam = tfds.core.lazy_imports.apache_beam
+            chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
+            return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)
+        return examples(rows, path, variant)
+
+
+def examples(rows, path: str, variant: str):
+    """(key, example) for archive rows; module-level so Beam workers can run it."""
+    with h5py.File(path, "r") as f:
+        cols = {k: f[k].asstr()[:] if f[k].dtype.kind == "O" else f[k][:]
+                for k in ("name", "product", "tile", "date", "crs", "x", "y", "bounds", "classes", "classes_19")}
+        for i in rows:
+            ex = {}
+            for feat, (key, idx) in VARIANT_ARRAYS[variant].items():
+                a = f[key][i]
+                ex[feat] = a if idx is None else a[idx]
+            ex["labels"] = np.flatnonzero(cols["classes"][i]).tolist()
+            ex["labels_19"] = np.flatnonzero(cols["classes_19"][i]).tolist()
+            ex["filename"] = cols["name"][i]
+            ex["metadata"] = {k: cols[k][i] for k in ("product", "tile", "date", "crs", "bounds")}
+            ex["metadata"].update(x=int(cols["x"][i]), y=int(cols["y"][i]))
+            yield cols["name"][i], ex

@@ -1,0 +1,73 @@
+"""What a folder of inputs holds, and the archive built from it: the TFDS builder's source.
+
+A folder may hold (checked in this order)
+  * ``bigearth_sr.h5`` (with its ``manifest.json``): an archive built by ``bigearth-sr build``;
+  * Level-2A products (``*.SAFE`` folders or ``S2?_MSIL2A_*.zip``) with CORINE rasters
+    (``*.tif`` beside them or in ``clc/``), as ``bigearth-sr synth`` writes them;
+  * the BigEarthNet v1 archive: patch folders, in the folder itself or in ``BigEarthNet-v1.0/``,
+    with the official lists (optional) in ``lists/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+
+from .bigearthnet_v1 import is_archive_dir
+from .build import ARCHIVE_NAME, BuildConfig, build
+
+
+def describe(folder) -> tuple[str, list[Path]]:
+    """(kind, paths): ``archive``, ``products`` or ``bigearthnet``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (the manual_dir / input folder)")
+    if (folder / ARCHIVE_NAME).exists():
+        return "archive", [folder / ARCHIVE_NAME]
+    products = sorted([*folder.glob("*.SAFE"), *folder.glob("S2?_MSIL2A_*.zip")])
+    if products:
+        return "products", products
+    for cand in (folder, folder / "BigEarthNet-v1.0"):
+        if is_archive_dir(cand):
+            return "bigearthnet", [cand]
+    raise FileNotFoundError(f"{folder}: holds neither {ARCHIVE_NAME}, nor Level-2A products (*.SAFE, "
+                            f"S2?_MSIL2A_*.zip), nor BigEarthNet v1 patch folders")
+
+
+def default_workers() -> int:
+    """Build processes: BIGEARTH_SR_WORKERS, else every core."""
+    return int(os.environ.get("BIGEARTH_SR_WORKERS", os.cpu_count() or 1))
+
+
+def archive_upsampling(path) -> str | None:
+    with h5py.File(path, "r") as f:
+        cfg = f.attrs.get("build_config")
+    return json.loads(cfg).get("upsampling") if cfg else None
+
+
+def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int = 1, progress: bool = False) -> Path:
+    """The archive to read for ``folder``: the one it holds, or one built (resumably) in
+    ``work_dir/<upsampling>/`` from its products or BigEarthNet patches."""
+    folder = Path(folder)
+    kind, paths = describe(folder)
+    if kind == "archive":
+        found = archive_upsampling(paths[0])
+        if upsampling is not None and found is not None and found != upsampling:
+            raise ValueError(f"{paths[0]}: built with --upsampling {found}, this configuration needs {upsampling}")
+        return paths[0]
+    out = Path(work_dir) / (upsampling or "bilinear")
+    cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", progress=progress)
+    if kind == "products":
+        clc = sorted(p for d in (folder, folder / "clc") if d.is_dir() for p in d.glob("*.tif"))
+        if not clc:
+            raise FileNotFoundError(f"{folder}: products but no CORINE raster (*.tif beside them or in clc/)")
+        cfg.clc = [str(p) for p in clc]
+    elif (folder / "lists").is_dir():
+        cfg.official_lists = str(folder / "lists")
+    manifest = build(paths, cfg, workers=workers)
+    if manifest["tiles_failed"]:
+        raise RuntimeError(f"{folder}: {len(manifest['tiles_failed'])} input(s) failed: "
+                           + "; ".join(f"{k}: {v}" for k, v in manifest["tiles_failed"].items()))
+    return out / ARCHIVE_NAME
