@@ -139,6 +139,119 @@ def _fail(err: ShardError, on_error: str, skipped: Skipped | None, shards: int =
         skipped.add(shards, samples)
 
 
+def _local_path(url: str) -> str | None:
+    if url.startswith("file://"):
+        return url[7:]
+    return None if url.startswith("pipe:") or "://" in url else url
+
+
+class _Member:
+    """The TarInfo fields the reader uses."""
+
+    __slots__ = ("name", "size", "offset", "offset_data")
+
+    def __init__(self, name: str, size: int, offset: int, offset_data: int):
+        self.name, self.size, self.offset, self.offset_data = name, size, offset, offset_data
+
+
+def _octal(field: bytes, what: str) -> int:
+    if field[:1] == b"\x80":  # GNU base-256 for values that do not fit in octal
+        return int.from_bytes(field[1:], "big")
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        raise tarfile.ReadError(f"invalid {what} field in a tar header") from None
+
+
+def _plain_members(fh, state: dict):
+    """Regular members of a seekable tar of plain ustar/GNU headers, parsed directly: 5-10x
+    less work per header than ``tarfile.TarInfo``, which dominated the reader's time
+    (benchmarks/loaders.py). Anything else (pax or GNU long-name headers, links) raises
+    ``_NotPlain`` so the caller falls back to ``tarfile``."""
+    pos = 0
+    while True:
+        fh.seek(pos)
+        hdr = fh.read(512)
+        state["offset"] = pos
+        if not hdr or hdr == _ZERO_BLOCK:
+            return  # end of archive (a cut at a member boundary is caught by the sample count)
+        if len(hdr) < 512:
+            raise tarfile.ReadError("unexpected end of data")
+        if _octal(hdr[148:156], "checksum") != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+            raise tarfile.ReadError("bad checksum in a tar header")
+        kind = hdr[156:157]
+        size = _octal(hdr[124:136], "size")
+        if kind not in (b"0", b"\0", b"5"):
+            raise _NotPlain
+        name = hdr[:100].split(b"\0", 1)[0].decode()
+        if hdr[257:262] == b"ustar" and hdr[345:346] != b"\0":
+            name = hdr[345:500].split(b"\0", 1)[0].decode() + "/" + name
+        if kind != b"5":
+            yield _Member(name, size, pos, pos + 512)
+        pos += 512 + -(-size // 512) * 512
+
+
+class _NotPlain(Exception):
+    pass
+
+
+_ZERO_BLOCK = bytes(512)
+
+
+def tar_members(url: str, wanted, state: dict):
+    """(member, bytes or None) for each regular member of one shard; ``state["offset"]``
+    follows the header being read. Local files are read by seeking: a member nobody wants is
+    not read at all, and a wanted one is read straight into its own writable buffer (no copy
+    downstream). Pipes and URLs (webdataset's ``gopen``) are streamed through ``tarfile``."""
+    path = _local_path(url)
+    if path is None:
+        with wds.gopen(url, "rb") as fh:
+            tf = tarfile.open(fileobj=fh, mode="r|")
+            for info in tf:
+                state["offset"] = info.offset
+                tf.members = []  # tarfile would otherwise keep every TarInfo
+                if not info.isreg():
+                    continue
+                if wanted is not None and info.name.rsplit("/", 1)[-1].partition(".")[2] not in wanted:
+                    yield info, None
+                    continue
+                data = tf.extractfile(info).read()
+                if len(data) != info.size:
+                    raise tarfile.ReadError("unexpected end of data")
+                yield info, data
+            state["offset"] = tf.offset
+        return
+    with open(path, "rb") as fh:
+        members = _plain_members(fh, state)
+        done = 0
+        while True:
+            try:
+                m = next(members)
+            except StopIteration:
+                return
+            except _NotPlain:  # rare: headers tarfile knows and the fast path does not
+                members = _tarfile_members(fh, done)
+                continue
+            done = m.offset_data + -(-m.size // 512) * 512
+            if wanted is not None and m.name.rsplit("/", 1)[-1].partition(".")[2] not in wanted:
+                yield m, None
+                continue
+            buf = bytearray(m.size)
+            fh.seek(m.offset_data)
+            if fh.readinto(buf) != m.size:
+                raise tarfile.ReadError("unexpected end of data")
+            yield m, buf
+
+
+def _tarfile_members(fh, start: int):
+    fh.seek(start)
+    tf = tarfile.open(fileobj=fh, mode="r:")  # offsets it reports are positions in fh
+    while (info := tf.next()) is not None:
+        tf.members = []
+        if info.isreg():
+            yield _Member(info.name, info.size, info.offset, info.offset_data)
+
+
 def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", skipped=None):
     """Shard entries -> samples ``{"__key__", "__url__", "__offset__", member: bytes}``.
 
@@ -150,47 +263,38 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
     for entry in src:
         url = entry["url"]
         n_expected = expected.get(url)
-        count, offset = 0, 0
+        count, state = 0, {"offset": 0}
         try:
-            with wds.gopen(url, "rb") as stream:
-                tf = tarfile.open(fileobj=stream, mode="r|")
-                cur, seen = None, set()
-                for info in tf:
-                    offset = info.offset
-                    if not info.isreg():
-                        continue
-                    base = info.name.rsplit("/", 1)[-1]
-                    key, dot, ext = base.partition(".")
-                    if not dot:
-                        raise ShardError(f"{url}: member {info.name!r} has no extension (at byte offset {offset})")
-                    key = info.name[:len(info.name) - len(base)] + key
-                    if cur is None or key != cur["__key__"]:
-                        if cur is not None:
-                            _complete(cur, seen, url)
-                            yield cur
-                            count += 1
-                        cur, seen = {"__key__": key, "__url__": url, "__offset__": offset}, set()
-                    if ext in seen:
-                        raise ShardError(f"{url}: sample {key!r} has {ext} twice (at byte offset {offset})")
-                    seen.add(ext)
-                    if wanted is None or ext in wanted:
-                        data = tf.extractfile(info).read()
-                        if len(data) != info.size:
-                            raise tarfile.ReadError("unexpected end of data")
-                        cur[ext] = data
-                    tf.members = []  # stream mode would otherwise keep every TarInfo
-                if cur is not None:
-                    _complete(cur, seen, url)
-                    yield cur
-                    count += 1
-                offset = tf.offset
+            cur, seen = None, set()
+            for info, data in tar_members(url, wanted, state):
+                offset = info.offset
+                base = info.name.rsplit("/", 1)[-1]
+                key, dot, ext = base.partition(".")
+                if not dot:
+                    raise ShardError(f"{url}: member {info.name!r} has no extension (at byte offset {offset})")
+                key = info.name[:len(info.name) - len(base)] + key
+                if cur is None or key != cur["__key__"]:
+                    if cur is not None:
+                        _complete(cur, seen, url)
+                        yield cur
+                        count += 1
+                    cur, seen = {"__key__": key, "__url__": url, "__offset__": offset}, set()
+                if ext in seen:
+                    raise ShardError(f"{url}: sample {key!r} has {ext} twice (at byte offset {offset})")
+                seen.add(ext)
+                if data is not None:
+                    cur[ext] = data
+            if cur is not None:
+                _complete(cur, seen, url)
+                yield cur
+                count += 1
             if n_expected is not None and count != n_expected:
                 raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} "
-                                 f"(truncated at byte offset {offset}?)")
+                                 f"(truncated at byte offset {state['offset']}?)")
         except ShardError as e:
             _fail(e, on_error, skipped, 1, max((n_expected or count) - count, 0))
         except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            _fail(ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {offset}, after {count} "
+            _fail(ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {state['offset']}, after {count} "
                              f"complete sample(s))"), on_error, skipped, 1, max((n_expected or count) - count, 0))
 
 
@@ -216,7 +320,7 @@ def decode_samples(src, variant: str, labels: int, verify: bool, with_meta: bool
                     x = x[RGB_INDEX]
             out = {"x": x, "y": c43 if labels == 43 else c19}
             if with_meta:
-                meta.pop("crc32", None)
+                meta.pop("crc32c", None)
                 out["meta"] = meta
             yield out
         except (SampleError, ValueError, KeyError) as e:

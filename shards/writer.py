@@ -160,7 +160,7 @@ def members_doc() -> dict:
     doc = {m: {"field": key, "dtype": ARRAYS[key][1], "shape": list(ARRAYS[key][0]), "bands": with_bands[key],
                "resolution_m": archive.BAND_ATTRS[key][1]} for m, key in NPY_MEMBERS.items()}
     doc["labels.json"] = {"keys": ["names", "names_19", "multi_hot", "multi_hot_19"]}
-    doc["meta.json"] = {"keys": ["name", "product", "tile", "date", "x", "y", "crs", "bounds", "split", "crc32"]}
+    doc["meta.json"] = {"keys": ["name", "product", "tile", "date", "x", "y", "crs", "bounds", "split", "crc32c"]}
     return doc
 
 
