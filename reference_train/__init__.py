@@ -1,0 +1,1 @@
+"""Reference trainer (ResNet-50, Horovod / torch.distributed) and its evaluation."""

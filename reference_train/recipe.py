@@ -1,0 +1,68 @@
+"""The training recipe of Sedona et al. 2019 after Goyal et al. 2017, as pure functions:
+the learning-rate rule and schedule, rotations and flips, and mixup."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def scaled_lr(base: float = 0.1, workers: int = 1, batch_per_worker: int = 64) -> float:
+    """lr = base * k * n / 256 (Goyal et al.'s linear scaling rule; base 0.1 for 256 images)."""
+    return base * workers * batch_per_worker / 256
+
+
+def lr_at(epoch: float, peak: float, workers: int = 1, warmup_epochs: float = 5.0,
+          milestones=(30, 60, 80), gamma: float = 0.1) -> float:
+    """Learning rate at a fractional epoch: a gradual warm-up, per iteration, from the one-worker
+    rate ``peak / workers`` to ``peak`` over ``warmup_epochs``, then x ``gamma`` at each milestone."""
+    if epoch < warmup_epochs:
+        start = peak / workers
+        return start + (peak - start) * epoch / warmup_epochs
+    return peak * gamma ** sum(epoch >= m for m in milestones)
+
+
+def rot_flip(x, k: torch.Tensor, flip: torch.Tensor):
+    """Rotate sample i by k[i] * 90 degrees and then mirror it left-right where flip[i]; for a
+    dict of cubes (the native variant) every cube of a sample gets the same transform."""
+    if isinstance(x, dict):
+        return {name: rot_flip(v, k, flip) for name, v in x.items()}
+    out = x.clone()
+    for r in range(1, 4):
+        idx = (k == r).nonzero().flatten()
+        if len(idx):
+            out[idx] = torch.rot90(x[idx], r, dims=(-2, -1))
+    idx = flip.nonzero().flatten()
+    if len(idx):
+        out[idx] = out[idx].flip(-1)
+    return out
+
+
+def mixup(x, y: torch.Tensor, lam: float, perm: torch.Tensor):
+    """lam * (x, y) + (1 - lam) * (x, y)[perm]: inputs and labels mixed alike (Zhang et al. 2018)."""
+    if isinstance(x, dict):
+        mixed = {k: lam * v + (1 - lam) * v[perm] for k, v in x.items()}
+    else:
+        mixed = lam * x + (1 - lam) * x[perm]
+    return mixed, lam * y + (1 - lam) * y[perm]
+
+
+def augment(x, y: torch.Tensor, gen: torch.Generator, alpha: float, rotate: bool = True):
+    """The random transforms of one batch, drawn from ``gen`` (seeded per epoch, step and rank,
+    so a resumed run repeats them exactly)."""
+    b = y.shape[0]
+    if rotate:
+        k = torch.randint(0, 4, (b,), generator=gen)
+        flip = torch.randint(0, 2, (b,), generator=gen).bool()
+        dev = y.device
+        x = rot_flip(x, k.to(dev), flip.to(dev))
+    if alpha > 0:
+        lam = float(np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))).beta(alpha, alpha))
+        perm = torch.randperm(b, generator=gen).to(y.device)
+        x, y = mixup(x, y, lam, perm)
+    return x, y
+
+
+def steps_per_epoch(samples_per_rank: int, batch: int) -> int:
+    return max(1, math.ceil(samples_per_rank / batch))

@@ -1,0 +1,378 @@
+"""Reference trainer: ResNet-50 multilabel classification of the shards, data-parallel with
+Horovod (or torch.distributed), the recipe of Sedona et al. 2019 after Goyal et al. 2017.
+
+    python -m reference_train.train --data out/demo/shards --output-dir runs/demo          # one process
+    horovodrun -np 4 python -m reference_train.train --engine horovod --data ... --output-dir ...
+    torchrun --nproc_per_node 4 -m reference_train.train --engine ddp --data ... --output-dir ...
+    sbatch reference_train/slurm/train_horovod.sbatch                                      # N nodes x 4 GPUs
+
+Every knob is a flag with the paper's value as default (``--help``). Plain functions, in
+the order they run; the distributed set-up is in ``distributed.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import shards
+from reference_train.distributed import make_engine
+from reference_train.model import build_model, param_groups
+from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="shard folder (with index.json) written by `bigearth-sr shards`")
+    g.add_argument("--variant", default="super", choices=("super", "rgb", "native"),
+                   help="12 super-resolved bands, RGB, or the native 10/20/60 m cubes (multi-resolution stem)")
+    g.add_argument("--labels", type=int, default=43, choices=(43, 19), help="43 CORINE classes or BigEarthNet-19")
+    g.add_argument("--train-split", default="train")
+    g.add_argument("--val-split", default="validation", help="evaluated after each epoch on rank 0 ('' to skip)")
+    g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes per rank")
+    g.add_argument("--shuffle", type=int, default=1000, help="shuffle buffer (samples) per worker")
+    g.add_argument("--resampled", action="store_true",
+                   help="draw shards with replacement (always on with more than one rank, so every rank "
+                        "takes the same number of steps)")
+    g.add_argument("--synthetic-data", action="store_true",
+                   help="random tensors in memory instead of the shards (to measure the model alone)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", default="resnet50", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
+    g.add_argument("--layers", default=None, help="blocks per stage, e.g. 1,1,1,1 (a shallower net for CPU tests)")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout before the last dense layer")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=64, help="images per worker (n)")
+    g.add_argument("--base-lr", type=float, default=0.1, help="lr for 256 images; lr = base * k * n / 256")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the scaling rule)")
+    g.add_argument("--warmup-epochs", type=float, default=5.0, help="gradual warm-up from lr/k to lr")
+    g.add_argument("--milestones", default="30,60,80", help="epochs at which lr is multiplied by --gamma")
+    g.add_argument("--gamma", type=float, default=0.1)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--no-nesterov", action="store_true")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on convolution weights only")
+    g.add_argument("--mixup-alpha", type=float, default=0.2, help="mixup lambda ~ Beta(alpha, alpha); 0 disables")
+    g.add_argument("--no-rotate", action="store_true", help="no random rot90 + flip")
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: one pass)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("distribution and speed")
+    g.add_argument("--engine", default="none", choices=("horovod", "ddp", "none"))
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--global-bn", action="store_true",
+                   help="BatchNorm over the global batch (all ranks) instead of each rank's own")
+    g.add_argument("--fp16-allreduce", action="store_true", help="Horovod: compress gradients to fp16")
+    g.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="automatic mixed precision")
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--timeout", type=int, default=600, help="seconds a collective may wait (ddp)")
+    g = p.add_argument_group("output")
+    g.add_argument("--output-dir", required=True, help="checkpoints, metrics.csv, TensorBoard logs, curves.png")
+    g.add_argument("--resume", action="store_true", help="continue from --output-dir/checkpoint.pt if it exists")
+    g.add_argument("--nan-check-every", type=int, default=20, help="steps between checks of the loss")
+    g.add_argument("--print-freq", type=int, default=20)
+    g.add_argument("--fail-at", default=None, help=argparse.SUPPRESS)  # "rank:step": tests a failing worker
+    return p
+
+
+# --------------------------------------------------------------------------- set-up
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def mix_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] % 2**62)
+
+
+def to_device(x, device, channels_last: bool):
+    if isinstance(x, dict):
+        return {k: to_device(v, device, channels_last) for k, v in x.items()}
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def make_loader(args, split: str, engine, train: bool):
+    kw = dict(variant=args.variant, labels=args.labels, normalize=False, seed=args.seed)
+    if train:
+        return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers,
+                             shuffle=args.shuffle, resampled=args.resampled or engine.world > 1,
+                             rank=engine.rank, world=engine.world, **kw)
+    return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
+                         rank=0, world=1, **kw)
+
+
+class SyntheticLoader:
+    """Random uint16 batches of the variant's shape, made once and kept in memory."""
+
+    def __init__(self, args, steps: int):
+        g = torch.Generator().manual_seed(args.seed)
+        shape = {"super": (12, 120, 120), "rgb": (3, 120, 120)}
+        if args.variant == "native":
+            self.x = {k: torch.randint(0, 10000, (args.batch_size, c, s, s), generator=g, dtype=torch.int32).to(torch.uint16)
+                      for k, c, s in (("10m", 4, 120), ("20m", 6, 60), ("60m", 2, 20))}
+        else:
+            self.x = torch.randint(0, 10000, (args.batch_size, *shape[args.variant]), generator=g,
+                                   dtype=torch.int32).to(torch.uint16)
+        self.y = (torch.rand(args.batch_size, args.labels, generator=g) < 0.1).float()
+        self.steps = steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield self.x, self.y
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, history: list, args) -> None:
+    """Atomically: written to a temporary name, then renamed over the last checkpoint."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else None,
+             "epoch": epoch,  # the next epoch to run
+             "data_position": {"epoch": epoch, "step": 0},  # shards are re-shuffled from (seed, epoch)
+             "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
+             "history": history, "args": vars(args)}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, opt, scaler, device) -> tuple[int, list]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state["epoch"], state["history"]
+
+
+# --------------------------------------------------------------------------- one epoch
+
+def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch: int, steps: int, peak: float,
+                    milestones) -> dict:
+    model.train()
+    device = engine.device
+    loss_fn = nn.BCEWithLogitsLoss()
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    hvd_opt = hasattr(opt, "synchronize")
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    checked = torch.zeros((), device=device, dtype=torch.float64)
+    seen, t0, step = 0, time.perf_counter(), 0
+    fail = tuple(map(int, args.fail_at.split(":"))) if args.fail_at else None
+    for step, (x, y) in enumerate(loader):
+        if step >= steps:
+            break
+        if fail and fail == (engine.rank, step):
+            raise RuntimeError(f"rank {engine.rank}: failing at step {step} as asked (--fail-at)")
+        lr = lr_at(epoch + step / steps, peak, engine.world, args.warmup_epochs, milestones, args.gamma)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = normalizer(to_device(x, device, args.channels_last))
+        y = y.to(device, non_blocking=True)
+        gen = torch.Generator().manual_seed(mix_seed(args.seed, epoch, step, engine.rank))
+        x, y = augment(x, y, gen, args.mixup_alpha, rotate=not args.no_rotate)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if hvd_opt:
+                opt.synchronize()
+                scaler.unscale_(opt)
+                with opt.skip_synchronize():
+                    scaler.step(opt)
+            else:
+                scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        loss_sum += loss.detach().double()
+        seen += y.shape[0]
+        if (step + 1) % args.nan_check_every == 0 or step + 1 == steps:
+            total = engine.sum(loss_sum.clone())  # every rank sees the same verdict
+            if not math.isfinite(float(total)):
+                raise NonFiniteLoss(f"loss became {float(total)} in epoch {epoch}, between steps {int(checked)} and "
+                                    f"{step} (lr {lr:.4g}); the last good checkpoint is kept. Lower --base-lr or "
+                                    f"lengthen --warmup-epochs")
+            checked.fill_(step)
+        if engine.rank == 0 and args.print_freq and (step + 1) % args.print_freq == 0:
+            rate = seen / (time.perf_counter() - t0)
+            print(f"epoch {epoch} step {step + 1}/{steps} lr {lr:.4f} loss {float(loss.detach()):.4f} "
+                  f"{rate:.1f} img/s/rank", flush=True)
+    seconds = time.perf_counter() - t0
+    n_steps = min(step + 1, steps)
+    mean_loss = float(engine.sum(loss_sum) / (n_steps * engine.world))
+    return {"epoch": epoch, "lr": lr, "train_loss": mean_loss, "images_per_s_per_rank": seen / seconds,
+            "seconds": seconds, "steps": n_steps}
+
+
+@torch.no_grad()
+def predict(model, loader, normalizer, device, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid probabilities and targets of a whole split."""
+    model.eval()
+    probs, targets = [], []
+    for x, y in loader:
+        x = normalizer(to_device(x, device, channels_last))
+        probs.append(torch.sigmoid(model(x).float()).cpu().numpy())
+        targets.append(y.numpy())
+    if not probs:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    return np.concatenate(probs), np.concatenate(targets)
+
+
+def validate(model, args, engine, normalizer) -> dict:
+    from reference_train.evaluate import summary
+    loader = make_loader(args, args.val_split, engine, train=False)
+    probs, targets = predict(model, loader, normalizer, engine.device, args.channels_last)
+    if not len(probs):
+        return {}
+    eps = 1e-7
+    p = np.clip(probs, eps, 1 - eps)
+    loss = float(-(targets * np.log(p) + (1 - targets) * np.log(1 - p)).mean())
+    return {"val_loss": loss, **{f"val_{k}": v for k, v in summary(probs, targets).items()}}
+
+
+# --------------------------------------------------------------------------- logs
+
+def write_logs(out: Path, history: list, tb) -> None:
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    tmp = out / "metrics.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, out / "metrics.csv")
+    row = history[-1]
+    if tb is not None:
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                tb.add_scalar(k, v, row["epoch"])
+        tb.flush()
+    plot_curves(history, out / "curves.png")
+
+
+def plot_curves(history: list, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
+    if any("val_loss" in r for r in history):
+        axes[0].plot(ep, [r.get("val_loss", np.nan) for r in history], label="validation")
+    axes[0].set_title("loss (BCE)")
+    axes[0].legend()
+    for key in ("val_micro_f1", "val_macro_f1", "val_mAP"):
+        if any(key in r for r in history):
+            axes[1].plot(ep, [r.get(key, np.nan) for r in history], label=key[4:])
+    axes[1].set_title("validation")
+    axes[1].legend()
+    axes[2].plot(ep, [r["lr"] for r in history])
+    axes[2].set_title("learning rate (end of epoch)")
+    for a in axes:
+        a.set_xlabel("epoch")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- main
+
+def main(args) -> int:
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    engine = make_engine(args.engine, device, args.timeout)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = shards.read_index(args.data)[0]
+    n_train = index["splits"][args.train_split]["samples"]
+    peak = args.lr if args.lr is not None else scaled_lr(args.base_lr, engine.world, args.batch_size)
+    milestones = tuple(int(m) for m in args.milestones.split(",") if m)
+    steps = steps_per_epoch(math.ceil(n_train / engine.world), args.batch_size)
+    if args.steps_per_epoch:
+        steps = min(steps, args.steps_per_epoch)
+    if engine.rank == 0:
+        print(f"engine {engine.name}: {engine.world} rank(s) on {engine.device}; global batch "
+              f"{args.batch_size * engine.world} ({engine.world} x {args.batch_size}); lr {peak:.4g} "
+              f"(= {args.base_lr} x {engine.world} x {args.batch_size} / 256"
+              f"{', overridden by --lr' if args.lr is not None else ''}), warm-up {args.warmup_epochs} epochs from "
+              f"{peak / engine.world:.4g}, x{args.gamma} at {list(milestones)}; {steps} steps/epoch over "
+              f"{n_train} training patches", flush=True)
+        (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+
+    seed_everything(mix_seed(args.seed, engine.rank))
+    layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else None
+    raw = build_model(args.variant, args.labels, args.arch, args.dropout, layers).to(engine.device)
+    if args.channels_last:
+        raw = raw.to(memory_format=torch.channels_last)
+    model = engine.wrap_model(raw, args.global_bn)
+    raw = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    opt = torch.optim.SGD(param_groups(raw, args.weight_decay), lr=peak, momentum=args.momentum,
+                          nesterov=not args.no_nesterov)
+    scaler = torch.amp.GradScaler(engine.device.type) if args.amp == "fp16" else None
+    start, history = 0, []
+    ckpt = out / CHECKPOINT
+    if args.resume and ckpt.exists():
+        start, history = load_checkpoint(ckpt, raw, opt, scaler, engine.device)
+        if engine.rank == 0:
+            print(f"resumed from {ckpt}: epoch {start}", flush=True)
+    opt = engine.wrap_optimizer(opt, raw, args.fp16_allreduce)
+    engine.broadcast(raw, opt)
+    if args.compile:
+        model = torch.compile(model)
+    normalizer = shards.Normalizer(index, args.variant).to(engine.device)
+    loader = SyntheticLoader(args, steps) if args.synthetic_data else make_loader(args, args.train_split, engine, True)
+    tb = None
+    if engine.rank == 0:
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(str(out / "tensorboard"))
+    try:
+        for epoch in range(start, args.epochs):
+            seed_everything(mix_seed(args.seed, epoch, engine.rank))  # dropout masks: repeatable on resume
+            if hasattr(loader, "dataset"):
+                loader.dataset.set_epoch(epoch)
+            row = train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch, steps, peak, milestones)
+            if engine.rank == 0:
+                if args.val_split and args.val_split in index["splits"]:
+                    row.update(validate(raw, args, engine, normalizer))
+                history.append(row)
+                save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args)
+                write_logs(out, history, tb)
+                print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            engine.barrier()
+    except NonFiniteLoss as e:
+        if engine.rank == 0:
+            print(f"stopped: {e} ({ckpt if ckpt.exists() else 'no checkpoint yet'})", file=sys.stderr, flush=True)
+        return 3
+    finally:
+        if tb is not None:
+            tb.close()
+        engine.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

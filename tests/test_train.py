@@ -1,0 +1,322 @@
+"""The reference trainer: recipe functions against their formulas, 1 vs N processes (DDP and
+Horovod), kill and resume, a non-finite loss, a failing worker, evaluation against an
+independent computation, and a small run that learns."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bigearth import nomenclature as nom
+from reference_train.evaluate import evaluate, report, to_19
+from reference_train.model import build_model, param_groups
+from reference_train.recipe import augment, lr_at, mixup, rot_flip, scaled_lr
+
+from .conftest import ROOT
+
+BIN = Path(sys.executable).parent
+TINY = ["--arch", "resnet18", "--layers", "1,1,1,1", "--workers", "0", "--print-freq", "0"]
+
+
+# --------------------------------------------------------------------------- recipe
+
+@pytest.mark.parametrize("k", [1, 2, 8])
+def test_learning_rate_rule_and_schedule(k):
+    peak = scaled_lr(0.1, k, 64)
+    assert peak == pytest.approx(0.1 * k * 64 / 256)
+    one = 0.1 * 64 / 256  # one worker's rate: where the warm-up starts
+    expect = {0.0: one, 1.25: one + (peak - one) * 0.25, 2.5: one + (peak - one) * 0.5, 4.999: one + (peak - one) * 4.999 / 5,
+              5.0: peak, 29.9: peak, 30.0: peak * 0.1, 59.5: peak * 0.1, 60.0: peak * 0.01, 80.0: peak * 0.001,
+              99.9: peak * 0.001}
+    for epoch, lr in expect.items():
+        assert lr_at(epoch, peak, k) == pytest.approx(lr, rel=1e-12), epoch
+
+
+def test_weight_decay_reaches_convolution_weights_only():
+    model = build_model("super", 43, "resnet18", 0.5, (1, 1, 1, 1))
+    groups = param_groups(model, 1e-4)
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in convs} and groups[0]["weight_decay"] == 1e-4
+    assert groups[1]["weight_decay"] == 0 and len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no loss gradient: only the decay moves anything
+    opt.step()
+    conv_names = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    for n, p in model.named_parameters():
+        moved = not torch.equal(p, before[n])
+        assert moved == (n.rsplit(".", 1)[0] in conv_names and n.endswith("weight")), n
+        if moved:
+            torch.testing.assert_close(p, before[n] * (1 - 0.1 * 1e-4))
+
+
+def test_rotations_flips_and_mixup_on_known_tensors():
+    x = torch.arange(4 * 2 * 3 * 3, dtype=torch.float32).reshape(4, 2, 3, 3)
+    k = torch.tensor([0, 1, 2, 3])
+    flip = torch.tensor([False, True, False, True])
+    out = rot_flip(x, k, flip).numpy()
+    for i in range(4):
+        ref = np.rot90(x[i].numpy(), int(k[i]), axes=(1, 2))
+        ref = ref[:, :, ::-1] if flip[i] else ref
+        np.testing.assert_array_equal(out[i], ref)
+    native = {"10m": torch.rand(4, 4, 12, 12), "20m": torch.rand(4, 6, 6, 6), "60m": torch.rand(4, 2, 2, 2)}
+    rot = rot_flip(native, k, flip)
+    for name, v in native.items():
+        for i in range(4):
+            ref = np.rot90(v[i].numpy(), int(k[i]), axes=(1, 2))
+            np.testing.assert_array_equal(rot[name][i].numpy(), ref[:, :, ::-1] if flip[i] else ref)
+    y = torch.eye(4)
+    perm = torch.tensor([1, 0, 3, 2])
+    mx, my = mixup(x, y, 0.7, perm)
+    torch.testing.assert_close(mx[0], 0.7 * x[0] + 0.3 * x[1])
+    torch.testing.assert_close(my, torch.tensor([[0.7, 0.3, 0, 0], [0.3, 0.7, 0, 0], [0, 0, 0.7, 0.3], [0, 0, 0.3, 0.7]]))
+    a = augment(x, y, torch.Generator().manual_seed(5), 0.2)
+    b = augment(x, y, torch.Generator().manual_seed(5), 0.2)
+    torch.testing.assert_close(a, b)  # the same seed, the same transforms (what resume relies on)
+    assert not torch.equal(a[0], x)
+
+
+# --------------------------------------------------------------------------- 1 vs N processes
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dist_step(engine: str, n: int, out: Path, global_bn: bool) -> dict:
+    script = str(ROOT / "tests" / "dist_step.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    if engine == "none":
+        cmd = [sys.executable, script, "none", str(out), "0"]
+    elif engine == "ddp":
+        cmd = [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", str(n), "--master_port", str(_free_port()),
+               script, "ddp", str(out), str(int(global_bn))]
+    else:
+        cmd = [str(BIN / "horovodrun"), "-np", str(n), "-H", f"localhost:{n}", "--gloo", sys.executable, script,
+               "horovod", str(out), str(int(global_bn))]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return torch.load(out)
+
+
+def _horovod():
+    return pytest.importorskip("horovod.torch", reason="Horovod is built by scripts/build_horovod.sh (the test command runs it)")
+
+
+@pytest.mark.parametrize("engine", ["ddp", "horovod"])
+def test_two_processes_with_half_batches_take_the_one_process_step(engine, tmp_path):
+    if engine == "horovod":
+        _horovod()
+    ref = _dist_step("none", 1, tmp_path / "one.pt", False)
+    two = _dist_step(engine, 2, tmp_path / "two.pt", True)
+    assert ref.keys() == two.keys()
+    for k in ref:
+        torch.testing.assert_close(two[k], ref[k], rtol=1e-4, atol=2e-6, msg=k)
+    # the test can fail: rank-local BatchNorm (the paper's default) does not take the same step
+    local = _dist_step(engine, 2, tmp_path / "local.pt", False)
+    assert any(not torch.allclose(local[k].float(), ref[k].float(), rtol=1e-4, atol=2e-6) for k in ref)
+
+
+# --------------------------------------------------------------------------- runs of the script
+
+@pytest.fixture(scope="module")
+def learn_data(tmp_path_factory):
+    """Four 8.4 km synthetic products (three training tiles, one test tile), built and sharded."""
+    import shards
+    from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
+    from dataset_builder.synth import SynthConfig, write_product
+    root = tmp_path_factory.mktemp("learn")
+    for tile, date in (("T33UUP", "20170613T101031"), ("T35VPK", "20180204T094159"), ("T34VFJ", "20170823T094031"),
+                       ("T34UCF", "20180412T094031")):
+        write_product(SynthConfig(tile=tile, date=date, tile_size_m=8400, seed=11, cloud_cover=0.02, snow_cover=0.0),
+                      root / "products")
+    cfg = BuildConfig(out_dir=str(root / "dataset"), clc=[str(p) for p in (root / "products").glob("CLC_*.tif")],
+                      progress=False)
+    build(sorted((root / "products").glob("*.SAFE")), cfg, workers=2)
+    index = shards.write_shards(root / "dataset" / ARCHIVE_NAME, root / "shards", "4MB", progress=False)
+    assert {"train", "test"} <= set(index["splits"])
+    return root / "shards", index
+
+
+def _train(data, out, *extra, check=True, **popen):
+    cmd = [sys.executable, "-m", "reference_train.train", "--data", str(data), "--output-dir", str(out), *TINY, *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    if check:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def test_kill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(learn_data, tmp_path):
+    data, _ = learn_data
+    args = ["--epochs", "3", "--batch-size", "8", "--steps-per-epoch", "6", "--val-split", "", "--warmup-epochs", "1"]
+    _train(data, tmp_path / "whole", *args)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    out = tmp_path / "killed"
+    p = _train(data, out, *args, "--print-freq", "1", popen=True)
+    seen_epoch1 = False
+    for line in p.stdout:  # kill -9 during epoch 1, after epoch 0's checkpoint is written
+        seen_epoch1 |= line.startswith("epoch 1 step 3/")
+        if seen_epoch1:
+            os.kill(p.pid, signal.SIGKILL)
+            break
+    p.wait(timeout=60)
+    assert seen_epoch1 and p.returncode == -signal.SIGKILL
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    r = _train(data, out, *args, "--resume")
+    assert "resumed from" in r.stdout
+    resumed = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert resumed["epoch"] == whole["epoch"] == 3
+    for k in whole["model"]:
+        assert torch.equal(resumed["model"][k], whole["model"][k]), k
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in whole["history"]]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and (out / "curves.png").exists() and any((out / "tensorboard").iterdir())
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(learn_data, tmp_path):
+    data, _ = learn_data
+    args = ["--batch-size", "8", "--steps-per-epoch", "4", "--val-split", "", "--nan-check-every", "1", "--warmup-epochs", "0"]
+    _train(data, tmp_path, "--epochs", "1", *args)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+    r = _train(data, tmp_path, "--epochs", "3", "--resume", "--lr", "1e12", "--mixup-alpha", "0", *args, check=False)
+    assert r.returncode == 3, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "loss became" in r.stderr and "last good checkpoint is kept" in r.stderr
+    assert (tmp_path / "checkpoint.pt").read_bytes() == good
+
+
+@pytest.mark.parametrize("engine", ["ddp", "horovod"])
+def test_a_failing_worker_ends_the_job(learn_data, tmp_path, engine):
+    data, _ = learn_data
+    if engine == "horovod":
+        _horovod()
+        launch = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable]
+    else:
+        launch = [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    cmd = [*launch, "-m", "reference_train.train", "--engine", engine, "--data", str(data), "--output-dir",
+           str(tmp_path), *TINY, "--epochs", "2", "--batch-size", "4", "--steps-per-epoch", "6", "--val-split", "",
+           "--fail-at", "1:2", "--timeout", "60"]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    t = time.perf_counter()
+    r = subprocess.run(cmd if engine == "horovod" else [cmd[0], *cmd[1:]], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert r.returncode != 0 and time.perf_counter() - t < 240
+    assert "failing at step 2" in r.stdout + r.stderr
+
+
+def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
+    data, index = learn_data
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    common = ["-m", "reference_train.train", "--data", str(data), *TINY, "--epochs", "1", "--batch-size", "4",
+              "--steps-per-epoch", "3", "--global-bn"]
+    runs = {"ddp": [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_port())]}
+    try:
+        import horovod.torch  # noqa: F401
+        runs["horovod"] = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable]
+    except ImportError:
+        pass
+    for engine, launch in runs.items():
+        r = subprocess.run([*launch, *common, "--engine", engine, "--output-dir", str(tmp_path / engine)], env=env,
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        assert "2 rank(s)" in r.stdout and "global batch 8 (2 x 4)" in r.stdout and "lr 0.003125" in r.stdout
+        hist = json.loads(json.dumps(torch.load(tmp_path / engine / "checkpoint.pt", weights_only=False)["history"]))
+        assert hist[0]["steps"] == 3 and np.isfinite(hist[0]["train_loss"])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _independent_prf(y: np.ndarray, p: np.ndarray):
+    tp = (y & p).sum(0).astype(float)
+    fp = ((1 - y) & p).sum(0).astype(float)
+    fn = (y & (1 - p)).sum(0).astype(float)
+    prec = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    rec = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=prec + rec > 0)
+    return tp, fp, fn, prec, rec, f1
+
+
+def _independent_ap(y: np.ndarray, s: np.ndarray) -> float:
+    order = np.argsort(-s, kind="stable")
+    y = y[order]
+    hits = np.cumsum(y)
+    return float((hits / np.arange(1, len(y) + 1))[y == 1].sum() / y.sum())
+
+
+def test_evaluation_matches_an_independent_computation(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    targets = (rng.random((n, 43)) < 0.15).astype(np.int64)
+    targets[:, 5] = 0  # a class absent from the split
+    probs = np.clip(targets * 0.55 + rng.random((n, 43)) * 0.5, 0, 1)
+    probs += rng.random((n, 43)) * 1e-6  # no ties: AP is then unambiguous
+    rep = report(probs, targets, nom.CLASS_NAMES, 0.5)
+    pred = (probs >= 0.5).astype(np.int64)
+    tp, fp, fn, prec, rec, f1 = _independent_prf(targets, pred)
+    present = targets.sum(0) > 0
+    for c, row in enumerate(rep["per_class"]):
+        assert row["support"] == targets[:, c].sum()
+        assert row["precision"] == pytest.approx(prec[c]) and row["recall"] == pytest.approx(rec[c])
+        assert row["f1"] == pytest.approx(f1[c])
+        if present[c]:
+            assert row["ap"] == pytest.approx(_independent_ap(targets[:, c], probs[:, c]))
+    micro_p, micro_r = tp[present].sum() / (tp[present].sum() + fp[present].sum()), tp[present].sum() / (tp[present].sum() + fn[present].sum())
+    assert rep["averages"]["micro"]["f1"] == pytest.approx(2 * micro_p * micro_r / (micro_p + micro_r))
+    assert rep["averages"]["macro"]["f1"] == pytest.approx(f1[present].mean())
+    w = targets.sum(0)[present]
+    assert rep["averages"]["weighted"]["f1"] == pytest.approx((f1[present] * w).sum() / w.sum())
+    inter = (targets[:, present] & pred[:, present]).sum(1)
+    denom = targets[:, present].sum(1) + pred[:, present].sum(1)
+    assert rep["averages"]["samples"]["f1"] == pytest.approx(np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 0).mean())
+    assert rep["mAP"] == pytest.approx(np.mean([_independent_ap(targets[:, c], probs[:, c]) for c in np.flatnonzero(present)]))
+    p19, t19 = to_19(probs, targets)
+    for j, (_, codes) in enumerate(nom.CLASSES_19):
+        cols = [nom.CLC_CODES.index(code) for code in codes]
+        np.testing.assert_array_equal(p19[:, j], probs[:, cols].max(1))
+        np.testing.assert_array_equal(t19[:, j], targets[:, cols].max(1))
+    reps = evaluate(probs, targets, 43)
+    from reference_train.evaluate import write_reports
+    write_reports(tmp_path, reps)
+    for name in ("per_class_43.csv", "per_class_43.md", "per_class_19.csv", "per_class_19.md", "report.json",
+                 "f1_43.png", "f1_19.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    md = (tmp_path / "per_class_43.md").read_text()
+    assert nom.CLASS_NAMES[0] in md and nom.CLASS_NAMES[5] not in md.split("| average")[0]
+
+
+def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path):
+    data, index = learn_data
+    r = _train(data, tmp_path / "run", "--epochs", "10", "--batch-size", "16", "--lr", "0.05", "--warmup-epochs", "1",
+               "--milestones", "8", "--mixup-alpha", "0", "--dropout", "0.2", "--val-split", "test")
+    ev = tmp_path / "eval"
+    r = subprocess.run([sys.executable, "-m", "reference_train.evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
+                        "--data", str(data), "--split", "test", "--out", str(ev), "--workers", "0"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((ev / "report.json").read_text())
+    model_f1 = rep["43"]["averages"]["micro"]["f1"]
+    # baseline: predict every class that is present in more than half of the training patches
+    import shards
+    train_y = np.stack([y.numpy() for _, y in shards.load(data, "train", shuffle=0, normalize=False)])
+    test_y = np.stack([y.numpy() for _, y in shards.load(data, "test", shuffle=0, normalize=False)]).astype(np.int64)
+    base = np.broadcast_to(train_y.mean(0) > 0.5, test_y.shape).astype(np.int64)
+    tp, fp, fn, *_ = _independent_prf(test_y, base)
+    base_f1 = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
+    assert model_f1 > base_f1 + 0.1, (model_f1, base_f1)
+    assert rep["checkpoint"]["epoch"] == 10 and rep["43"]["samples"] == index["splits"]["test"]["samples"]
+    shutil.rmtree(tmp_path / "run" / "tensorboard", ignore_errors=True)
