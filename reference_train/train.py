@@ -193,7 +193,7 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()  # None grads (the default); Horovod's optimizer takes no argument
         if scaler is not None:
             scaler.scale(loss).backward()
             if hvd_opt:

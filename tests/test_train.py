@@ -134,19 +134,19 @@ def test_two_processes_with_half_batches_take_the_one_process_step(engine, tmp_p
 
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
-    """Four 8.4 km synthetic products (three training tiles, one test tile), built and sharded."""
+    """Four 12 km synthetic products (three training tiles, one test tile: 265 and 88 patches), built and sharded."""
     import shards
     from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
     from dataset_builder.synth import SynthConfig, write_product
     root = tmp_path_factory.mktemp("learn")
     for tile, date in (("T33UUP", "20170613T101031"), ("T35VPK", "20180204T094159"), ("T34VFJ", "20170823T094031"),
                        ("T34UCF", "20180412T094031")):
-        write_product(SynthConfig(tile=tile, date=date, tile_size_m=8400, seed=11, cloud_cover=0.02, snow_cover=0.0),
+        write_product(SynthConfig(tile=tile, date=date, tile_size_m=12_000, seed=11, cloud_cover=0.02, snow_cover=0.0),
                       root / "products")
     cfg = BuildConfig(out_dir=str(root / "dataset"), clc=[str(p) for p in (root / "products").glob("CLC_*.tif")],
                       progress=False)
     build(sorted((root / "products").glob("*.SAFE")), cfg, workers=2)
-    index = shards.write_shards(root / "dataset" / ARCHIVE_NAME, root / "shards", "4MB", progress=False)
+    index = shards.write_shards(root / "dataset" / ARCHIVE_NAME, root / "shards", "8MB", progress=False)
     assert {"train", "test"} <= set(index["splits"])
     return root / "shards", index
 
@@ -301,8 +301,8 @@ def test_evaluation_matches_an_independent_computation(tmp_path):
 
 def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path):
     data, index = learn_data
-    r = _train(data, tmp_path / "run", "--epochs", "10", "--batch-size", "16", "--lr", "0.05", "--warmup-epochs", "1",
-               "--milestones", "8", "--mixup-alpha", "0", "--dropout", "0.2", "--val-split", "test")
+    _train(data, tmp_path / "run", "--epochs", "12", "--batch-size", "32", "--lr", "0.1", "--warmup-epochs", "1",
+           "--milestones", "10", "--mixup-alpha", "0", "--dropout", "0.2", "--val-split", "test")
     ev = tmp_path / "eval"
     r = subprocess.run([sys.executable, "-m", "reference_train.evaluate", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
                         "--data", str(data), "--split", "test", "--out", str(ev), "--workers", "0"],
@@ -317,6 +317,25 @@ def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path)
     base = np.broadcast_to(train_y.mean(0) > 0.5, test_y.shape).astype(np.int64)
     tp, fp, fn, *_ = _independent_prf(test_y, base)
     base_f1 = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
-    assert model_f1 > base_f1 + 0.1, (model_f1, base_f1)
-    assert rep["checkpoint"]["epoch"] == 10 and rep["43"]["samples"] == index["splits"]["test"]["samples"]
+    assert model_f1 > base_f1 + 0.08, (model_f1, base_f1)  # measured: 0.58 against 0.43
+    assert rep["checkpoint"]["epoch"] == 12 and rep["43"]["samples"] == index["splits"]["test"]["samples"]
     shutil.rmtree(tmp_path / "run" / "tensorboard", ignore_errors=True)
+
+
+@pytest.mark.parametrize("extra", [["--variant", "native", "--labels", "19"],
+                                   ["--variant", "rgb", "--amp", "bf16", "--channels-last"],
+                                   ["--synthetic-data", "--mixup-alpha", "0.4"]])
+def test_variants_precision_and_synthetic_input_train(learn_data, tmp_path, extra):
+    data, _ = learn_data
+    _train(data, tmp_path, "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "3", "--val-split", "test", *extra)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    row = state["history"][0]
+    assert row["steps"] == 3 and np.isfinite(row["train_loss"])
+    n_out = 19 if "19" in extra else 43
+    assert state["model"]["fc.1.weight"].shape[0] == n_out
+    if "native" in extra:
+        assert "conv1.c60.weight" in state["model"]
+    elif "rgb" in extra:
+        assert state["model"]["conv1.weight"].shape[1] == 3
+    if "--synthetic-data" not in extra:
+        assert 0 <= row["val_micro_f1"] <= 1
