@@ -100,7 +100,7 @@ class DDPEngine(Engine):
         import torch.distributed as dist
         self.dist = dist
         super().__init__(device)
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(self.device)

@@ -220,7 +220,7 @@ def test_a_failing_worker_ends_the_job(learn_data, tmp_path, engine):
 
 
 def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
-    data, index = learn_data
+    data, _ = learn_data
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     common = ["-m", "reference_train.train", "--data", str(data), *TINY, "--epochs", "1", "--batch-size", "4",
               "--steps-per-epoch", "3", "--global-bn"]
