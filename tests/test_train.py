@@ -238,6 +238,9 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
         assert "2 rank(s)" in r.stdout and "global batch 8 (2 x 4)" in r.stdout and "lr 0.003125" in r.stdout
         hist = json.loads(json.dumps(torch.load(tmp_path / engine / "checkpoint.pt", weights_only=False)["history"]))
         assert hist[0]["steps"] == 3 and np.isfinite(hist[0]["train_loss"])
+        # the script applies the schedule per step: its last step (2 of 3) is 2/3 into the warm-up's first epoch
+        peak = 0.1 * 2 * 4 / 256
+        assert hist[0]["lr"] == pytest.approx(peak / 2 + (peak - peak / 2) * (2 / 3) / 5)
 
 
 # --------------------------------------------------------------------------- evaluation
