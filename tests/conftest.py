@@ -72,3 +72,15 @@ def assert_same_archive(a, b) -> None:
     assert sorted(ca) == sorted(cb)
     for k in ca:
         np.testing.assert_array_equal(ca[k], cb[k], err_msg=k)
+
+
+# Tests that launch process groups (mpirun, torchrun, horovodrun) run on one xdist worker, one
+# after another: on 2 cores, launchers started side by side were seen to fail to start (mpirun
+# exiting 2 with no output while horovodrun ran beside it). Every other file stays on one worker.
+_LAUNCHERS = {"test_mpi", "test_train"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group("launchers" if module in _LAUNCHERS else module))

@@ -44,5 +44,5 @@ def test_a_failing_worker_ends_the_job(built, products, tmp_path, engine):
         cmd = [sys.executable, "-m", "bigearth.cli", "build", *args, "--workers", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert r.returncode != 0
-    assert bad.name in r.stdout + r.stderr
+    assert bad.name in r.stdout + r.stderr, f"exit {r.returncode}: {r.stdout[-1500:]} {r.stderr[-1500:]}"
     assert not (tmp_path / "o" / ARCHIVE_NAME).exists()

@@ -117,17 +117,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
 def examples(rows, path: str, variant: str):
     """(key, example) for archive rows; module-level so Beam workers can run it."""
+    if not len(rows):
+        return
+    lo, hi = min(rows), max(rows) + 1  # the span of these rows: a Beam chunk reads its own, not whole columns
     with h5py.File(path, "r") as f:
-        cols = {k: f[k].asstr()[:] if f[k].dtype.kind == "O" else f[k][:]
+        cols = {k: f[k].asstr()[lo:hi] if f[k].dtype.kind == "O" else f[k][lo:hi]
                 for k in ("name", "product", "tile", "date", "crs", "x", "y", "bounds", "classes", "classes_19")}
         for i in rows:
             ex = {}
             for feat, (key, idx) in VARIANT_ARRAYS[variant].items():
                 a = f[key][i]
                 ex[feat] = a if idx is None else a[idx]
-            ex["labels"] = np.flatnonzero(cols["classes"][i]).tolist()
-            ex["labels_19"] = np.flatnonzero(cols["classes_19"][i]).tolist()
-            ex["filename"] = cols["name"][i]
-            ex["metadata"] = {k: cols[k][i] for k in ("product", "tile", "date", "crs", "bounds")}
-            ex["metadata"].update(x=int(cols["x"][i]), y=int(cols["y"][i]))
-            yield cols["name"][i], ex
+            j = i - lo
+            ex["labels"] = np.flatnonzero(cols["classes"][j]).tolist()
+            ex["labels_19"] = np.flatnonzero(cols["classes_19"][j]).tolist()
+            ex["filename"] = cols["name"][j]
+            ex["metadata"] = {k: cols[k][j] for k in ("product", "tile", "date", "crs", "bounds")}
+            ex["metadata"].update(x=int(cols["x"][j]), y=int(cols["y"][j]))
+            yield cols["name"][j], ex
