@@ -15,21 +15,19 @@ import platform
 import time
 
 import torch
-from torch import nn
 
 import shards
 from reference_train.model import build_model, param_groups
-from reference_train.recipe import augment
-from reference_train.train import to_device
+from reference_train.train import get_args_parser, train_step
 
 PAPER_PATCHES = 519_226
 
 
 def run(model, opt, batches, normalizer, device, amp, channels_last, steps, warmup) -> float:
-    """images/s over ``steps`` training steps after ``warmup`` untimed ones."""
-    loss_fn = nn.BCEWithLogitsLoss()
+    """images/s over ``steps`` of the trainer's own steps after ``warmup`` untimed ones."""
+    targs = get_args_parser().parse_args(["--data", "-", "--output-dir", "-", "--amp", "bf16" if amp else "none",
+                                          *(["--channels-last"] if channels_last else [])])
     gen = torch.Generator().manual_seed(0)
-    dtype = torch.bfloat16 if amp else None
     it = iter(batches)
     n, t0 = 0, None
     for i in range(warmup + steps):
@@ -38,14 +36,7 @@ def run(model, opt, batches, normalizer, device, amp, channels_last, steps, warm
                 torch.cuda.synchronize()
             t0, n = time.perf_counter(), 0
         x, y = next(it)
-        x = normalizer(to_device(x, device, channels_last))
-        y = y.to(device, non_blocking=True)
-        x, y = augment(x, y, gen, 0.2)
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            loss = loss_fn(model(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, opt, None, x, y, normalizer, gen, targs, device)
         n += y.shape[0]
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -17,6 +17,7 @@ BANDS_60M = ("B01", "B09")
 # data_super band order: spectral order, as BigEarthNet and DSen2 list them.
 BANDS_SUPER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 RGB = ("B04", "B03", "B02")
+RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]  # RGB rows of data_super
 BAND_RESOLUTION = {**{b: 10 for b in BANDS_10M}, **{b: 20 for b in BANDS_20M}, **{b: 60 for b in BANDS_60M}}
 
 # name -> (shape, dtype) of the array fields of a record; the HDF5 keys are these names.

@@ -22,6 +22,7 @@ import numpy as np
 
 from bigearth import __version__
 from bigearth import nomenclature as nom
+from bigearth.files import sha256_file
 from bigearth.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
 
 from . import archive, screening, upsample
@@ -244,14 +245,6 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
     return sorted(tasks, key=lambda t: t.id), failed
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _parts_dir(cfg) -> Path:
     return Path(cfg.out_dir) / "parts"
 
@@ -270,7 +263,7 @@ def done_result(cfg: BuildConfig, task: Task) -> dict | None:
     except json.JSONDecodeError:
         return None
     part = _parts_dir(cfg) / f"{task.id}.h5"
-    if res.get("fingerprint") != cfg.fingerprint() or not part.exists() or _sha256(part) != res.get("sha256"):
+    if res.get("fingerprint") != cfg.fingerprint() or not part.exists() or sha256_file(part) != res.get("sha256"):
         return None
     return res
 
@@ -294,7 +287,7 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
         if cfg.strict:
             raise
         return {"task": task.id, "status": "failed", "error": str(e)}
-    res.update(task=task.id, status="ok", fingerprint=cfg.fingerprint(), sha256=_sha256(part))
+    res.update(task=task.id, status="ok", fingerprint=cfg.fingerprint(), sha256=sha256_file(part))
     tmp = _marker(cfg, task.id).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(res, indent=1))
     os.replace(tmp, _marker(cfg, task.id))
@@ -432,7 +425,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         with h5py.File(archive_path, "r") as f:
             for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
                 split_counts[str(s)] = int(c)
-    outputs = {ARCHIVE_NAME: _sha256(archive_path)} if n else {}
+    outputs = {ARCHIVE_NAME: sha256_file(archive_path)} if n else {}
     if cfg.merge == "virtual":  # the parts are outputs too; their checksums are in the markers already
         outputs.update({f"parts/{i}.h5": by_id[i]["sha256"] for i in ok})
     manifest = {

@@ -134,13 +134,13 @@ def main(argv=None) -> int:
     import torch
 
     import shards
-    from reference_train.model import build_model
+    from reference_train.model import build_model, parse_layers
     from reference_train.train import predict
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = torch.load(args.checkpoint, map_location=device, weights_only=False)
     targs = state["args"]
-    layers = tuple(int(v) for v in targs["layers"].split(",")) if targs.get("layers") else None
-    model = build_model(targs["variant"], targs["labels"], targs["arch"], targs["dropout"], layers).to(device)
+    model = build_model(targs["variant"], targs["labels"], targs["arch"], targs["dropout"],
+                        parse_layers(targs.get("layers"))).to(device)
     model.load_state_dict(state["model"])
     index = shards.read_index(args.data)[0]
     loader = shards.loader(args.data, args.split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,

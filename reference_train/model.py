@@ -11,9 +11,11 @@ import torch
 from torch import nn
 from torchvision.models import resnet
 
+from bigearth.record import BANDS_SUPER, RGB
+
 ARCHS = {"resnet18": (resnet.BasicBlock, (2, 2, 2, 2)), "resnet34": (resnet.BasicBlock, (3, 4, 6, 3)),
          "resnet50": (resnet.Bottleneck, (3, 4, 6, 3)), "resnet101": (resnet.Bottleneck, (3, 4, 23, 3))}
-IN_CHANS = {"super": 12, "rgb": 3}
+IN_CHANS = {"super": len(BANDS_SUPER), "rgb": len(RGB)}
 
 
 class MultiResStem(nn.Module):
@@ -30,6 +32,11 @@ class MultiResStem(nn.Module):
 
     def forward(self, x: dict) -> torch.Tensor:
         return torch.cat([self.c10(x["10m"]), self.c20(x["20m"]), self.c60(x["60m"])], dim=1)
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """``"1,1,1,1"`` (the ``--layers`` flag) -> blocks per stage; None keeps the architecture's."""
+    return tuple(int(v) for v in text.split(",")) if text else None
 
 
 def build_model(variant: str = "super", num_classes: int = 43, arch: str = "resnet50", dropout: float = 0.5,

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 import shards
+from bigearth.record import ARRAYS, RGB
 from reference_train.distributed import make_engine
-from reference_train.model import build_model, param_groups
+from reference_train.model import build_model, param_groups, parse_layers
 from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
 
 CHECKPOINT = "checkpoint.pt"
@@ -126,13 +127,12 @@ class SyntheticLoader:
 
     def __init__(self, args, steps: int):
         g = torch.Generator().manual_seed(args.seed)
-        shape = {"super": (12, 120, 120), "rgb": (3, 120, 120)}
-        if args.variant == "native":
-            self.x = {k: torch.randint(0, 10000, (args.batch_size, c, s, s), generator=g, dtype=torch.int32).to(torch.uint16)
-                      for k, c, s in (("10m", 4, 120), ("20m", 6, 60), ("60m", 2, 20))}
-        else:
-            self.x = torch.randint(0, 10000, (args.batch_size, *shape[args.variant]), generator=g,
-                                   dtype=torch.int32).to(torch.uint16)
+        cube = ARRAYS["data_super"][0]
+        shapes = {"super": {"x": cube}, "rgb": {"x": (len(RGB), *cube[1:])},
+                  "native": {k: ARRAYS[f"data_{k}"][0] for k in ("10m", "20m", "60m")}}[args.variant]
+        x = {k: torch.randint(0, 10000, (args.batch_size, *s), generator=g, dtype=torch.int32).to(torch.uint16)
+             for k, s in shapes.items()}
+        self.x = x["x"] if args.variant != "native" else x
         self.y = (torch.rand(args.batch_size, args.labels, generator=g) < 0.1).float()
         self.steps = steps
 
@@ -167,13 +167,40 @@ def load_checkpoint(path: Path, model: nn.Module, opt, scaler, device) -> tuple[
 
 # --------------------------------------------------------------------------- one epoch
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train_step(model, opt, scaler, x, y, normalizer, gen: torch.Generator, args, device) -> torch.Tensor:
+    """One optimisation step on a uint16 batch: normalise and augment on the device, forward
+    (under AMP if asked), BCE, backward, update. Returns the loss (on the device, not synced)."""
+    x = normalizer(to_device(x, device, args.channels_last))
+    y = y.to(device, non_blocking=True)
+    x, y = augment(x, y, gen, args.mixup_alpha, rotate=not args.no_rotate)
+    amp_dtype = AMP_DTYPES.get(args.amp)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        logits = model(x)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+    opt.zero_grad()  # None grads (the default); Horovod's optimizer takes no argument
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if hasattr(opt, "synchronize"):  # Horovod: reduce before unscaling, then step without reducing again
+            opt.synchronize()
+            scaler.unscale_(opt)
+            with opt.skip_synchronize():
+                scaler.step(opt)
+        else:
+            scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss
+
+
 def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch: int, steps: int, peak: float,
                     milestones) -> dict:
     model.train()
     device = engine.device
-    loss_fn = nn.BCEWithLogitsLoss()
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
-    hvd_opt = hasattr(opt, "synchronize")
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     checked = torch.zeros((), device=device, dtype=torch.float64)
     seen, t0, step = 0, time.perf_counter(), 0
@@ -186,27 +213,8 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
         lr = lr_at(epoch + step / steps, peak, engine.world, args.warmup_epochs, milestones, args.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = normalizer(to_device(x, device, args.channels_last))
-        y = y.to(device, non_blocking=True)
         gen = torch.Generator().manual_seed(mix_seed(args.seed, epoch, step, engine.rank))
-        x, y = augment(x, y, gen, args.mixup_alpha, rotate=not args.no_rotate)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        opt.zero_grad()  # None grads (the default); Horovod's optimizer takes no argument
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if hvd_opt:
-                opt.synchronize()
-                scaler.unscale_(opt)
-                with opt.skip_synchronize():
-                    scaler.step(opt)
-            else:
-                scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        loss = train_step(model, opt, scaler, x, y, normalizer, gen, args, device)
         loss_sum += loss.detach().double()
         seen += y.shape[0]
         if (step + 1) % args.nan_check_every == 0 or step + 1 == steps:
@@ -222,7 +230,7 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
                   f"{rate:.1f} img/s/rank", flush=True)
     seconds = time.perf_counter() - t0
     n_steps = min(step + 1, steps)
-    mean_loss = float(engine.sum(loss_sum) / (n_steps * engine.world))
+    mean_loss = float(engine.mean(loss_sum) / n_steps)
     return {"epoch": epoch, "lr": lr, "train_loss": mean_loss, "images_per_s_per_rank": seen / seconds,
             "seconds": seconds, "steps": n_steps}
 
@@ -323,8 +331,7 @@ def main(args) -> int:
         (out / "args.json").write_text(json.dumps(vars(args), indent=1))
 
     seed_everything(mix_seed(args.seed, engine.rank))
-    layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else None
-    raw = build_model(args.variant, args.labels, args.arch, args.dropout, layers).to(engine.device)
+    raw = build_model(args.variant, args.labels, args.arch, args.dropout, parse_layers(args.layers)).to(engine.device)
     if args.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
     model = engine.wrap_model(raw, args.global_bn)

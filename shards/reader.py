@@ -25,7 +25,7 @@ import webdataset as wds
 from webdataset.utils import make_seed
 
 from bigearth.distinfo import rank_world
-from bigearth.record import BANDS_SUPER, RGB
+from bigearth.record import RGB_INDEX
 
 from .sample import MEMBERS, SampleError, check, decode_array, decode_labels
 from .writer import INDEX_NAME, sha256_file
@@ -37,7 +37,6 @@ VARIANTS = {  # variant -> members it needs besides labels.json and meta.json
     "rgb": ("super.npy",),
     "native": ("10m.npy", "20m.npy", "60m.npy"),
 }
-RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
 
 
 class ShardError(RuntimeError):
@@ -139,6 +138,11 @@ def _fail(err: ShardError, on_error: str, skipped: Skipped | None, shards: int =
         skipped.add(shards, samples)
 
 
+def _ext(name: str) -> str:
+    """A member's extension as webdataset keys it: everything after the first dot of the file name."""
+    return name.rsplit("/", 1)[-1].partition(".")[2]
+
+
 def _local_path(url: str) -> str | None:
     if url.startswith("file://"):
         return url[7:]
@@ -212,7 +216,7 @@ def tar_members(url: str, wanted, state: dict):
                 tf.members = []  # tarfile would otherwise keep every TarInfo
                 if not info.isreg():
                     continue
-                if wanted is not None and info.name.rsplit("/", 1)[-1].partition(".")[2] not in wanted:
+                if wanted is not None and _ext(info.name) not in wanted:
                     yield info, None
                     continue
                 data = tf.extractfile(info).read()
@@ -233,7 +237,7 @@ def tar_members(url: str, wanted, state: dict):
                 members = _tarfile_members(fh, done)
                 continue
             done = m.offset_data + -(-m.size // 512) * 512
-            if wanted is not None and m.name.rsplit("/", 1)[-1].partition(".")[2] not in wanted:
+            if wanted is not None and _ext(m.name) not in wanted:
                 yield m, None
                 continue
             buf = bytearray(m.size)
@@ -291,11 +295,11 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
             if n_expected is not None and count != n_expected:
                 raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} "
                                  f"(truncated at byte offset {state['offset']}?)")
-        except ShardError as e:
+        except (ShardError, tarfile.TarError, OSError, EOFError, ValueError) as e:
+            if not isinstance(e, ShardError):
+                e = ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {state['offset']}, after {count} "
+                               f"complete sample(s))")
             _fail(e, on_error, skipped, 1, max((n_expected or count) - count, 0))
-        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            _fail(ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {state['offset']}, after {count} "
-                             f"complete sample(s))"), on_error, skipped, 1, max((n_expected or count) - count, 0))
 
 
 def _complete(sample: dict, seen: set, url: str) -> None:
@@ -498,11 +502,9 @@ class Normalizer(torch.nn.Module):
 
     def __init__(self, index: dict, variant: str = "super"):
         super().__init__()
-        self.keys = []
         for k, (mean, std) in band_stats(index, variant).items():
             self.register_buffer(f"mean_{k}", torch.from_numpy(mean).view(-1, 1, 1))
             self.register_buffer(f"inv_std_{k}", torch.from_numpy(1 / std).view(-1, 1, 1))
-            self.keys.append(k)
 
     def forward(self, x):
         if isinstance(x, dict):

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from bigearth import __version__
 from bigearth import nomenclature as nom
+from bigearth.files import sha256_file
 from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 
@@ -87,14 +88,6 @@ def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, sp
         for k, start in enumerate(range(0, len(rows), per_shard)):
             out.append(ShardPlan(split, shard_file(split, k), rows[start:start + per_shard].tolist()))
     return out
-
-
-def sha256_file(path, block: int = 2**22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_shard(archive_path, p: ShardPlan, out_dir) -> dict:

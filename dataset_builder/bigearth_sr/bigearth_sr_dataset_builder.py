@@ -10,10 +10,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigearth import nomenclature as nom
-from bigearth.record import ARRAYS, BANDS_SUPER, RGB, SPLITS
+from bigearth.record import ARRAYS, RGB_INDEX, SPLITS
 from dataset_builder import inputs, upsample
 
-RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
 CHUNK = 256  # archive rows per Beam element
 # feature name -> (archive dataset, band indices or None)
 VARIANT_ARRAYS = {
