@@ -33,7 +33,15 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                    help="how the CORINE raster stores classes (auto: grid codes when it is uint8)")
     g.add_argument("--label-res", type=int, default=20, choices=(10, 20, 30, 40, 60, 100, 120),
                    help="grid (m) on which the CORINE raster is resampled (nearest) to find the classes of a patch")
-    g.add_argument("--upsampling", default="bilinear", choices=upsample.available(), help="super-resolution method")
+    g.add_argument("--upsampling", default="bilinear", choices=upsample.available(),
+                   help="super-resolution of the 20 m and 60 m bands: bilinear (the paper's control), bicubic, "
+                        "dsen2 (the paper's method, Lanaras et al. 2018)")
+    g.add_argument("--sr-weights", default=None,
+                   help="dsen2 weights: a bundle (.npz, from sr-train or sr-convert), or the authors' two Keras files "
+                        "joined by a comma (2x,6x); default: the weights shipped with the package")
+    g.add_argument("--sr-device", default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
+    g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="dsen2: arithmetic (auto: fp32 on CPU, bf16 on GPU; fp32 is seam-free and bit-exact)")
     g.add_argument("--compression", default=archive.DEFAULT_COMPRESSION, choices=sorted(archive.COMPRESSIONS),
                    help="HDF5 filter for the patch arrays: blosc-lz4 (fast; readers `import hdf5plugin`), "
                         "blosc2-zstd (gzip's ratio, 3x faster), gzip (shuffle + deflate 1, no plugin needed), "
@@ -70,7 +78,8 @@ def _build_config(args):
     fr = tuple(float(v) for v in args.split_fractions.split(","))
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
         sys.exit("--split-fractions needs three shares that add up to 1")
-    return BuildConfig(out_dir=args.out, upsampling=args.upsampling, clc=_expand_clc(args.clc),
+    return BuildConfig(out_dir=args.out, upsampling=args.upsampling, sr_weights=args.sr_weights,
+                       sr_device=args.sr_device, sr_precision=args.sr_precision, clc=_expand_clc(args.clc),
                        labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
                        compression=args.compression, merge=args.merge, split_fractions=fr,
                        official_lists=args.official_lists, strict=args.strict, progress=not args.no_progress)
@@ -180,6 +189,14 @@ def print_summary(manifest: dict, out: Path) -> None:
         con.print(f"[red]{len(manifest['tiles_failed'])} input(s) failed; see manifest.json[/red]")
 
 
+def cmd_sr_convert(args) -> int:
+    from dataset_builder.sr.weights import convert
+    from bigearth.files import sha256_file
+    path = convert(args.keras, args.out)
+    print(f"{path}  sha256 {sha256_file(path)}")
+    return 0
+
+
 def cmd_info(args) -> int:
     import h5py
     import hdf5plugin  # noqa: F401  (Blosc filters)
@@ -245,6 +262,23 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="describe an archive")
     p.add_argument("archive")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("sr-train", help="train the DSen2 networks (Wald's protocol) and write a weights bundle",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from dataset_builder.sr import train as sr_train
+    sr_train.add_args(p)
+    p.set_defaults(func=sr_train.main)
+
+    p = sub.add_parser("sr-eval", help="super-resolution quality (Wald's protocol; full resolution with a truth)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from dataset_builder.sr import evaluate as sr_eval
+    sr_eval.add_args(p)
+    p.set_defaults(func=sr_eval.main)
+
+    p = sub.add_parser("sr-convert", help="the DSen2 authors' two Keras weight files (2x, 6x) as one bundle")
+    p.add_argument("keras", nargs=2, help="the 2x and 6x .hdf5 files (either order)")
+    p.add_argument("--out", required=True, help="bundle to write (.npz)")
+    p.set_defaults(func=cmd_sr_convert)
 
     args = parser.parse_args(argv)
     return args.func(args)

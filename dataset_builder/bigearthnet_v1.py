@@ -1,7 +1,8 @@
 """The BigEarthNet-S2 v1.0 archive as an input: patch folders of 12 GeoTIFFs + label JSON.
 
 ``data_10m/20m/60m`` come straight from the GeoTIFFs; ``data_super`` is computed per patch
-(the archive has no tile around the patch, so the upsampler clamps at the patch border).
+(the archive has no tile around the patch: its edges are mirrored by the method's halo, which
+for bilinear is the same as clamping, and gives a network mirrored context rather than zeros).
 The official snow/cloud lists drop patches and the official lists give each patch its split.
 """
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _row_col(folder: Path) -> tuple[int, int]:
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
     from .build import _Stats  # shared with the product path
 
-    up = upsample.get(cfg.upsampling)
+    up = cfg.upsampler()
     drops = {"snow_list": 0, "cloud_list": 0}
     stats = _Stats()
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
@@ -148,8 +149,8 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
             cubes = {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
                      for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
-            sr = up(cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
-                    cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
+            sr = upsample.upsample_isolated(up, cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
+                                            cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
             cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
             arrays = {key: a[None] for key, a in cubes.items()}
             arrays["classes"] = p["meta"]["classes"][None]

@@ -39,6 +39,9 @@ MANIFEST_NAME = "manifest.json"
 class BuildConfig:
     out_dir: str
     upsampling: str = "bilinear"
+    sr_weights: str | None = None  # dsen2: bundle .npz, or "2x.hdf5,6x.hdf5"; None = the shipped default
+    sr_device: str = "cpu"
+    sr_precision: str = "auto"
     clc: list = dataclasses.field(default_factory=list)
     labels_json: str | None = None  # BigEarthNet label JSONs instead of CORINE rasters
     clc_values: str = "auto"
@@ -51,10 +54,23 @@ class BuildConfig:
     strict: bool = False
     progress: bool = True
 
+    def upsampler(self) -> upsample.Upsampler:
+        opts = {"weights": self.sr_weights, "device": self.sr_device, "precision": self.sr_precision}
+        return upsample.get(self.upsampling, **(opts if self.upsampling == "dsen2" else {}))
+
+    def super_resolution(self) -> dict:
+        """The method as recorded in the archive and manifest (for DSen2: the weights' sha256 and
+        provenance); computed once, and part of the fingerprint."""
+        if "_sr" not in self.__dict__:
+            up = self.upsampler()
+            self.__dict__["_sr"] = up.describe() if hasattr(up, "describe") else {"method": up.name}
+        return self.__dict__["_sr"]
+
     def fingerprint(self) -> str:
         """What decides a part's content: a part built under another fingerprint is rebuilt."""
         keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions")
         d = {k: getattr(self, k) for k in keys}
+        d["super_resolution"] = self.super_resolution()
         d["clc"] = [os.path.basename(str(p)) for p in self.clc]
         d["labels_json"] = bool(self.labels_json)
         d["official_lists"] = bool(self.official_lists)
@@ -63,6 +79,7 @@ class BuildConfig:
 
     def public(self) -> dict:
         d = dataclasses.asdict(self)
+        d["super_resolution"] = self.super_resolution()
         d["clc"] = [str(p) for p in self.clc]
         d["split_fractions"] = list(self.split_fractions)
         return d
@@ -116,7 +133,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     """Cut one product into screened, labelled, super-resolved patches in a part file."""
     geo = product.geocoding
     ncols = geo.grid_cols
-    up = upsample.get(cfg.upsampling)
+    up = cfg.upsampler()
     if cfg.labels_json:
         json_labeler = JsonLabeler(cfg.labels_json)
         label_source = str(cfg.labels_json)
@@ -156,7 +173,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         strip = {}
         for key, names, f in (("data_10m", BANDS_10M, 1), ("data_20m", BANDS_20M, 2), ("data_60m", BANDS_60M, 6)):
             strip[key] = np.stack([native_uint16(product, n, bands[n][r0 // f:r1 // f]) for n in names])
-        strip["data_super"] = upsample.assemble_super(strip["data_10m"], upsample.upsample_rows(up, bands, convert, r0, r1))
+        strip["data_super"] = upsample.assemble_super(strip["data_10m"], upsample.upsample_rows(up, bands, convert, r0, r1, keep))
         arrays = {}
         for key, a in strip.items():
             p = a.shape[1]  # patch side at this resolution

@@ -1,7 +1,9 @@
 """Synthetic Sentinel-2 Level-2A products that a SAFE reader cannot tell from ESA's but for size.
 
 The scene is made at 10 m for all 12 bands (the "truth"), from a land-cover map over the 43
-BigEarthNet classes, each with its own spectrum and texture; the 20 m and 60 m bands are block
+BigEarthNet classes, each with its own spectrum and texture; inside a region the bands vary partly
+independently (sub-pixel mixtures of materials, a SWIR moisture term, sensor noise), as real
+bands do; the 20 m and 60 m bands are block
 means of that truth, which is what a super-resolution method has to undo. Clouds (SCL 8/9),
 cirrus (10), cloud shadow (3) and snow (11) are drawn into the bands and into SCL; a CORINE
 raster with CLC codes is written beside the products.
@@ -89,6 +91,33 @@ def class_spectra() -> np.ndarray:
     return out
 
 
+# Detail model (tuned so the cross-band detail statistics of dataset_builder/sr/detail.py fall in
+# the range of real Sentinel-2 imagery; table in benchmarks/RESULTS.md): a brightness gain shared by
+# all bands, two mixture components per class along spectral directions of its materials, a moisture
+# component seen by B11/B12 alone, an additive haze (aerosol, water vapour) in the
+# shortest bands and B09, and sensor noise of a fraction of the signal in every band.
+_SHARED_GAIN = 0.45
+_SWIR_MOISTURE = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5, 0.7], np.float32)
+_HAZE = np.array([160, 10, 5, 0, 0, 0, 0, 0, 0, 70, 0, 0], np.float32)  # DN per unit of the haze field
+_NOISE = np.array([0.012, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02, 0.012, 0.012], np.float32)
+_PARTNERS = ("soil", "grass", "water", "urban", "broadleaf", "crop")
+
+
+def mixture_directions() -> np.ndarray:
+    """(43, 2, 12): per class, two spectral directions its sub-pixel mixture varies along, as unit
+    shares of material spectra (between its own two main materials, and toward a neighbour material)."""
+    out = np.zeros((len(CLC_CODES), 2, 12), np.float32)
+    for i, code in enumerate(CLC_CODES):
+        mats = list(_CLASS_MIX[code][0])
+        rng = np.random.default_rng(code + 1000)
+        others = [m for m in _PARTNERS if m not in mats]
+        a, b = rng.choice(others, 2, replace=False)
+        first = (mats[0], mats[1]) if len(mats) > 1 else (mats[0], a)
+        out[i, 0] = np.subtract(MATERIALS[first[1]], MATERIALS[first[0]], dtype=np.float32) * 0.5
+        out[i, 1] = np.subtract(MATERIALS[b], MATERIALS[mats[0]], dtype=np.float32) * 0.3
+    return out
+
+
 @dataclasses.dataclass
 class SynthConfig:
     tile: str = "T33UUP"
@@ -162,7 +191,7 @@ def render_scene(cfg: SynthConfig):
     spectra = class_spectra()
     texture_amp = np.array([_CLASS_MIX[c][2] for c in CLC_CODES], np.float32)
     texture = _smooth_noise(rng, size, 6.0, 3) * 0.5 + 0.5 * rng.standard_normal((size, size), dtype=np.float32) * 0.5
-    gain = 1.0 + texture * texture_amp[lc]
+    gain = 1.0 + texture * texture_amp[lc] * _SHARED_GAIN  # brightness shared by all bands (illumination, density)
     del texture
 
     cloud_field = _smooth_noise(rng, size, 200.0, 1)
@@ -181,9 +210,21 @@ def render_scene(cfg: SynthConfig):
         yy, xx = np.mgrid[0:size, 0:size]
         nodata = (xx + 0.5 * yy) < np.quantile((xx + 0.5 * yy)[::7, ::7], cfg.nodata_cover)
 
+    # Sub-pixel mixtures that vary inside a region, so bands carry partly independent detail
+    # (as on real imagery: where soil shows through a crop, red rises while NIR falls); drawn after
+    # the masks so clouds, shadow and snow stay where they were.
+    dirs = mixture_directions() * texture_amp[:, None, None] * 2.0  # (43, 2, 12)
+    mix = [_smooth_noise(rng, size, 4.0, 2) for _ in range(2)]
+    moist = _smooth_noise(rng, size, 3.0, 2)  # soil/leaf moisture: a SWIR-only component
+    haze = _smooth_noise(rng, size, 8.0, 2)  # aerosol and water vapour: strongest in B01 and B09
+
     truth = np.empty((12, size, size), np.float32)
     for b in range(12):
-        band = spectra[lc, b] * gain
+        band = (spectra[lc, b] + mix[0] * dirs[lc, 0, b] + mix[1] * dirs[lc, 1, b]) * gain
+        band *= 1 + _SWIR_MOISTURE[b] * texture_amp[lc] * moist
+        band += _HAZE[b] * haze
+        band += rng.standard_normal((size, size), dtype=np.float32) * (_NOISE[b] * spectra[lc, b])  # sensor noise
+        np.maximum(band, 1, out=band)  # DN 0 means no data in L2A: a valid pixel is never 0
         band = np.where(snow, SNOW[b] * (0.9 + 0.1 * gain), band)
         band = np.where(shadow, band * 0.35, band)
         band = band * (1 - alpha) + CLOUD[b] * alpha

@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 BANDS_SR = tuple(b for b in BANDS_SUPER if b not in BANDS_10M)  # B01 B05 B06 B07 B8A B09 B11 B12
 
@@ -24,8 +24,11 @@ class Upsampler(Protocol):
     halo: int  # context needed on each side, in 60 m pixels
     needs_10m: bool  # whether __call__ uses b10 (else it is given None)
 
-    def __call__(self, b10: np.ndarray | None, b20: np.ndarray, b60: np.ndarray) -> np.ndarray:
-        """(4,H,W), (6,H/2,W/2), (2,H/6,W/6) float32 -> (8,H,W) float32 in BANDS_SR order."""
+    def __call__(self, b10: np.ndarray | None, b20: np.ndarray, b60: np.ndarray, region=None) -> np.ndarray:
+        """(4,H,W), (6,H/2,W/2), (2,H/6,W/6) float32 -> (8,H,W) float32 in BANDS_SR order.
+
+        ``region`` (r0, r1, c0, c1), in 10 m pixels, is the part of the output that will be used;
+        a method may leave the rest uncomputed (a network does; interpolation computes it all)."""
 
 
 def _phase_weights(f: int) -> list[float]:
@@ -72,7 +75,7 @@ class Bilinear:
     halo = 1
     needs_10m = False
 
-    def __call__(self, b10, b20, b60):
+    def __call__(self, b10, b20, b60, region=None):
         h, w = b20.shape[1] * 2, b20.shape[2] * 2
         out = np.empty((len(BANDS_SR), h, w), np.float32)
         o = torch.from_numpy(out)
@@ -83,39 +86,133 @@ class Bilinear:
         return out
 
 
-_REGISTRY: dict[str, Callable[[], Upsampler]] = {"bilinear": Bilinear}
+def _keys(t: float, a: float = -0.5) -> float:
+    """Keys' cubic convolution kernel (a = -0.5: GDAL's cubic, MATLAB's imresize)."""
+    t = abs(t)
+    if t <= 1:
+        return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1
+    if t < 2:
+        return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a
+    return 0.0
 
 
-def register(name: str, factory: Callable[[], Upsampler]) -> None:
+def _bicubic_axis(x: torch.Tensor, f: int, dim: int, out: torch.Tensor) -> None:
+    """Like :func:`_bilinear_axis` with four taps of Keys' kernel; edges replicated."""
+    n = x.shape[dim]
+    xp = torch.cat([x.narrow(dim, 0, 1)] * 2 + [x] + [x.narrow(dim, n - 1, 1)] * 2, dim)
+    shape = list(x.shape)
+    shape.insert(dim + 1, f)
+    phases = out.view(shape)
+    for j, t in enumerate(_phase_weights(f)):
+        base = -1 if t < 0 else 0  # the source pixel left of the output pixel's centre
+        frac = t - base
+        dst = phases.select(dim + 1, j)
+        dst.zero_()
+        for tap in (-1, 0, 1, 2):
+            dst.add_(xp.narrow(dim, 2 + base + tap, n), alpha=_keys(tap - frac))
+
+
+class Bicubic(Bilinear):
+    """Cubic convolution (Keys, a = -0.5) on pixel centres, edges replicated; the baseline the
+    DSen2 paper compares with."""
+
+    name = "bicubic"
+    halo = 1
+
+    def __call__(self, b10, b20, b60, region=None):
+        h, w = b20.shape[1] * 2, b20.shape[2] * 2
+        out = np.empty((len(BANDS_SR), h, w), np.float32)
+        o = torch.from_numpy(out)
+        with torch.no_grad():
+            for cube, names, f in ((b20, BANDS_20M, 2), (b60, BANDS_60M, 6)):
+                for k, name in enumerate(names):
+                    src = torch.from_numpy(np.ascontiguousarray(cube[k], np.float32))
+                    tmp = torch.empty((src.shape[0] * f, src.shape[1]), dtype=torch.float32)
+                    _bicubic_axis(src, f, 0, tmp)
+                    _bicubic_axis(tmp, f, 1, o[BANDS_SR.index(name)])
+        return out
+
+
+def _dsen2(**options) -> Upsampler:
+    from .sr.infer import DSen2  # torch networks and weights load only when asked for
+    return DSen2(**options)
+
+
+_REGISTRY: dict[str, Callable[..., Upsampler]] = {"bilinear": Bilinear, "bicubic": Bicubic, "dsen2": _dsen2}
+
+
+def register(name: str, factory: Callable[..., Upsampler]) -> None:
     _REGISTRY[name] = factory
 
 
-def get(name: str) -> Upsampler:
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(f"unknown upsampling method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+def get(name: str, **options) -> Upsampler:
+    """The upsampler registered as ``name``.
+
+    Args:
+        name: ``bilinear``, ``bicubic``, ``dsen2`` or a name given to :func:`register`.
+        **options: passed to the method's factory; ``dsen2`` takes ``weights`` (a bundle path, two
+            Keras files joined by a comma, or None for the shipped default), ``device``
+            (``cpu``/``cuda``) and ``precision`` (``auto``/``fp32``/``bf16``/``fp16``).
+
+    Returns:
+        An :class:`Upsampler`: ``up(b10, b20, b60)`` maps (4,H,W), (6,H/2,W/2), (2,H/6,W/6)
+        float32 reflectance x 10000 to the 8 coarser bands at 10 m, (8,H,W), in ``BANDS_SR`` order.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown upsampling method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**options)
 
 
 def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def upsample_rows(up: Upsampler, bands: dict, convert, row0: int, row1: int) -> np.ndarray:
+def _runs(cols) -> list[tuple[int, int]]:
+    """Consecutive runs [x0, x1) of sorted patch columns."""
+    runs: list[list[int]] = []
+    for x in cols:
+        if runs and runs[-1][1] == x:
+            runs[-1][1] = x + 1
+        else:
+            runs.append([x, x + 1])
+    return [(a, b) for a, b in runs]
+
+
+def upsample_rows(up: Upsampler, bands: dict, convert, row0: int, row1: int, cols=None, patch: int = PATCH_PX) -> np.ndarray:
     """Super-resolve 10 m rows [row0, row1) of a tile with ``up``, using its halo for context:
     (8, row1 - row0, W) float32 in BANDS_SR order.
 
     ``bands`` maps band id -> full native-resolution uint16 array; ``convert(band, arr)`` turns
-    DNs into the stored float convention. row0 and row1 must be multiples of 6.
+    DNs into the stored float convention. row0 and row1 must be multiples of 6. ``cols``, if
+    given, are the patch columns (of ``patch`` pixels) whose output is used: the method runs on
+    each run of consecutive ones plus the halo, and other columns are left zero.
     """
-    size = bands[BANDS_10M[0]].shape[0]
+    size, width = bands[BANDS_10M[0]].shape
     h = 6 * up.halo
     a, b = max(0, row0 - h), min(size, row1 + h)
-    b10 = np.stack([convert(n, bands[n][a:b]) for n in BANDS_10M]) if up.needs_10m else None
-    b20 = np.stack([convert(n, bands[n][a // 2:b // 2]) for n in BANDS_20M])
-    b60 = np.stack([convert(n, bands[n][a // 6:b // 6]) for n in BANDS_60M])
-    out = up(b10, b20, b60)
-    return out[:, row0 - a:row1 - a]
+    out = np.zeros((len(BANDS_SR), row1 - row0, width), np.float32)
+    spans = [(0, width)] if cols is None else [(x0 * patch, min(width, x1 * patch)) for x0, x1 in _runs(sorted(cols))]
+    for c0, c1 in spans:
+        ca, cb = max(0, c0 - h), min(width, c1 + h)
+        b10 = np.stack([convert(n, bands[n][a:b, ca:cb]) for n in BANDS_10M]) if up.needs_10m else None
+        b20 = np.stack([convert(n, bands[n][a // 2:b // 2, ca // 2:cb // 2]) for n in BANDS_20M])
+        b60 = np.stack([convert(n, bands[n][a // 6:b // 6, ca // 6:cb // 6]) for n in BANDS_60M])
+        res = up(b10, b20, b60, region=(row0 - a, row1 - a, c0 - ca, c1 - ca))
+        out[:, :, c0:c1] = res[:, row0 - a:row1 - a, c0 - ca:c1 - ca]
+    return out
+
+
+def upsample_isolated(up: Upsampler, b10: np.ndarray | None, b20: np.ndarray, b60: np.ndarray) -> np.ndarray:
+    """Super-resolve a window that has no tile around it (a BigEarthNet v1 patch): its edges are
+    mirrored by the method's halo (``symmetric``: the edge pixel repeats, so bilinear is the same
+    as clamping), the method runs on the padded window, and the margin is cut off again."""
+    h = up.halo
+
+    def pad(a, p):
+        return np.pad(a, ((0, 0), (p, p), (p, p)), mode="symmetric")
+
+    out = up(None if b10 is None else pad(b10, 6 * h), pad(b20, 3 * h), pad(b60, h))
+    return np.ascontiguousarray(out[:, 6 * h:-6 * h, 6 * h:-6 * h])
 
 
 def to_uint16(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""DSen2 weights: our bundle format, the authors' Keras files, and the shipped default.
+
+A bundle is one ``.npz`` holding both networks' tensors (``net2.*``, ``net6.*``, the modules'
+state-dict names) and a JSON ``meta`` string (shapes, provenance). It is read with
+``allow_pickle=False`` and the Keras files through h5py: weight files are data, never code.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from bigearth.files import atomic_path, sha256_file
+
+from ..errors import InputError
+from .model import DSen2Net, NetSpec
+
+FORMAT = "bigearth-sr/dsen2-weights/1"
+DEFAULT = Path(__file__).resolve().parent / "weights" / "dsen2_default.npz"
+
+
+def save_bundle(path, nets: dict[int, DSen2Net], meta: dict) -> Path:
+    """Write both networks (``{2: net, 6: net}``) and ``meta`` to ``path`` atomically."""
+    arrays = {}
+    spec = {}
+    for ratio, net in sorted(nets.items()):
+        spec[str(ratio)] = {"blocks": net.spec.blocks, "features": net.spec.features}
+        for k, v in net.state_dict().items():
+            arrays[f"net{ratio}.{k}"] = v.detach().cpu().float().numpy()
+    doc = {**meta, "format": FORMAT, "nets": spec}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append .npz to the name
+            np.savez(f, meta=np.array(json.dumps(doc, sort_keys=True)), **arrays)
+    return path
+
+
+def load_bundle(path) -> tuple[dict[int, DSen2Net], dict]:
+    """Both networks and the metadata of a bundle; errors name the file and the tensor."""
+    path = Path(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+        files = set(z.files)
+    except Exception as e:  # zipfile/numpy raise several types for a file that is not an npz
+        raise InputError(path, f"not a DSen2 weights bundle (.npz): {e}") from None
+    with z:
+        if "meta" not in files:
+            raise InputError(path, "no 'meta' entry: not a bigearth-sr DSen2 weights bundle")
+        try:
+            meta = json.loads(str(z["meta"]))
+        except (ValueError, json.JSONDecodeError) as e:  # ValueError: an object array, refused unread
+            raise InputError(path, f"'meta' is not a JSON string ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise InputError(path, f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        nets = {}
+        for ratio in (2, 6):
+            s = meta.get("nets", {}).get(str(ratio))
+            if s is None:
+                raise InputError(path, f"no {ratio}x network in the bundle")
+            net = DSen2Net(NetSpec(ratio, int(s["blocks"]), int(s["features"])))
+            state = {}
+            for k, ref in net.state_dict().items():
+                key = f"net{ratio}.{k}"
+                if key not in files:
+                    raise InputError(path, f"tensor {key} is missing")
+                try:
+                    a = z[key]
+                except ValueError as e:
+                    raise InputError(path, f"tensor {key}: {e}") from None
+                if a.shape != tuple(ref.shape):
+                    raise InputError(path, f"tensor {key} has shape {a.shape}, expected {tuple(ref.shape)}")
+                state[k] = torch.from_numpy(np.asarray(a, np.float32))
+            net.load_state_dict(state)
+            nets[ratio] = net.eval()
+    return nets, meta
+
+
+# --------------------------------------------------------------------------- the authors' Keras files
+
+_CONV_RE = re.compile(r"^conv2d_(\d+)$")
+
+
+def _keras_convs(f: h5py.File, path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(layer, kernel HWIO, bias) of every Conv2D layer, in the model's layer order.
+
+    Keras 2 ``save_weights`` stores ``layer_names`` as a root attribute and each layer's
+    ``weight_names`` (``conv2d_3/kernel:0``, ``conv2d_3/bias:0``) under the layer's group.
+    A full-model file keeps the same tree under ``model_weights``.
+    """
+    root = f["model_weights"] if "model_weights" in f else f
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", [])]
+    if not names:
+        raise InputError(path, "no 'layer_names' attribute: not a Keras weights file")
+    convs = []
+    for name in names:
+        if name not in root:
+            raise InputError(path, f"layer {name} is listed in layer_names but has no group")
+        g = root[name]
+        wnames = [w.decode() if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
+        if not wnames:
+            continue  # Input, Concatenate, Activation, Lambda, Add: no weights
+        kernel = [w for w in wnames if w.rsplit("/", 1)[-1].startswith("kernel")]
+        bias = [w for w in wnames if w.rsplit("/", 1)[-1].startswith("bias")]
+        if len(kernel) != 1 or len(bias) != 1:
+            raise InputError(path, f"layer {name}: expected one kernel and one bias, found {wnames}")
+        k, b = g[kernel[0]], g[bias[0]]
+        if not isinstance(k, h5py.Dataset) or not isinstance(b, h5py.Dataset):
+            raise InputError(path, f"layer {name}: weights are not datasets")
+        k, b = np.asarray(k[()], np.float32), np.asarray(b[()], np.float32)
+        if k.ndim != 4 or k.shape[:2] != (3, 3):
+            raise InputError(path, f"layer {name}: kernel shape {k.shape}, expected a 3x3 convolution (3, 3, in, out)")
+        convs.append((name, k, b))
+    return convs
+
+
+def load_keras(path) -> DSen2Net:
+    """One of the authors' Keras 2 HDF5 weight files as a network (2x or 6x, N and F read from the
+    shapes), with no TensorFlow: h5py reads the tensors, kernels go from HWIO to OIHW."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(path, f"not an HDF5 file ({e})") from None
+    with f:
+        convs = _keras_convs(f, path)
+    if len(convs) < 2 or len(convs) % 2:
+        raise InputError(path, f"{len(convs)} convolution layers; DSen2 has 2N + 2 (head, N blocks of two, tail)")
+    cin, feats, cout = convs[0][1].shape[2], convs[0][1].shape[3], convs[-1][1].shape[3]
+    ratio = {10: 2, 12: 6}.get(cin)
+    if ratio is None:
+        raise InputError(path, f"layer {convs[0][0]}: {cin} input bands; DSen2 takes 10 (2x) or 12 (6x)")
+    net = DSen2Net(NetSpec(ratio, (len(convs) - 2) // 2, feats))
+    if cout != net.spec.out_bands:
+        raise InputError(path, f"layer {convs[-1][0]}: {cout} output bands, expected {net.spec.out_bands}")
+    for (name, k, b), conv in zip(convs, net.convs()):
+        want = (conv.in_channels, conv.out_channels)
+        if k.shape[2:] != want or b.shape != (conv.out_channels,):
+            raise InputError(path, f"layer {name}: kernel {k.shape} / bias {b.shape}, expected (3, 3, {want[0]}, {want[1]}) / ({want[1]},)")
+        with torch.no_grad():
+            # Keras correlates with kernel[dy, dx, in, out], as torch does with weight[out, in, dy, dx]
+            conv.weight.copy_(torch.from_numpy(k.transpose(3, 2, 0, 1)))
+            conv.bias.copy_(torch.from_numpy(b))
+    return net.eval()
+
+
+def load(spec: str | None) -> tuple[dict[int, DSen2Net], dict]:
+    """Networks and provenance from ``--sr-weights``: a bundle (.npz), two Keras files joined by a
+    comma (the 2x and the 6x network, either order), or None for the shipped default."""
+    paths = [Path(p) for p in str(spec).split(",")] if spec else [DEFAULT]
+    for p in paths:
+        if not p.is_file():
+            raise InputError(p, "DSen2 weights file not found" + (" (the shipped default is missing from this install)" if p == DEFAULT else ""))
+    files = {p.name: sha256_file(p) for p in paths}
+    if len(paths) == 1 and paths[0].suffix.lower() in (".h5", ".hdf5"):
+        raise InputError(paths[0], "one Keras file holds one network; give the 2x and the 6x file joined by a comma")
+    if len(paths) == 1:
+        nets, meta = load_bundle(paths[0])
+        prov = {"source": "bundle", "provenance": meta.get("provenance", {})}
+    else:
+        nets = {}
+        for p in paths:
+            net = load_keras(p)
+            if net.spec.ratio in nets:
+                raise InputError(p, f"a second {net.spec.ratio}x network; give one 2x and one 6x file")
+            nets[net.spec.ratio] = net
+        prov = {"source": "keras", "provenance": "Keras 2 weight files of Lanaras et al. 2018 (converted on load)"}
+    prov.update(files=files, nets={r: {"blocks": n.spec.blocks, "features": n.spec.features} for r, n in nets.items()})
+    return nets, prov
+
+
+def convert(keras_paths: list, out) -> Path:
+    """The authors' two Keras files as one bundle (what ``bigearth-sr sr-convert`` writes)."""
+    nets, prov = load(",".join(map(str, keras_paths)))
+    return save_bundle(out, nets, {"provenance": {"converted_from": prov["files"]}})

@@ -1,0 +1,96 @@
+"""The builder with ``--upsampling dsen2`` (dataset_builder/build.py + sr/infer.py)."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from bigearth.files import sha256_file
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
+from dataset_builder import upsample
+from dataset_builder.build import BuildConfig, build
+from dataset_builder.safe import open_product, read_band, to_reflectance_dn
+from dataset_builder.sr.infer import DSen2
+
+from .test_sr_model import tiny_bundle
+
+
+def test_dsen2_build_equals_a_whole_tile_run_and_records_the_weights(synth_dir, products, tmp_path):
+    weights = tiny_bundle(tmp_path / "w.npz", blocks=2, features=8)
+    out = tmp_path / "out"
+    cfg = BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights),
+                      clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")), progress=False)
+    manifest = build(products[:1], cfg)
+    assert manifest["patches"] > 0 and not manifest["tiles_failed"]
+    sr = manifest["config"]["super_resolution"]
+    assert sr["method"] == "dsen2" and sr["files"] == {"w.npz": sha256_file(weights)} and sr["precision"] == "fp32"
+
+    # independent: the network over the whole tile at once, rounded, cut into patches afterwards
+    prod = open_product(products[0])
+    cube = {k: np.stack([to_reflectance_dn(prod, b, read_band(prod, b)) for b in bands])
+            for k, bands in (("b10", BANDS_10M), ("b20", BANDS_20M), ("b60", BANDS_60M))}
+    whole = upsample.to_uint16(DSen2(str(weights))(cube["b10"], cube["b20"], cube["b60"]))
+    with h5py.File(out / "bigearth_sr.h5", "r") as f:
+        assert json.loads(f.attrs["build_config"])["super_resolution"]["files"] == sr["files"]
+        xs, ys, data = f["x"][:], f["y"][:], f["data_super"][:]
+    for x, y, d in zip(xs, ys, data):
+        for b in upsample.BANDS_SR:
+            np.testing.assert_array_equal(d[BANDS_SUPER.index(b)], whole[upsample.BANDS_SR.index(b), y * 120:(y + 1) * 120,
+                                                                           x * 120:(x + 1) * 120], err_msg=f"{x} {y} {b}")
+
+
+def test_other_weights_under_the_same_name_rebuild_the_parts(synth_dir, products, tmp_path):
+    weights = tmp_path / "w.npz"
+    tiny_bundle(weights, seed=1)
+    clc = sorted(str(p) for p in synth_dir.glob("CLC_*.tif"))
+    out = tmp_path / "out"
+
+    def run():
+        cfg = BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights), clc=clc, progress=False)
+        m = build(products[:1], cfg)
+        with h5py.File(out / "bigearth_sr.h5", "r") as f:
+            return m, f["data_super"][:]
+
+    m1, a = run()
+    tiny_bundle(weights, seed=2)  # new content, same file name
+    m2, b = run()
+    assert m1["config"]["super_resolution"]["files"] != m2["config"]["super_resolution"]["files"]
+    assert not np.array_equal(a, b)
+    part = next((out / "parts").glob("*.h5"))
+    stamp = part.stat().st_mtime_ns
+    m3, c = run()  # unchanged weights: the part is reused, not rebuilt
+    np.testing.assert_array_equal(b, c)
+    assert part.stat().st_mtime_ns == stamp
+
+
+def test_bigearthnet_v1_patches_get_mirrored_context(tmp_path):
+    """Archive patches have no tile around them: the network sees their mirrored edges."""
+    import rasterio
+
+    from dataset_builder import archive
+
+    from .conftest import fixtures_dir
+    src = fixtures_dir("bigearthnet-v1")
+    weights = tiny_bundle(tmp_path / "w.npz")
+    out = tmp_path / "out"
+    manifest = build([src], BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights), progress=False))
+    assert manifest["patches"] == 4 and manifest["config"]["super_resolution"]["method"] == "dsen2"
+    up = DSen2(str(weights))
+    h = up.halo
+    for r in archive.iter_records(out / "bigearth_sr.h5"):
+        cubes = {}
+        for key, bands in (("b10", BANDS_10M), ("b20", BANDS_20M), ("b60", BANDS_60M)):
+            arrs = []
+            for b in bands:
+                with rasterio.open(src / r.name / f"{r.name}_{b}.tif") as ds:
+                    arrs.append(ds.read(1).astype(np.float32))
+            cubes[key] = np.stack(arrs)
+        pad = {k: np.pad(a, ((0, 0), (p, p), (p, p)), mode="symmetric") for (k, a), p in zip(cubes.items(), (6 * h, 3 * h, h))}
+        exp = upsample.to_uint16(up(pad["b10"], pad["b20"], pad["b60"])[:, 6 * h:-6 * h, 6 * h:-6 * h])
+        np.testing.assert_array_equal(r.data_super[[BANDS_SUPER.index(b) for b in upsample.BANDS_SR]], exp)
+        np.testing.assert_array_equal(r.data_super[[BANDS_SUPER.index(b) for b in BANDS_10M]], r.data_10m)
+    # for bilinear, mirroring the edge pixel is the same as clamping: nothing changes
+    b20 = cubes["b20"]
+    np.testing.assert_array_equal(upsample.upsample_isolated(upsample.get("bilinear"), None, b20, cubes["b60"]),
+                                  upsample.get("bilinear")(None, b20, cubes["b60"]))
