@@ -60,11 +60,16 @@ def _bilinear_axis(x: torch.Tensor, f: int, dim: int, out: torch.Tensor) -> None
             dst.add_(nxt * w)
 
 
-def bilinear(x: torch.Tensor, f: int, out: torch.Tensor) -> None:
-    """(h, w) -> (h*f, w*f) into ``out``: rows, then columns."""
+def _separable(axis_fn, x: torch.Tensor, f: int, out: torch.Tensor) -> None:
+    """(h, w) -> (h*f, w*f) into ``out`` with a 1-D interpolation: rows, then columns."""
     tmp = torch.empty((x.shape[0] * f, x.shape[1]), dtype=x.dtype)
-    _bilinear_axis(x, f, 0, tmp)
-    _bilinear_axis(tmp, f, 1, out)
+    axis_fn(x, f, 0, tmp)
+    axis_fn(tmp, f, 1, out)
+
+
+def bilinear(x: torch.Tensor, f: int, out: torch.Tensor) -> None:
+    """(h, w) -> (h*f, w*f) into ``out``."""
+    _separable(_bilinear_axis, x, f, out)
 
 
 class Bilinear:
@@ -74,6 +79,7 @@ class Bilinear:
     name = "bilinear"
     halo = 1
     needs_10m = False
+    axis = staticmethod(_bilinear_axis)  # the 1-D interpolation, applied to rows then columns
 
     def __call__(self, b10, b20, b60, region=None):
         h, w = b20.shape[1] * 2, b20.shape[2] * 2
@@ -82,7 +88,8 @@ class Bilinear:
         with torch.no_grad():
             for cube, names, f in ((b20, BANDS_20M, 2), (b60, BANDS_60M, 6)):
                 for k, name in enumerate(names):
-                    bilinear(torch.from_numpy(np.ascontiguousarray(cube[k])), f, o[BANDS_SR.index(name)])
+                    src = torch.from_numpy(np.ascontiguousarray(cube[k], np.float32))
+                    _separable(self.axis, src, f, o[BANDS_SR.index(name)])
         return out
 
 
@@ -117,20 +124,8 @@ class Bicubic(Bilinear):
     DSen2 paper compares with."""
 
     name = "bicubic"
-    halo = 1
-
-    def __call__(self, b10, b20, b60, region=None):
-        h, w = b20.shape[1] * 2, b20.shape[2] * 2
-        out = np.empty((len(BANDS_SR), h, w), np.float32)
-        o = torch.from_numpy(out)
-        with torch.no_grad():
-            for cube, names, f in ((b20, BANDS_20M, 2), (b60, BANDS_60M, 6)):
-                for k, name in enumerate(names):
-                    src = torch.from_numpy(np.ascontiguousarray(cube[k], np.float32))
-                    tmp = torch.empty((src.shape[0] * f, src.shape[1]), dtype=torch.float32)
-                    _bicubic_axis(src, f, 0, tmp)
-                    _bicubic_axis(tmp, f, 1, o[BANDS_SR.index(name)])
-        return out
+    halo = 2  # four taps: two 60 m pixels on each side
+    axis = staticmethod(_bicubic_axis)
 
 
 def _dsen2(**options) -> Upsampler:

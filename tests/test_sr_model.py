@@ -88,9 +88,10 @@ def test_upsample_stack_is_the_builders_bilinear():
         assert torch.equal(up[k], ref)
 
 
-def test_strips_of_kept_columns_equal_a_whole_image_run(tmp_path):
+@pytest.mark.parametrize("method", ["dsen2", "bilinear", "bicubic"])
+def test_strips_of_kept_columns_equal_a_whole_image_run(tmp_path, method):
     """The builder's path: strips (row halo) over runs of kept patches (column halo) == one whole run."""
-    up = DSen2(str(tiny_bundle(tmp_path / "w.npz", blocks=3)))
+    up = DSen2(str(tiny_bundle(tmp_path / "w.npz", blocks=3))) if method == "dsen2" else upsample.get(method)
     rng = np.random.default_rng(1)
     n, p = 240, 60  # 4 x 4 "patches" of 60 px
     bands = {**{b: rng.integers(100, 4000, (n, n), dtype=np.uint16) for b in ("B02", "B03", "B04", "B08")},

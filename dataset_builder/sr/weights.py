@@ -160,7 +160,8 @@ def load(spec: str | None) -> tuple[dict[int, DSen2Net], dict]:
         raise InputError(paths[0], "one Keras file holds one network; give the 2x and the 6x file joined by a comma")
     if len(paths) == 1:
         nets, meta = load_bundle(paths[0])
-        prov = {"source": "bundle", "provenance": meta.get("provenance", {})}
+        # the training curve stays in the bundle; archives and manifests get where the weights came from
+        prov = {"source": "bundle", "provenance": {k: v for k, v in meta.get("provenance", {}).items() if k != "history"}}
     else:
         nets = {}
         for p in paths:
