@@ -123,11 +123,14 @@ def test_two_processes_with_half_batches_take_the_one_process_step(engine, tmp_p
     ref = _dist_step("none", 1, tmp_path / "one.pt", False)
     two = _dist_step(engine, 2, tmp_path / "two.pt", True)
     assert ref.keys() == two.keys()
+    # fp32 sums in another order (two half-batch gradients all-reduced vs one full batch): up to
+    # 8e-6 after three steps on some CPUs' oneDNN kernels, while rank-local BatchNorm moves
+    # weights by ~0.1, so 5e-5 still tells the two apart by three orders of magnitude
     for k in ref:
-        torch.testing.assert_close(two[k], ref[k], rtol=1e-4, atol=2e-6, msg=k)
+        torch.testing.assert_close(two[k], ref[k], rtol=1e-4, atol=5e-5, msg=k)
     # the test can fail: rank-local BatchNorm (the paper's default) does not take the same step
     local = _dist_step(engine, 2, tmp_path / "local.pt", False)
-    assert any(not torch.allclose(local[k].float(), ref[k].float(), rtol=1e-4, atol=2e-6) for k in ref)
+    assert any(not torch.allclose(local[k].float(), ref[k].float(), rtol=1e-4, atol=5e-5) for k in ref)
 
 
 # --------------------------------------------------------------------------- runs of the script
