@@ -57,14 +57,12 @@ def run_tiled(net: DSen2Net, x: torch.Tensor, core: int = 256, batch: int = 8, d
     amp = _autocast(dev, precision)
     with torch.inference_mode():
         for i in range(0, len(tiles), batch):
-            group = tiles[i:i + batch]
-            # windows differ in size only where the image is smaller than one window
-            for shape_group in _by_shape(group):
-                xb = torch.stack([x[:, ra:rb, ca:cb] for (ra, rb, _, _), (ca, cb, _, _) in shape_group]).to(dev)
-                with amp:
-                    yb = net(xb).float().cpu()
-                for k, ((ra, _, p, q), (ca, _, u, v)) in enumerate(shape_group):
-                    out[:, p:q, u:v] = yb[k, :, p - ra:q - ra, u - ca:v - ca]
+            group = tiles[i:i + batch]  # every window of an axis has one length: the tiles stack
+            xb = torch.stack([x[:, ra:rb, ca:cb] for (ra, rb, _, _), (ca, cb, _, _) in group]).to(dev)
+            with amp:
+                yb = net(xb).float().cpu()
+            for k, ((ra, _, p, q), (ca, _, u, v)) in enumerate(group):
+                out[:, p:q, u:v] = yb[k, :, p - ra:q - ra, u - ca:v - ca]
     return out
 
 
@@ -79,13 +77,6 @@ def _windows_in(span: int, offset: int, n: int, core: int, margin: int):
         a = min(max(offset + p - margin, 0), n - length)
         out.append((a, a + length, p, q))
     return out
-
-
-def _by_shape(group):
-    shapes: dict = {}
-    for r, c in group:
-        shapes.setdefault((r[1] - r[0], c[1] - c[0]), []).append((r, c))
-    return list(shapes.values())
 
 
 def _autocast(device: torch.device, precision: str):
