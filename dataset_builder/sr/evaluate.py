@@ -24,6 +24,7 @@ from .. import upsample
 from ..errors import InputError
 from . import metrics, wald
 
+VIEW = 240  # side of the figure's window, in pixels of the reference grid
 FIGURE_BANDS = {"2x": ("B11", "B8A", "B05"), "6x": ("B09", "B01", "B01"), "full": ("B11", "B8A", "B05")}
 
 
@@ -121,8 +122,18 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    im = images[proto]
+    im = dict(images[proto])
     bands = im["bands"]
+    # a central window of at most VIEW px, so the detail is visible and the file small
+    h, w = im["reference"].shape[1:]
+    # (multiples of 12, so the window starts on a pixel of every coarser grid shown)
+    n = min(VIEW, h, w) // 12 * 12
+    r0, c0 = (h - n) // 24 * 12, (w - n) // 24 * 12
+    for key, a in list(im.items()):
+        if isinstance(a, np.ndarray):
+            im[key] = a[:, r0:r0 + n, c0:c0 + n]
+    im["input"] = {k: v[:, r0 * v.shape[1] // h:(r0 + n) * v.shape[1] // h, c0 * v.shape[2] // w:(c0 + n) * v.shape[2] // w]
+                   for k, v in im["input"].items()}
     triple = [b for b in FIGURE_BANDS[proto] if b in bands] or list(bands[:3])
     sel = [list(bands).index(b) for b in triple]
     while len(sel) < 3:

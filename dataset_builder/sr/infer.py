@@ -101,12 +101,17 @@ class DSen2:
     needs_10m = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu", precision: str = "auto",
-                 core: int = 360, batch: int = 8):
+                 core: int | None = None, batch: int | None = None):
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--sr-device cuda, but torch sees no CUDA device")
         self.nets, self.provenance = weights_io.load(weights)
         self.device, self.precision = device, resolve_precision(device, precision)
-        self.core, self.batch = core, batch
+        # CPU: about 200k pixels x 32 features per batch keep the activations in cache (measured
+        # with F = 32: 4 tiles of 200 + margins run 1.3x faster than whole 1200 px images, 8
+        # tiles of 360 run 0.6x); a GPU wants large batches
+        gpu = torch.device(device).type == "cuda"
+        feats = max(n.spec.features for n in self.nets.values())
+        self.core, self.batch = core or (512 if gpu else 200), batch or (16 if gpu else max(1, 128 // feats))
         for n in self.nets.values():
             n.to(device)
         radius = max(n.spec.radius for n in self.nets.values())

@@ -43,11 +43,17 @@ def save_bundle(path, nets: dict[int, DSen2Net], meta: dict) -> Path:
 def load_bundle(path) -> tuple[dict[int, DSen2Net], dict]:
     """Both networks and the metadata of a bundle; errors name the file and the tensor."""
     path = Path(path)
-    try:
-        z = np.load(path, allow_pickle=False)
-        files = set(z.files)
-    except Exception as e:  # zipfile/numpy raise several types for a file that is not an npz
-        raise InputError(path, f"not a DSen2 weights bundle (.npz): {e}") from None
+    # np.load on an open file object: TFDS's test harness only lets file objects through
+    with open(path, "rb") as fh:
+        try:
+            z = np.load(fh, allow_pickle=False)
+            files = set(z.files)
+        except Exception as e:  # zipfile/numpy raise several types for a file that is not an npz
+            raise InputError(path, f"not a DSen2 weights bundle (.npz): {e}") from None
+        return _read_bundle(path, z, files)
+
+
+def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
     with z:
         if "meta" not in files:
             raise InputError(path, "no 'meta' entry: not a bigearth-sr DSen2 weights bundle")
