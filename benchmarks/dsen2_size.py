@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     args = ap.parse_args()
-    print(f"| N x F | parameters (2x) | train s | val L1 | crop east 2x RMSE |")
+    print("| N x F | parameters (2x) | train s | val L1 | crop east 2x RMSE |")
     print("|---|---|---|---|---|")
     for size in args.sizes.split(","):
         n, f = map(int, size.split("x"))
