@@ -1,8 +1,9 @@
 """The BigEarthNet-S2 v1.0 archive as an input: patch folders of 12 GeoTIFFs + label JSON.
 
 ``data_10m/20m/60m`` come straight from the GeoTIFFs; ``data_super`` is computed per patch
-(the archive has no tile around the patch: its edges are mirrored by the method's halo, which
-for bilinear is the same as clamping, and gives a network mirrored context rather than zeros).
+(the archive has no tile around the patch: the method's halo is filled from the adjacent patches
+of the same tile_source where they exist, and with the patch's mirrored edges elsewhere, which
+for bilinear is the same as clamping and gives a network mirrored context rather than zeros).
 The official snow/cloud lists drop patches and the official lists give each patch its split.
 """
 from __future__ import annotations
@@ -126,6 +127,48 @@ def _row_col(folder: Path) -> tuple[int, int]:
     return int(m["y"]), int(m["x"])
 
 
+def _cubes(p: dict) -> dict:
+    return {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
+            for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
+
+
+def _sr_inputs(cubes: dict, up) -> tuple:
+    return (cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
+            cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
+
+
+class _Neighbours:
+    """The adjacent patches of the same tile_source, as context for super-resolution: the
+    archive cut the tile into patches, and a whole-tile run would have seen these pixels.
+    Patches on the official snow/cloud lists count too (they are imagery; only their labels are
+    unusable); a missing or unreadable neighbour leaves that side mirrored. Patches are read at
+    most once per row pass: rows above the previous one are dropped from the cache."""
+
+    def __init__(self, folders: list[Path], up):
+        self.by_xy = {_row_col(f)[::-1]: f for f in folders}
+        self.up = up
+        self.cache: dict = {}
+
+    def _inputs(self, x: int, y: int):
+        if (x, y) not in self.cache:
+            folder = self.by_xy.get((x, y))
+            try:
+                self.cache[(x, y)] = None if folder is None else _sr_inputs(_cubes(read_patch(folder)), self.up)
+            except (InputError, nom.UnknownClassError):  # reported when that patch itself is built
+                self.cache[(x, y)] = None
+        return self.cache[(x, y)]
+
+    def remember(self, x: int, y: int, inputs: tuple) -> None:
+        """The patch being built, so that its neighbours do not read it again."""
+        self.cache[(x, y)] = inputs
+
+    def around(self, x: int, y: int) -> dict:
+        for key in [k for k in self.cache if k[1] < y - 1]:
+            del self.cache[key]
+        return {(dy, dx): self._inputs(x + dx, y + dy)
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+
+
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
     from .build import _Stats  # shared with the product path
 
@@ -135,6 +178,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     writer = archive.PartWriter(part_path, cfg.compression)
+    context = _Neighbours(folders, up)
     try:
         for folder in sorted(folders, key=_row_col):
             if progress is not None:
@@ -147,10 +191,10 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                 continue
             p = read_patch(folder)
             tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
-            cubes = {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
-                     for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
-            sr = upsample.upsample_isolated(up, cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
-                                            cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
+            cubes = _cubes(p)
+            inputs = _sr_inputs(cubes, up)
+            context.remember(p["x"], p["y"], inputs)
+            sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
             cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
             arrays = {key: a[None] for key, a in cubes.items()}
             arrays["classes"] = p["meta"]["classes"][None]

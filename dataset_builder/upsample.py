@@ -197,17 +197,46 @@ def upsample_rows(up: Upsampler, bands: dict, convert, row0: int, row1: int, col
     return out
 
 
-def upsample_isolated(up: Upsampler, b10: np.ndarray | None, b20: np.ndarray, b60: np.ndarray) -> np.ndarray:
-    """Super-resolve a window that has no tile around it (a BigEarthNet v1 patch): its edges are
-    mirrored by the method's halo (``symmetric``: the edge pixel repeats, so bilinear is the same
-    as clamping), the method runs on the padded window, and the margin is cut off again."""
+def _with_margin(center: np.ndarray, nb: dict, m: int) -> np.ndarray:
+    """(C, p, p) -> (C, p+2m, p+2m): the m pixels around ``center`` from its neighbours ``nb``
+    ({(dy, dx): (C, p, p) or None}), a missing one replaced by the mirror image of what lies
+    next to it, row band by row band, so that at the edge of a rectangular mosaic every patch
+    sees what a whole-mosaic run with mirrored edges would see."""
+    p = center.shape[1]
+    if m > p:
+        raise ValueError(f"a margin of {m} px is wider than the {p} px patch it surrounds")
+
+    def band(mid, left, right):  # one row band, widened by m columns on each side
+        lpart = left[:, :, p - m:] if left is not None else np.flip(mid[:, :, :m], 2)
+        rpart = right[:, :, :m] if right is not None else np.flip(mid[:, :, p - m:], 2)
+        return np.concatenate([lpart, mid, rpart], axis=2)
+
+    middle = band(center, nb.get((0, -1)), nb.get((0, 1)))
+    rows = []
+    for dy, sl in ((-1, slice(p - m, p)), (1, slice(0, m))):
+        c = nb.get((dy, 0))
+        if c is not None:
+            side = [nb.get((dy, dx)) for dx in (-1, 1)]
+            rows.append(band(c[:, sl], *[None if s is None else s[:, sl] for s in side]))
+        else:  # mirror the middle band's rows next to this side
+            rows.append(np.flip(middle[:, :m] if dy < 0 else middle[:, p - m:], 1))
+    return np.concatenate([rows[0], middle, rows[1]], axis=1)
+
+
+def upsample_with_context(up: Upsampler, b10: np.ndarray | None, b20: np.ndarray, b60: np.ndarray,
+                          neighbours: dict | None = None) -> np.ndarray:
+    """Super-resolve a window that has no tile around it (a BigEarthNet v1 patch), with a margin
+    of the method's halo on every side: taken from ``neighbours`` ({(dy, dx): (b10, b20, b60)}
+    of the adjacent windows of the same tile, same shapes) where one exists, else mirrored
+    (``symmetric``: the edge pixel repeats, so for bilinear an all-mirrored margin is the same
+    as clamping). The margin is cut off again afterwards."""
     h = up.halo
-
-    def pad(a, p):
-        return np.pad(a, ((0, 0), (p, p), (p, p)), mode="symmetric")
-
-    out = up(None if b10 is None else pad(b10, 6 * h), pad(b20, 3 * h), pad(b60, h))
-    return np.ascontiguousarray(out[:, 6 * h:-6 * h, 6 * h:-6 * h])
+    neighbours = {k: v for k, v in (neighbours or {}).items() if v is not None}
+    cubes = []
+    for k, (cube, m) in enumerate(((b10, 6 * h), (b20, 3 * h), (b60, h))):
+        cubes.append(None if cube is None else _with_margin(cube, {d: v[k] for d, v in neighbours.items()}, m))
+    res = up(*cubes)
+    return np.ascontiguousarray(res[:, 6 * h:-6 * h, 6 * h:-6 * h])
 
 
 def to_uint16(a: np.ndarray) -> np.ndarray:

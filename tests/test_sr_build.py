@@ -92,5 +92,60 @@ def test_bigearthnet_v1_patches_get_mirrored_context(tmp_path):
         np.testing.assert_array_equal(r.data_super[[BANDS_SUPER.index(b) for b in BANDS_10M]], r.data_10m)
     # for bilinear, mirroring the edge pixel is the same as clamping: nothing changes
     b20 = cubes["b20"]
-    np.testing.assert_array_equal(upsample.upsample_isolated(upsample.get("bilinear"), None, b20, cubes["b60"]),
+    np.testing.assert_array_equal(upsample.upsample_with_context(upsample.get("bilinear"), None, b20, cubes["b60"]),
                                   upsample.get("bilinear")(None, b20, cubes["b60"]))
+
+
+def write_patch_folders(product, out, xs, ys) -> dict:
+    """BigEarthNet v1 patch folders (12 GeoTIFFs + label JSON, the archive's layout) cut from a
+    product; returns the 2D mosaic of every band over the cut patches (uint16)."""
+    import json as _json
+
+    import rasterio
+    from rasterio.transform import Affine
+    prod = open_product(product)
+    geo = prod.geocoding
+    mosaic = {}
+    for b in BANDS_10M + BANDS_20M + BANDS_60M:
+        f = {**{k: 1 for k in BANDS_10M}, **{k: 2 for k in BANDS_20M}, **{k: 6 for k in BANDS_60M}}[b]
+        p = 120 // f
+        a = np.clip(np.rint(to_reflectance_dn(prod, b, read_band(prod, b))), 0, 65535).astype(np.uint16)
+        mosaic[b] = a[ys[0] * p:(ys[-1] + 1) * p, xs[0] * p:(xs[-1] + 1) * p]
+        for y in ys:
+            for x in xs:
+                name = f"{prod.prefix}_{x}_{y}"
+                (out / name).mkdir(parents=True, exist_ok=True)
+                with rasterio.open(out / name / f"{name}_{b}.tif", "w", driver="GTiff", width=p, height=p, count=1,
+                                   dtype="uint16", crs=geo.crs,
+                                   transform=Affine(10 * f, 0, geo.ulx + x * 1200, 0, -10 * f, geo.uly - y * 1200)) as ds:
+                    ds.write(a[y * p:(y + 1) * p, x * p:(x + 1) * p], 1)
+    for y in ys:
+        for x in xs:
+            name = f"{prod.prefix}_{x}_{y}"
+            ulx, uly = geo.ulx + x * 1200, geo.uly - y * 1200
+            (out / name / f"{name}_labels_metadata.json").write_text(_json.dumps({
+                "labels": ["Non-irrigated arable land"], "projection": "", "tile_source": prod.name,
+                "acquisition_date": "2017-06-13 10:10:31",
+                "coordinates": {"ulx": ulx, "uly": uly, "lrx": ulx + 1200, "lry": uly - 1200}}))
+    return mosaic
+
+
+def test_bigearthnet_v1_neighbours_are_the_context(products, tmp_path):
+    """Adjacent patches of one tile_source give each other context: bilinear equals a run over the
+    whole mosaic exactly, and DSen2 does wherever the mosaic's own border is out of reach."""
+    src = tmp_path / "ben"
+    mosaic = write_patch_folders(products[0], src, [1, 2], [1, 2])
+    weights = tiny_bundle(tmp_path / "w.npz", blocks=2)
+    for method, opts in (("bilinear", {}), ("dsen2", {"sr_weights": str(weights)})):
+        out = tmp_path / method
+        m = build([src], BuildConfig(out_dir=str(out), upsampling=method, progress=False, **opts))
+        assert m["patches"] == 4
+        up = BuildConfig(out_dir=str(out), upsampling=method, **opts).upsampler()
+        stack = [np.stack([mosaic[b].astype(np.float32) for b in bands]) for bands in (BANDS_10M, BANDS_20M, BANDS_60M)]
+        whole = upsample.to_uint16(up(*stack))
+        keep = slice(0, 240) if method == "bilinear" else slice(6 * up.halo, 240 - 6 * up.halo)
+        got = np.zeros_like(whole)
+        with h5py.File(out / "bigearth_sr.h5", "r") as f:
+            for x, y, d in zip(f["x"][:], f["y"][:], f["data_super"][:]):
+                got[:, (y - 1) * 120:y * 120, (x - 1) * 120:x * 120] = d[[BANDS_SUPER.index(b) for b in upsample.BANDS_SR]]
+        np.testing.assert_array_equal(got[:, keep, keep], whole[:, keep, keep], err_msg=method)
