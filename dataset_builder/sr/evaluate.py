@@ -142,7 +142,7 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
     lo, hi = np.percentile(ref, 1), np.percentile(ref, 99)
 
     def rgb(a):
-        return np.clip((a[sel] if a.shape[0] != 3 else a) - lo, 0, None).transpose(1, 2, 0) / max(hi - lo, 1)
+        return np.clip(a - lo, 0, None).transpose(1, 2, 0) / max(hi - lo, 1)
 
     inp, h = im["input"], ref.shape[1]
     low = []
@@ -152,10 +152,9 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
         f = h // a.shape[0]
         low.append(np.repeat(np.repeat(a, f, 0), f, 1))
     low = np.stack(low)
-    shown = [m for m in ("bicubic", methods[-1]) if m in im]
-    panels = [("input (nearest)", np.clip(low - lo, 0, None).transpose(1, 2, 0) / max(hi - lo, 1))]
-    panels += [(m, rgb(im[m])) for m in dict.fromkeys(shown)] + [("reference", rgb(im["reference"]))]
-    errs = [(f"|{m} - ref|", np.abs(im[m] - im["reference"]).mean(0)) for m in dict.fromkeys(shown)]
+    shown = list(dict.fromkeys(m for m in ("bicubic", methods[-1]) if m in im))
+    panels = [("input (nearest)", rgb(low))] + [(m, rgb(im[m][sel])) for m in shown] + [("reference", rgb(ref))]
+    errs = [(f"|{m} - ref|", np.abs(im[m][sel] - ref).mean(0)) for m in shown]
     vmax = max(np.percentile(e, 99) for _, e in errs)
     fig, axes = plt.subplots(1, len(panels) + len(errs), figsize=(3.2 * (len(panels) + len(errs)), 3.4))
     for ax, (t, a) in zip(axes, panels):
