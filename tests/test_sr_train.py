@@ -27,7 +27,7 @@ def test_short_training_beats_bilinear_on_held_out_data(products, tmp_path):
                 "--epochs2", "8", "--steps-per-epoch", "15", "--batch2", "16", "--lr", "1e-3", "--no-progress"]) == 0
     ck = torch.load(out / "checkpoint_2x.pt", weights_only=True)
     # the bilinear baseline on the same held-out east halves: the network with no detail term
-    east = [train.split_scene(wald.read_scene(p), 0.5)[1] for p in products]
+    east = [wald.split_east(wald.read_scene(p), 0.5)[1] for p in products]
     baseline = train.validate(DSen2Net(NetSpec(2, 1, 4)), train.pairs_for(2, east, "gauss"), "cpu")
     assert ck["history"][-1]["val_l1"] < 0.93 * baseline, (ck["history"], baseline)
     assert not (out / "dsen2.npz").exists()  # one network alone makes no bundle

@@ -94,9 +94,8 @@ def read_inputs(args) -> tuple[dict, np.ndarray | None]:
     if args.east is not None:
         if not 0 < args.east < 1:
             raise ValueError("--east must be in (0, 1)")
-        from .train import split_scene
         w = wald.trim(scene)["im10"].shape[2]
-        scene = split_scene(scene, args.east)[1]
+        scene = wald.split_east(scene, args.east)[1]
         if truth is not None:
             truth = truth[:, :, w - scene["im10"].shape[2]:w]
     return scene, truth

@@ -110,15 +110,6 @@ def scene_paths(args) -> list[Path]:
     return out
 
 
-def split_scene(scene: dict, val_east: float) -> tuple[dict, dict]:
-    """(west, east) parts of a scene, cut on a 36-pixel boundary so both degrade by 6 cleanly."""
-    scene = wald.trim(scene)
-    w = scene["im10"].shape[2]
-    cut = int(round(w * (1 - val_east) / 36)) * 36
-    cut = min(max(cut, 36), w - 36)
-    return wald.columns(scene, 0, cut), wald.columns(scene, cut, w)
-
-
 def pairs_for(ratio: int, scenes: list[dict], mode: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(network input (C, h, w), target (O, h, w)) per scene, both reflectance x 10000."""
     out = []
@@ -268,7 +259,7 @@ def main(args) -> int:
     sources = {p.name: sha256_file(p) if p.is_file() else _tree_digest(p) for p in paths}
     west, east = [], []
     for p in paths:
-        w, e = split_scene(wald.read_scene(p), args.val_east)
+        w, e = wald.split_east(wald.read_scene(p), args.val_east)
         west.append(w)
         east.append(e)
     log(f"sr-train: {len(paths)} scene(s); west {1 - args.val_east:.0%} trains, east {args.val_east:.0%} validates")

@@ -56,6 +56,15 @@ def columns(scene: dict, c0: int, c1: int) -> dict:
     return {k: scene[k][:, :, c0 // f: c1 // f] for k, f in (("im10", 1), ("im20", 2), ("im60", 6))}
 
 
+def split_east(scene: dict, val_east: float) -> tuple[dict, dict]:
+    """(west, east) parts of a scene, cut on a 36-pixel boundary so both degrade by 6 cleanly."""
+    scene = trim(scene)
+    w = scene["im10"].shape[2]
+    cut = int(round(w * (1 - val_east) / 36)) * 36
+    cut = min(max(cut, 36), w - 36)
+    return columns(scene, 0, cut), columns(scene, cut, w)
+
+
 def pair(scene: dict, ratio: int, mode: str = "gauss") -> tuple[dict, np.ndarray]:
     """Wald's pair for the ``ratio`` network: the degraded native cubes (the input, one grid level
     down) and the original coarse bands (the target, on the degraded 10 m grid)."""
