@@ -389,13 +389,23 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     for t in mine:
         try:
             out.append(run_task(t, cfg))
-        except BaseException as e:
+        except BaseException as e:  # strict mode, or a bug: this rank stops and reports it
             sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
-            comm.Abort(2)  # one rank failing ends the whole job rather than hanging the others
+            out.append({"task": t.id, "status": "failed", "error": f"{type(e).__name__}: {e}", "fatal": True})
+            break
         if cfg.progress:
             sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out[-1])}\n")
+    # every rank reaches the gather (a failed one right away), so nothing hangs, and rank 0 sees a
+    # fatal result before it writes anything: no archive is merged beside a failure (an MPI_Abort
+    # here raced with rank 0's merge: an archive without a manifest was seen)
     gathered = comm.gather(out, root=0)
-    return [r for rs in gathered for r in rs] if rank == 0 else None
+    if rank != 0:
+        return None
+    results = [r for rs in gathered for r in rs]
+    fatal = [r for r in results if r.get("fatal")]
+    if fatal:
+        raise RuntimeError(f"{fatal[0]['task']}: {fatal[0]['error']}")
+    return results
 
 
 def _status(res: dict) -> str:
