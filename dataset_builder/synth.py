@@ -29,6 +29,7 @@ from bigearth.nomenclature import CLC_CODES
 from bigearth.record import BANDS_SUPER, PATCH_M
 
 from .safe import BAND_IDS, NATIVE
+from .sr.detail import block_mean
 from .tiles import REAL_TILES
 
 # Reflectance x 10000 of a few materials, bands in BANDS_SUPER order
@@ -162,11 +163,6 @@ def land_cover(tile: str, size_60m: int, region_m: float, seed: int) -> np.ndarr
     return classes[nearest].reshape(size_60m, size_60m).astype(np.uint8)
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    h, w = a.shape
-    return a.reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
-
-
 def _quantile_mask(field: np.ndarray, cover: float) -> np.ndarray:
     if cover <= 0:
         return np.zeros(field.shape, bool)
@@ -234,13 +230,13 @@ def render_scene(cfg: SynthConfig):
     # SCL at 20 m from the 20 m means of the masks (as Sen2Cor classifies on the 20 m grid)
     lc20 = lc[::2, ::2]
     scl = np.array([_CLASS_MIX[c][1] for c in CLC_CODES], np.uint8)[lc20]
-    a20 = _block_mean(alpha, 2)
-    scl[_block_mean(shadow.astype(np.float32), 2) >= 0.5] = 3
-    scl[_block_mean(snow.astype(np.float32), 2) >= 0.5] = 11
+    a20 = block_mean(alpha, 2)
+    scl[block_mean(shadow.astype(np.float32), 2) >= 0.5] = 3
+    scl[block_mean(snow.astype(np.float32), 2) >= 0.5] = 11
     scl[(a20 > 0.05) & (a20 <= 0.3)] = 10
     scl[(a20 > 0.3) & (a20 <= 0.6)] = 8
     scl[a20 > 0.6] = 9
-    scl[_block_mean(nodata.astype(np.float32), 2) >= 0.5] = 0
+    scl[block_mean(nodata.astype(np.float32), 2) >= 0.5] = 0
     return truth, lc60, scl
 
 
@@ -374,7 +370,7 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
         for b, band in enumerate(BANDS_SUPER):
             res = NATIVE[band]
             f = res // 10
-            data = truth[b] if f == 1 else _block_mean(truth[b], f)
+            data = truth[b] if f == 1 else block_mean(truth[b], f)
             dn = np.clip(np.rint(data) + np.where(data > 0, offset, 0), 0, 65535).astype(np.uint16)
             rel = f"GRANULE/{granule}/IMG_DATA/R{res}m/{stem}_{band}_{res}m"
             _write_jp2(tmp / f"{rel}.jp2", dn, crs, Affine(res, 0, ulx, 0, -res, uly))
