@@ -6,16 +6,20 @@ import json
 import sys
 from pathlib import Path
 
+from bigearth import options
+from bigearth.errors import run_command
+from bigearth.record import SPLITS
+
 
 def _add_synth_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic products")
-    g.add_argument("--products", type=int, default=4, help="number of products (cycles over real tiles T33UUP, T29UPU, T35VPK, T34VFJ)")
-    g.add_argument("--tile-size-m", type=int, default=12_000,
+    g.add_argument("--products", type=options.positive_int, default=4, help="number of products (cycles over real tiles T33UUP, T29UPU, T35VPK, T34VFJ)")
+    g.add_argument("--tile-size-m", type=options.tile_size_m, default=12_000,
                    help="tile side in metres, a multiple of 1200 (the real tiles are 109800)")
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same products")
-    g.add_argument("--cloud-cover", type=float, default=0.08, help="share of each tile under cloud")
-    g.add_argument("--snow-cover", type=float, default=0.04, help="share of each tile under snow")
-    g.add_argument("--nodata-cover", type=float, default=0.0, help="share of each tile outside the swath (SCL 0)")
+    g.add_argument("--seed", type=options.nonneg_int, default=0, help="random seed; the same seed writes the same products")
+    g.add_argument("--cloud-cover", type=options.fraction, default=0.08, help="share of each tile under cloud")
+    g.add_argument("--snow-cover", type=options.fraction, default=0.04, help="share of each tile under snow")
+    g.add_argument("--nodata-cover", type=options.fraction, default=0.0, help="share of each tile outside the swath (SCL 0)")
     g.add_argument("--truth", action="store_true", help="also write the 10 m truth of all 12 bands (truth_10m.tif)")
 
 
@@ -51,16 +55,18 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                         "virtual: an HDF5 virtual dataset over parts/")
     for key, default in screening.DEFAULT_THRESHOLDS.items():
         codes = ",".join(map(str, screening.SCL_CLASSES[key]))
-        g.add_argument(f"--max-{key}", type=float, default=default,
+        g.add_argument(f"--max-{key}", type=options.fraction, default=default,
                        help=f"drop a patch when more than this share of its SCL pixels is {key} (SCL {codes})")
-    g.add_argument("--split-fractions", default="0.6,0.2,0.2",
+    g.add_argument("--split-fractions", type=options.split_fractions, default="0.6,0.2,0.2",
                    help="train,validation,test shares for products (tile-disjoint, by a hash of the tile id)")
     g.add_argument("--official-lists", default=None,
                    help="folder with BigEarthNet's official lists (snow, cloud, train/val/test .csv[.bz2]) for archive input")
-    g.add_argument("--workers", type=int, default=1, help="local worker processes (tiles dealt by Algorithm 1)")
+    g.add_argument("--workers", type=options.positive_int, default=1, help="local worker processes (tiles dealt by Algorithm 1)")
     g.add_argument("--engine", choices=("local", "mpi"), default="local",
                    help="mpi: one worker per rank, run under mpirun -n N")
     g.add_argument("--strict", action="store_true", help="stop at the first bad input instead of recording it")
+    g.add_argument("--wait", action="store_true",
+                   help="when another run holds the output folder, wait for it instead of exiting")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -75,13 +81,10 @@ def _expand_clc(paths) -> list[str]:
 def _build_config(args):
     from dataset_builder.build import BuildConfig
     thresholds = {k: getattr(args, f"max_{k}") for k in ("nodata", "cloud", "cirrus", "shadow", "snow")}
-    fr = tuple(float(v) for v in args.split_fractions.split(","))
-    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
-        sys.exit("--split-fractions needs three shares that add up to 1")
     return BuildConfig(out_dir=args.out, upsampling=args.upsampling, sr_weights=args.sr_weights,
                        sr_device=args.sr_device, sr_precision=args.sr_precision, clc=_expand_clc(args.clc),
                        labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
-                       compression=args.compression, merge=args.merge, split_fractions=fr,
+                       compression=args.compression, merge=args.merge, split_fractions=args.split_fractions,
                        official_lists=args.official_lists, strict=args.strict, progress=not args.no_progress)
 
 
@@ -97,7 +100,7 @@ def cmd_synth(args) -> int:
 def cmd_build(args) -> int:
     from dataset_builder.build import build
     cfg = _build_config(args)
-    manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine)
+    manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank
         return 0
     print_summary(manifest, Path(args.out))
@@ -107,17 +110,17 @@ def cmd_build(args) -> int:
 def _add_shard_args(p: argparse.ArgumentParser) -> None:
     from shards.writer import DEFAULT_SHARD_BYTES
     g = p.add_argument_group("shards")
-    g.add_argument("--shard-size", default=f"{DEFAULT_SHARD_BYTES // 2**20}MiB",
+    g.add_argument("--shard-size", type=options.byte_size, default=f"{DEFAULT_SHARD_BYTES // 2**20}MiB",
                    help="target bytes per shard (e.g. 256MiB, 1GB); every shard of a split holds the same number of samples")
-    g.add_argument("--shard-seed", type=int, default=0, help="seed of the shuffle of each split's samples across tiles")
-    g.add_argument("--shard-workers", type=int, default=1, help="processes writing shards")
+    g.add_argument("--shard-seed", type=options.nonneg_int, default=0, help="seed of the shuffle of each split's samples across tiles")
+    g.add_argument("--shard-workers", type=options.positive_int, default=1, help="processes writing shards")
 
 
 def cmd_shards(args) -> int:
     from shards.writer import write_shards
     index = write_shards(args.archive, args.out, args.shard_size, args.shard_seed, workers=args.shard_workers,
                          manifest_path=args.manifest, progress=not args.no_progress,
-                         splits=args.splits.split(",") if args.splits else None)
+                         splits=args.splits, wait=args.wait)
     print_shards(index, Path(args.out))
     return 0
 
@@ -151,7 +154,8 @@ def cmd_demo(args) -> int:
     args.clc = [str(products_dir)]
     cfg = _build_config(args)
     cfg.out_dir = str(Path(args.out) / "dataset")
-    manifest = build(sorted(products_dir.glob("*.SAFE")), cfg, workers=args.workers, engine=args.engine)
+    manifest = build(sorted(products_dir.glob("*.SAFE")), cfg, workers=args.workers, engine=args.engine,
+                     wait=args.wait)
     if manifest is None:
         return 0
     print_summary(manifest, Path(cfg.out_dir))
@@ -250,8 +254,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the shards and index.json")
     p.add_argument("--manifest", default=None, help="the build's manifest.json (default: beside the archive; "
                                                     "without one the band statistics are computed)")
-    p.add_argument("--splits", default=None, help="comma-separated splits to write (default: all)")
+    p.add_argument("--splits", type=options.choice_list(SPLITS), default=None,
+                   help=f"comma-separated splits to write, of {','.join(SPLITS)} (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--wait", action="store_true", help="when another run holds --out, wait for it instead of exiting")
     _add_shard_args(p)
     p.set_defaults(func=cmd_shards)
 
@@ -281,7 +287,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_sr_convert)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

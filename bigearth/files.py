@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 
@@ -27,3 +28,125 @@ def atomic_path(path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def load_torch(path, what: str = "checkpoint"):
+    """A torch file someone else may have written, read as data: tensors and plain containers
+    only (``weights_only=True``); a file that carries code or is damaged is an InputError naming
+    it, never executed."""
+    import pickle
+
+    import torch
+
+    from .errors import InputError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, f"{what} does not exist") from None
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "GLOBAL" in ln or "global" in ln), None)
+        if why is not None:
+            raise InputError(path, f"refused: the {what} holds more than tensors and plain values, and loading it "
+                                   f"could run code ({why[:200]})") from None
+        raise InputError(path, f"not a readable {what} (damaged, or not a torch file)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise InputError(path, f"not a readable {what} (damaged or truncated? {type(e).__name__}: {first})") from None
+
+
+_DIGESTS: dict = {}  # (path, size, mtime_ns, inode) -> sha256: a file is hashed once per process
+
+
+def content_digest(path) -> str:
+    """sha256 of a file's content, or of a folder's files (relative names and contents): what
+    decides whether work derived from ``path`` may be reused. Names and dates do not count."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path).as_posix()}\0{f.stat().st_size}\0{content_digest(f)}\n".encode())
+        return h.hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
+DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG, EDQUOT (Linux numbers; HDF5 reports them in text)
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """An OSError (also HDF5's, which carry the errno only in their message) that says the disk,
+    the quota or the file-size limit ran out."""
+    if not isinstance(e, OSError):
+        return False
+    if e.errno in DISK_FULL_ERRNOS:
+        return True
+    text = str(e)
+    return any(s in text for s in ("No space left", "Disk quota exceeded", "File too large",
+                                   "errno = 28", "errno = 27", "errno = 122"))
+
+
+def free_bytes(path) -> int | None:
+    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def disk_full_error(path, e: BaseException, needed: int | None = None):
+    """The EnvironmentFailure to raise for ``e`` while writing ``path``."""
+    from .errors import EnvironmentFailure
+
+    free = free_bytes(path)
+    parts = [f"{path}: out of disk space while writing ({type(e).__name__}: {str(e).splitlines()[0][:160]})"]
+    if needed is not None:
+        parts.append(f"about {needed / 2**20:.1f} MiB were needed")
+    if free is not None:
+        parts.append(f"{free / 2**20:.1f} MiB are free there")
+    parts.append("the partial file was removed; free space and run again: finished work is reused")
+    return EnvironmentFailure("; ".join(parts))
+
+
+@contextlib.contextmanager
+def folder_lock(folder, wait: bool = False, what: str = "run"):
+    """Hold ``folder/.lock`` (an flock) while writing into ``folder``: a second run into the same
+    folder ends at once naming the holder (or, with ``wait``, waits for it). The lock goes with
+    the process, so a killed run never leaves the folder locked."""
+    import fcntl
+    import json
+    import socket
+    import sys
+    import time
+
+    from .errors import EnvironmentFailure
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = open(folder / ".lock", "a+")
+    except OSError as e:
+        raise EnvironmentFailure(f"{folder}: cannot write the output folder ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise EnvironmentFailure(f"{folder}: another {what} is writing here ({holder}); wait for it to end, "
+                                     f"pass --wait to queue behind it, or choose another output folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": " ".join(sys.argv)[:300]}))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock

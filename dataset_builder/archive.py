@@ -125,16 +125,21 @@ class PartWriter:
         return self.path
 
     def abort(self) -> None:
-        self.f.close()
-        if self.pool is not None:
-            self.pool.shutdown()
-        self.tmp.unlink(missing_ok=True)
+        """Drop the partial file; never raises (closing may fail too when the disk is full)."""
+        try:
+            self.f.close()
+        except Exception:  # noqa: BLE001 - the file is being thrown away
+            pass
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
+            self.tmp.unlink(missing_ok=True)
 
 
 def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy") -> int:
-    """Merge part files, in the given order, into ``out`` (atomically); returns the patch count."""
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
+    """Merge part files, in the given order, into ``out`` (a temporary name: the caller renames
+    it into place, ``bigearth.files.atomic_path``); returns the patch count."""
+    out = tmp = Path(out)
     sizes = []
     for p in parts:
         with h5py.File(p, "r") as f:
@@ -174,7 +179,6 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         dst.attrs["compression"] = compression
         if compression.startswith("blosc"):
             dst.attrs["reading_note"] = "patch arrays use a Blosc filter: `import hdf5plugin` before h5py reads them"
-    os.replace(tmp, out)
     return total
 
 

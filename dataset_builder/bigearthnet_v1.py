@@ -47,32 +47,54 @@ def patch_folders(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
 
 
-def group_by_tile_source(path: Path) -> dict[str, list[Path]]:
-    """Patch folders grouped by their ``tile_source`` product (the unit Algorithm 1 deals)."""
+def group_by_tile_source(path: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Patch folders grouped by their ``tile_source`` product (the unit Algorithm 1 deals), and
+    the patches whose label JSON cannot be read ({patch name: error}): those are recorded as
+    failed inputs and the others go on."""
     groups: dict[str, list[Path]] = defaultdict(list)
+    failed: dict[str, str] = {}
     for folder in patch_folders(path):
-        meta = read_label_json(folder / f"{folder.name}_labels_metadata.json")
+        try:
+            meta = read_label_json(folder / f"{folder.name}_labels_metadata.json")
+        except InputError as e:
+            failed[folder.name] = str(e)
+            continue
         groups[str(meta["tile_source"]).removesuffix(".SAFE")].append(folder)
-    return dict(groups)
+    return dict(groups), failed
 
 
-@lru_cache(maxsize=4)
+def list_files(lists_dir) -> list[Path]:
+    """The official list files present in ``lists_dir`` (``<name>.csv.bz2`` or ``<name>.csv``)."""
+    out = []
+    for name in LIST_FILES.values():
+        base = Path(lists_dir) / name
+        out += [p for p in (base.with_suffix(".csv.bz2"), base.with_suffix(".csv")) if p.exists()][:1]
+    return out
+
+
 def read_list(lists_dir: str, key: str) -> frozenset:
     """One official list (``<name>.csv.bz2`` or ``<name>.csv``), as a set of patch names."""
     base = Path(lists_dir) / LIST_FILES[key]
     for path in (base.with_suffix(".csv.bz2"), base.with_suffix(".csv")):
         if path.exists():
-            try:
-                raw = bz2.decompress(path.read_bytes()) if path.suffix == ".bz2" else path.read_bytes()
-                text = raw.decode("utf-8")
-            except (OSError, ValueError) as e:
-                raise InputError(path, f"cannot read list ({e})") from None
-            names = [ln.strip().split(",")[0] for ln in text.splitlines() if ln.strip()]
-            bad = [n for n in names if not _NAME_RE.match(n)]
-            if bad:
-                raise InputError(path, f"not a patch name: {bad[0]!r}")
-            return frozenset(names)
+            st = path.stat()
+            return _parse_list(str(path), st.st_size, st.st_mtime_ns)  # cached, but never across a change
     raise InputError(base.with_suffix(".csv.bz2"), "official list is missing")
+
+
+@lru_cache(maxsize=8)
+def _parse_list(path_str: str, size: int, mtime_ns: int) -> frozenset:
+    path = Path(path_str)
+    try:
+        raw = bz2.decompress(path.read_bytes()) if path.suffix == ".bz2" else path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read list ({e})") from None
+    names = [ln.strip().split(",")[0] for ln in text.splitlines() if ln.strip()]
+    bad = [n for n in names if not _NAME_RE.match(n)]
+    if bad:
+        raise InputError(path, f"not a patch name: {bad[0]!r}")
+    return frozenset(names)
 
 
 def official_split(lists_dir: str | None, name: str) -> str:
@@ -101,15 +123,28 @@ def read_patch(folder: Path) -> dict:
     if not m:
         raise InputError(folder, "folder name is not a BigEarthNet patch name")
     meta = read_label_json(folder / f"{name}_labels_metadata.json")
+    c = meta["coordinates"]
     bands = {}
     crs = None
     for band in BANDS_10M + BANDS_20M + BANDS_60M:
         path = folder / f"{name}_{band}.tif"
-        want = PATCH_PX * 10 // BAND_RESOLUTION[band]
+        res = BAND_RESOLUTION[band]
+        want = PATCH_PX * 10 // res
         try:
             with rasterio.open(path) as ds:
+                # what the archive's GeoTIFFs are: one uint16 band of the patch's size, on the grid
+                # the label JSON's coordinates give, all bands in one CRS
+                if ds.count != 1 or ds.dtypes[0] != "uint16":
+                    raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes[0]}")
                 if (ds.height, ds.width) != (want, want):
                     raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
+                if ds.crs is None or (crs is not None and ds.crs != crs):
+                    raise InputError(path, f"CRS {ds.crs} differs from the patch's other bands ({crs})"
+                                     if crs is not None else "raster has no CRS")
+                expect = (float(res), 0.0, float(c["ulx"]), 0.0, -float(res), float(c["uly"]))
+                if any(abs(a - b) > 1e-6 for a, b in zip(tuple(ds.transform)[:6], expect)):
+                    raise InputError(path, f"geotransform {tuple(ds.transform)[:6]} is not the {res} m grid at the "
+                                           f"label JSON's corner ({c['ulx']}, {c['uly']})")
                 bands[band] = ds.read(1)
                 crs = crs or ds.crs
         except RasterioIOError as e:
@@ -179,6 +214,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     writer = archive.PartWriter(part_path, cfg.compression)
     context = _Neighbours(folders, up)
+    failed: dict[str, str] = {}  # patch name -> error: a bad patch is recorded, the others go on
     try:
         for folder in sorted(folders, key=_row_col):
             if progress is not None:
@@ -189,8 +225,12 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             if folder.name in cloud:
                 drops["cloud_list"] += 1
                 continue
-            p = read_patch(folder)
-            tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
+            try:
+                p = read_patch(folder)
+                tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
+            except (InputError, nom.UnknownClassError) as e:
+                failed[folder.name] = str(e)
+                continue
             cubes = _cubes(p)
             inputs = _sr_inputs(cubes, up)
             context.remember(p["x"], p["y"], inputs)
@@ -211,4 +251,4 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     except BaseException:
         writer.abort()
         raise
-    return {"kept": n, "drops": drops, "stats": stats.to_json()}
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}

@@ -7,6 +7,7 @@ so a killed build resumes and ends with the archive an uninterrupted build write
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,8 @@ import numpy as np
 
 from bigearth import __version__
 from bigearth import nomenclature as nom
-from bigearth.files import sha256_file
+from bigearth.errors import EnvironmentFailure
+from bigearth.files import atomic_path, content_digest, disk_full_error, folder_lock, is_disk_full, sha256_file
 from bigearth.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
 
 from . import archive, screening, upsample
@@ -66,12 +68,27 @@ class BuildConfig:
             self.__dict__["_sr"] = up.describe() if hasattr(up, "describe") else {"method": up.name}
         return self.__dict__["_sr"]
 
+    def label_sources(self) -> dict:
+        """Content digests of the label inputs every task may read: the CORINE rasters (in the
+        order they are searched) and the official lists. Computed once (in the process that
+        plans) and carried to the workers with the config. An unreadable file gets a digest of
+        its error: it fails the tasks that need it, when they need it."""
+        if "_labels" not in self.__dict__:
+            from .bigearthnet_v1 import list_files
+
+            d = {"clc": [_digest_or_error(p) for p in self.clc]}
+            if self.official_lists:
+                d["lists"] = {f.name: _digest_or_error(f) for f in list_files(self.official_lists)}
+            self.__dict__["_labels"] = d
+        return self.__dict__["_labels"]
+
     def fingerprint(self) -> str:
-        """What decides a part's content: a part built under another fingerprint is rebuilt."""
+        """What decides every part's content besides its own inputs (options, the method and its
+        weights, the label sources' content, the version): see ``task_fingerprint``."""
         keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions")
         d = {k: getattr(self, k) for k in keys}
         d["super_resolution"] = self.super_resolution()
-        d["clc"] = [os.path.basename(str(p)) for p in self.clc]
+        d["label_sources"] = self.label_sources()
         d["labels_json"] = bool(self.labels_json)
         d["official_lists"] = bool(self.official_lists)
         d["version"] = __version__
@@ -83,6 +100,13 @@ class BuildConfig:
         d["clc"] = [str(p) for p in self.clc]
         d["split_fractions"] = list(self.split_fractions)
         return d
+
+
+def _digest_or_error(path) -> str:
+    try:
+        return content_digest(path)
+    except OSError as e:
+        return f"unreadable: {type(e).__name__}"
 
 
 # --------------------------------------------------------------------------- per-tile work
@@ -238,28 +262,55 @@ class Task:
 
 
 def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
-    """Open every input's metadata; inputs that cannot be opened are returned as failures."""
+    """Open every input's metadata. An input that cannot be opened (or, in the BigEarthNet
+    archive, a patch whose label JSON cannot be read) is returned as a failure, keyed by the
+    input's name; the others are planned."""
     from . import bigearthnet_v1
 
     tasks, failed = [], {}
     for inp in inputs:
         inp = Path(inp)
-        if bigearthnet_v1.is_archive_dir(inp):
-            tasks.extend(Task(tid, "bigearthnet", folders, len(folders))
-                         for tid, folders in bigearthnet_v1.group_by_tile_source(inp).items())
-            continue
+        key = inp.name.removesuffix(".zip").removesuffix(".SAFE")
         try:
+            if bigearthnet_v1.is_archive_dir(inp):
+                groups, bad = bigearthnet_v1.group_by_tile_source(inp)
+                if bad and cfg.strict:
+                    raise InputError(next(iter(bad)), next(iter(bad.values())))
+                failed.update(bad)
+                tasks.extend(Task(tid, "bigearthnet", folders, len(folders)) for tid, folders in groups.items())
+                continue
             p = open_product(inp)
             tasks.append(Task(p.name, "product", p, p.patch_count))
-        except InputError as e:
+        except (InputError, OSError) as e:
             if cfg.strict:
                 raise
-            failed[inp.name.removesuffix(".zip").removesuffix(".SAFE")] = str(e)
+            failed[key] = str(e) if isinstance(e, InputError) else f"{inp}: cannot read ({e.strerror or e})"
     ids = [t.id for t in tasks]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise ValueError(f"the same product is given twice: {', '.join(dup)}")
+        raise InputError(dup[0], f"the same product is given twice ({', '.join(dup)}): give each input once")
     return sorted(tasks, key=lambda t: t.id), failed
+
+
+def task_inputs(task: Task, cfg: BuildConfig) -> dict:
+    """Content digests of what this task reads besides the shared label sources: its product (or
+    its patch folders) and, with --labels-json, the label JSONs of its patches."""
+    if task.kind == "product":
+        d = {"product": content_digest(task.source.path)}
+        if cfg.labels_json:
+            d["labels_json"] = JsonLabeler(cfg.labels_json).digest(task.source.prefix)
+        return d
+    h = hashlib.sha256()
+    for folder in sorted(task.source, key=lambda f: f.name):
+        h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
+    return {"patches": h.hexdigest()}
+
+
+def task_fingerprint(task: Task, cfg: BuildConfig) -> str:
+    """A part is reused only under the same fingerprint: every input that shaped it (product or
+    patches, label sources, options, method and weights) has the same content."""
+    doc = {"config": cfg.fingerprint(), "inputs": task_inputs(task, cfg)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _parts_dir(cfg) -> Path:
@@ -270,44 +321,59 @@ def _marker(cfg, task_id) -> Path:
     return _parts_dir(cfg) / f"{task_id}.json"
 
 
-def done_result(cfg: BuildConfig, task: Task) -> dict | None:
-    """The recorded result of a finished tile, if its part is intact and built the same way."""
+def done_result(cfg: BuildConfig, task: Task, fingerprint: str) -> dict | None:
+    """The recorded result of a finished tile, if its part is intact and was built from the same
+    inputs the same way."""
     m = _marker(cfg, task.id)
     if not m.exists():
         return None
     try:
         res = json.loads(m.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
     part = _parts_dir(cfg) / f"{task.id}.h5"
-    if res.get("fingerprint") != cfg.fingerprint() or not part.exists() or sha256_file(part) != res.get("sha256"):
+    if not isinstance(res, dict) or res.get("fingerprint") != fingerprint or not part.exists() \
+            or sha256_file(part) != res.get("sha256"):
         return None
     return res
 
 
 def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
-    """Build one tile's part (or reuse it); never raises for bad input unless ``strict``."""
+    """Build one tile's part (or reuse it). Whatever goes wrong with this input is recorded
+    against it and the build goes on (unless ``strict``); only the environment (a full disk)
+    ends the build, as an EnvironmentFailure."""
     from . import bigearthnet_v1
 
-    prev = done_result(cfg, task)
-    if prev is not None:
-        prev["resumed"] = True
-        return prev
     part = _parts_dir(cfg) / f"{task.id}.h5"
-    part.parent.mkdir(parents=True, exist_ok=True)
     try:
+        fingerprint = task_fingerprint(task, cfg)
+        prev = done_result(cfg, task, fingerprint)
+        if prev is not None:
+            prev["resumed"] = True
+            return prev
+        part.parent.mkdir(parents=True, exist_ok=True)
         if task.kind == "product":
             res = process_product(task.source, cfg, part, progress)
         else:
             res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
-    except (InputError, nom.UnknownClassError) as e:
+        res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
+        with atomic_path(_marker(cfg, task.id)) as tmp:
+            tmp.write_text(json.dumps(res, indent=1))
+    except EnvironmentFailure:
+        raise
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(part, e) from None
         if cfg.strict:
             raise
-        return {"task": task.id, "status": "failed", "error": str(e)}
-    res.update(task=task.id, status="ok", fingerprint=cfg.fingerprint(), sha256=sha256_file(part))
-    tmp = _marker(cfg, task.id).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, _marker(cfg, task.id))
+        return {"task": task.id, "status": "failed", "error": f"{task.id}: cannot read ({e})"}
+    except Exception as e:  # noqa: BLE001 - one input's failure, whatever it is, is that input's
+        if cfg.strict:
+            raise
+        if isinstance(e, (InputError, nom.UnknownClassError)):
+            return {"task": task.id, "status": "failed", "error": str(e)}
+        return {"task": task.id, "status": "failed", "error": f"{task.id}: unexpected {type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()}
     res["resumed"] = False
     return res
 
@@ -320,9 +386,8 @@ def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> Non
     for t in tasks:
         try:
             res = run_task(t, cfg)
-        except BaseException as e:  # strict mode, or a bug: report it instead of dying silently
-            res = {"task": t.id, "status": "failed", "error": f"{type(e).__name__}: {e}",
-                   "traceback": traceback.format_exc(), "fatal": True}
+        except BaseException as e:  # strict mode, a full disk, or a bug: report it instead of dying silently
+            res = _fatal(t, e)
         queue.put(res)
         if res.get("fatal"):
             return
@@ -371,7 +436,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
         if res.get("fatal"):
             for p in procs:
                 p.kill()
-            raise RuntimeError(f"{res['task']}: {res['error']}")
+            _raise_fatal(res)
     bar.close()
     for p in procs:
         p.join()
@@ -389,9 +454,9 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     for t in mine:
         try:
             out.append(run_task(t, cfg))
-        except BaseException as e:  # strict mode, or a bug: this rank stops and reports it
+        except BaseException as e:  # strict mode, a full disk, or a bug: this rank stops and reports it
             sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
-            out.append({"task": t.id, "status": "failed", "error": f"{type(e).__name__}: {e}", "fatal": True})
+            out.append(_fatal(t, e))
             break
         if cfg.progress:
             sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out[-1])}\n")
@@ -404,8 +469,24 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     results = [r for rs in gathered for r in rs]
     fatal = [r for r in results if r.get("fatal")]
     if fatal:
-        raise RuntimeError(f"{fatal[0]['task']}: {fatal[0]['error']}")
+        _raise_fatal(fatal[0])
     return results
+
+
+def _fatal(task: Task, e: BaseException) -> dict:
+    """A result that ends the build, as a worker or rank sends it to the parent."""
+    kind = "environment" if isinstance(e, EnvironmentFailure) else "input" if isinstance(e, InputError) else "bug"
+    return {"task": task.id, "status": "failed", "error": str(e) if kind != "bug" else f"{type(e).__name__}: {e}",
+            "kind": kind, "traceback": traceback.format_exc(), "fatal": True}
+
+
+def _raise_fatal(res: dict):
+    """In the parent: the error a worker ended with, as the same kind of exception."""
+    if res.get("kind") == "environment":
+        raise EnvironmentFailure(res["error"])
+    if res.get("kind") == "input":
+        raise InputError(res["task"], res["error"].removeprefix(f"{res['task']}: "))
+    raise RuntimeError(f"{res['task']}: {res['error']}\n{res.get('traceback', '')}")
 
 
 def _status(res: dict) -> str:
@@ -434,18 +515,38 @@ def band_stats(results: list[dict]) -> dict:
 
 
 def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float) -> dict:
-    """Merge the parts in task order and write the manifest (both atomically)."""
+    """Merge the parts in task order into the archive and write the manifest. The archive is
+    merged under a temporary name; the old manifest is removed before the new archive takes its
+    place and the new manifest is written after, so the folder never shows a manifest that does
+    not describe its archive (a build with no patch removes the archive)."""
     out = Path(cfg.out_dir)
     by_id = {r["task"]: r for r in results}
     ok = [t.id for t in tasks if by_id.get(t.id, {}).get("status") == "ok"]
     parts = [_parts_dir(cfg) / f"{i}.h5" for i in ok]
-    archive_path = out / ARCHIVE_NAME
-    n = archive.merge(parts, archive_path, cfg.public(), cfg.compression, cfg.merge) if parts else 0
+    archive_path, manifest_path = out / ARCHIVE_NAME, out / MANIFEST_NAME
+    n = 0
+    try:
+        if parts and sum(by_id[i]["kept"] for i in ok):
+            with atomic_path(archive_path) as tmp:
+                n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge)
+                manifest_path.unlink(missing_ok=True)
+        else:
+            manifest_path.unlink(missing_ok=True)
+            archive_path.unlink(missing_ok=True)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(archive_path, e, sum(p.stat().st_size for p in parts)) from None
+        raise
     drops: dict[str, int] = {}
     for i in ok:
         for k, v in by_id[i]["drops"].items():
             drops[k] = drops.get(k, 0) + v
-    failed = {**failed_inputs, **{t.id: by_id[t.id]["error"] for t in tasks if by_id.get(t.id, {}).get("status") != "ok"}}
+    failed = dict(failed_inputs)
+    for t in tasks:
+        r = by_id.get(t.id, {})
+        if r.get("status") != "ok":
+            failed[t.id] = r.get("error", "no result (the worker ended without reporting)")
+        failed.update(r.get("failed_inputs") or {})  # bad patches of a BigEarthNet tile_source
     split_counts: dict[str, int] = {}
     if n:
         import h5py
@@ -453,7 +554,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
             for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
                 split_counts[str(s)] = int(c)
     outputs = {ARCHIVE_NAME: sha256_file(archive_path)} if n else {}
-    if cfg.merge == "virtual":  # the parts are outputs too; their checksums are in the markers already
+    if cfg.merge == "virtual" and n:  # the parts are outputs too; their checksums are in the markers already
         outputs.update({f"parts/{i}.h5": by_id[i]["sha256"] for i in ok})
     manifest = {
         "version": __version__,
@@ -461,30 +562,49 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "value_convention": VALUE_CONVENTION,
         "patches": n,
         "patches_per_split": split_counts,
-        "tiles": {i: {k: by_id[i][k] for k in ("kept", "drops", "sha256", "seconds_decode", "seconds_total") if k in by_id[i]} for i in ok},
+        "tiles": {i: {k: by_id[i][k] for k in ("kept", "drops", "sha256", "fingerprint", "seconds_decode",
+                                               "seconds_total") if k in by_id[i]} for i in ok},
         "tiles_ok": len(ok),
         "tiles_failed": failed,
+        "tracebacks": {r["task"]: r["traceback"] for r in results if r.get("traceback")},
         "dropped": drops,
         "dropped_total": sum(drops.values()),
         "band_stats": band_stats([by_id[i] for i in ok]),
         "outputs": outputs,
         "seconds": round(seconds, 2),
     }
-    tmp = out / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST_NAME)
+    if not manifest["tracebacks"]:
+        del manifest["tracebacks"]
+    try:
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full_error(manifest_path, e) from None
+        raise
     return manifest
 
 
-def build(inputs, cfg: BuildConfig, workers: int = 1, engine: str = "local") -> dict | None:
-    """Plan, build and merge. Returns the manifest (on MPI rank 0; None on other ranks)."""
+def build(inputs, cfg: BuildConfig, workers: int = 1, engine: str = "local", wait: bool = False) -> dict | None:
+    """Plan, build and merge. Returns the manifest (on MPI rank 0; None on other ranks).
+
+    The output folder is locked for the run (``folder_lock``): a second build into it ends at
+    once naming this one, or waits with ``wait``."""
     t0 = time.perf_counter()
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    tasks, failed_inputs = plan_tasks(inputs, cfg)
-    if engine == "mpi":
-        results = run_mpi(tasks, cfg)
-        if results is None:
-            return None
-    else:
-        results = run_local(tasks, cfg, workers)
-    return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0)
+    rank0 = engine != "mpi" or _mpi_rank() == 0
+    lock = folder_lock(cfg.out_dir, wait, "build") if rank0 else contextlib.nullcontext()
+    with lock:
+        tasks, failed_inputs = plan_tasks(inputs, cfg)
+        cfg.label_sources()  # digested once here, carried to the workers
+        if engine == "mpi":
+            results = run_mpi(tasks, cfg)
+            if results is None:
+                return None
+        else:
+            results = run_local(tasks, cfg, workers)
+        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0)
+
+
+def _mpi_rank() -> int:
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank()

@@ -1,21 +1,26 @@
 """Patch labels: from a CORINE Land Cover raster (any CRS) or from BigEarthNet label JSONs."""
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
 from bigearth import nomenclature as nom
+from bigearth.files import content_digest
+from bigearth.record import PATCH_M
 from bigearth.nomenclature import UnknownClassError
 
 from .errors import InputError
 
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 _NONE = nom.NUM_CLASSES  # index for "no class here" (no data, glaciers, unclassified)
 
 
@@ -49,19 +54,31 @@ class ClcLabeler:
         self.values = values
 
     def _source_for(self, crs: str, bounds) -> Path:
+        """The first raster that covers ``bounds``. A raster that cannot be opened is passed over
+        (it may cover other tiles only); it is named when no readable raster covers the tile."""
+        unreadable = []
         for p in self.paths:
             try:
                 with rasterio.open(p) as ds:
                     if ds.crs is None:
-                        raise InputError(p, "CORINE raster has no CRS")
+                        unreadable.append(f"{p}: has no CRS")
+                        continue
+                    if ds.count < 1 or not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+                        unreadable.append(f"{p}: holds {ds.dtypes[0] if ds.count else 'no'} values, not integer class codes")
+                        continue
                     l, b, r, t = transform_bounds(crs, ds.crs, *bounds)
                     if l >= ds.bounds.left - 1e-6 and r <= ds.bounds.right + 1e-6 and \
                             b >= ds.bounds.bottom - 1e-6 and t <= ds.bounds.top + 1e-6:
                         return p
-            except RasterioIOError as e:
-                raise InputError(p, f"cannot open CORINE raster ({e})") from None
+            except (RasterioError, OSError, ValueError) as e:
+                unreadable.append(f"{p}: cannot open CORINE raster ({str(e).splitlines()[0][:200]})")
+        where = tuple(round(v) for v in bounds)
+        if unreadable:
+            raise InputError(unreadable[0].split(": ", 1)[0],
+                             f"{unreadable[0].split(': ', 1)[1]}; no readable CORINE raster covers the tile bounds "
+                             f"{where} in {crs}" + (f" ({len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""))
         raise InputError(self.paths[0] if len(self.paths) == 1 else self.paths[0].parent,
-                         f"no CORINE raster covers the tile bounds {tuple(round(v) for v in bounds)} in {crs}")
+                         f"no CORINE raster covers the tile bounds {where} in {crs}")
 
     def tile_classes(self, crs: str, ulx: float, uly: float, size_m: int) -> tuple[np.ndarray, Path]:
         """Class index (0..43) on the tile's grid at ``self.res`` m."""
@@ -69,13 +86,16 @@ class ClcLabeler:
         src_path = self._source_for(crs, bounds)
         n = size_m // self.res
         transform = rasterio.transform.from_origin(ulx, uly, self.res, self.res)
-        with rasterio.open(src_path) as src:
-            values = self.values
-            if values == "auto":
-                values = "grid" if src.dtypes[0] == "uint8" else "codes"
-            with WarpedVRT(src, crs=crs, transform=transform, width=n, height=n,
-                           resampling=Resampling.nearest, src_nodata=src.nodata or 0, nodata=0) as vrt:
-                raw = vrt.read(1)
+        try:
+            with rasterio.open(src_path) as src:
+                values = self.values
+                if values == "auto":
+                    values = "grid" if src.dtypes[0] == "uint8" else "codes"
+                with WarpedVRT(src, crs=crs, transform=transform, width=n, height=n,
+                               resampling=Resampling.nearest, src_nodata=src.nodata or 0, nodata=0) as vrt:
+                    raw = vrt.read(1)
+        except (RasterioError, OSError) as e:  # a truncated or damaged raster fails here, not when opened
+            raise InputError(src_path, f"cannot read CORINE raster ({str(e).splitlines()[0][:200]})") from None
         idx = _code_lut(values)[raw.astype(np.uint16)]
         if (idx < 0).any():
             bad = sorted(set(raw[idx < 0].tolist()))[:5]
@@ -113,6 +133,15 @@ def read_label_json(path) -> dict:
     coords = meta["coordinates"]
     if not isinstance(coords, dict) or not all(k in coords for k in ("ulx", "uly", "lrx", "lry")):
         raise InputError(path, "'coordinates' must have ulx, uly, lrx, lry")
+    if not all(isinstance(coords[k], (int, float)) and not isinstance(coords[k], bool) and np.isfinite(coords[k])
+               for k in ("ulx", "uly", "lrx", "lry")):
+        raise InputError(path, f"'coordinates' must be numbers, got {coords}")
+    if (coords["lrx"] - coords["ulx"], coords["uly"] - coords["lry"]) != (PATCH_M, PATCH_M):
+        raise InputError(path, f"'coordinates' {coords} do not span one {PATCH_M} m patch")
+    if not isinstance(meta["tile_source"], str) or not isinstance(meta["acquisition_date"], str):
+        raise InputError(path, "'tile_source' and 'acquisition_date' must be strings")
+    if not _DATE_RE.match(meta["acquisition_date"]):
+        raise InputError(path, f"'acquisition_date' {meta['acquisition_date']!r} is not YYYY-MM-DD HH:MM:SS")
     try:
         meta["classes"] = nom.multi_hot_from_names(meta["labels"], str(path))
     except UnknownClassError as e:
@@ -135,6 +164,16 @@ class JsonLabeler:
             if p.exists():
                 return p
         return None
+
+    def digest(self, prefix: str) -> str:
+        """Content digest of the label JSONs of one product's patches (names starting ``prefix_``):
+        what its part depends on besides the product."""
+        h = hashlib.sha256()
+        for p in sorted(self.root.glob(f"{prefix}_*")):
+            for f in [p] if p.is_file() else sorted(p.glob("*_labels_metadata.json")):
+                if f.name.endswith("_labels_metadata.json"):
+                    h.update(f"{f.relative_to(self.root).as_posix()}\0{content_digest(f)}\n".encode())
+        return h.hexdigest()
 
     def strip_classes(self, prefix: str, y: int, ncols: int, bounds_of=None) -> np.ndarray:
         """(ncols, 43) multi-hot for patch row ``y``; checks each JSON's coordinates when

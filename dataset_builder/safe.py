@@ -7,6 +7,7 @@ comes from the granule's MTD_TL.xml and every band is checked against it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -116,6 +117,15 @@ class _Container:
             self.root = safes[0]
         elif path.is_dir():
             self.root = ""
+            if not (path / "MTD_MSIL2A.xml").exists():
+                inside = sorted(p.name for p in [*path.glob("*.SAFE"), *path.glob("S2?_MSIL2A_*.zip")])
+                if inside:
+                    shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
+                    raise InputError(path, f"a folder of {len(inside)} product(s) ({shown}), not one product: "
+                                           f"pass the products themselves, e.g. {path}/*.SAFE")
+                raise InputError(path, "not a Level-2A product: no MTD_MSIL2A.xml in this folder")
+        elif not path.exists():
+            raise InputError(path, "no such file or folder")
         else:
             raise InputError(path, "neither a .SAFE folder nor a .zip of one")
 
@@ -147,6 +157,20 @@ class _Container:
         return sorted(str(p.relative_to(self.path)) for p in self.path.glob("GRANULE/*/MTD_TL.xml"))
 
 
+def _number(text: str, source, what: str, kind=float, lo=None, hi=None, lo_open=False):
+    """A numeric metadata field, checked for range: a bad one names the file and the field."""
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise InputError(source, f"{what} is {text!r}, not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(v):
+        raise InputError(source, f"{what} is {text!r}, not a finite number")
+    if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
+        span = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}]"
+        raise InputError(source, f"{what} is {text!r}, outside the valid range {span}")
+    return v
+
+
 def _parse_xml(data: bytes, source) -> ET.Element:
     try:
         return ET.fromstring(data)
@@ -165,11 +189,13 @@ def parse_tile_geocoding(root: ET.Element, source) -> TileGeocoding:
         raise InputError(source, f"HORIZONTAL_CS_CODE {code!r} is not an EPSG code")
     sizes, positions = {}, {}
     for el in _find_all(geo, "Size"):
-        res = int(el.get("resolution", "0"))
-        sizes[res] = (int(_find_text(el, ("NROWS",), source)), int(_find_text(el, ("NCOLS",), source)))
+        res = _number(el.get("resolution", "0"), source, "Size resolution", int)
+        sizes[res] = tuple(_number(_find_text(el, (k,), source), source, f"{k} at {res} m", int, 1, 100_000)
+                           for k in ("NROWS", "NCOLS"))
     for el in _find_all(geo, "Geoposition"):
-        res = int(el.get("resolution", "0"))
-        positions[res] = (float(_find_text(el, ("ULX",), source)), float(_find_text(el, ("ULY",), source)))
+        res = _number(el.get("resolution", "0"), source, "Geoposition resolution", int)
+        positions[res] = tuple(_number(_find_text(el, (k,), source), source, f"{k} at {res} m", float, -1e8, 1e8)
+                               for k in ("ULX", "ULY"))
     if 10 not in sizes or 10 not in positions:
         raise InputError(source, "Tile_Geocoding lacks the 10 m Size or Geoposition")
     rows, cols = sizes[10]
@@ -208,14 +234,13 @@ def open_product(path) -> Product:
             raise InputError(src, f"no IMAGE_FILE entry for band {band} at {res} m")
         band_paths[band] = box.gdal_path(hits[0] + ".jp2")
 
-    quant = float(_find_text(mtd, ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"), src))
+    quant = _number(_find_text(mtd, ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"), src), src,
+                    "BOA_QUANTIFICATION_VALUE", float, 0, 1e6, lo_open=True)
     offsets = {b: 0.0 for b in NATIVE if b != "SCL"}
     for el in _find_all(mtd, "BOA_ADD_OFFSET"):
-        idx = int(el.get("band_id", "-1"))
-        if not 0 <= idx < len(BAND_IDS):
-            raise InputError(src, f"BOA_ADD_OFFSET with invalid band_id {el.get('band_id')!r}")
+        idx = _number(el.get("band_id", "-1"), src, "BOA_ADD_OFFSET band_id", int, 0, len(BAND_IDS) - 1)
         if BAND_IDS[idx] in offsets:
-            offsets[BAND_IDS[idx]] = float(el.text)
+            offsets[BAND_IDS[idx]] = _number(el.text, src, f"BOA_ADD_OFFSET of {BAND_IDS[idx]}", float, -10_000, 10_000)
 
     granules = box.glob_granule_mtd()
     if len(granules) != 1:
@@ -237,8 +262,9 @@ def open_band(product: Product, band: str):
     except RasterioIOError as e:
         raise InputError(path, f"cannot decode ({e})") from None
     try:
-        if ds.count != 1 or ds.dtypes[0] not in ("uint16", "uint8"):
-            raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes}")
+        want_dtype = "uint8" if band == "SCL" else "uint16"  # as ESA writes them
+        if ds.count != 1 or ds.dtypes[0] != want_dtype:
+            raise InputError(path, f"expected one {want_dtype} band, found {ds.count} band(s) of {ds.dtypes}")
         if (ds.height, ds.width) != (want, want):
             raise InputError(path, f"raster is {ds.height} x {ds.width}, the tile geocoding says {want} x {want}")
         if ds.crs is None or ds.crs.to_epsg() != geo.epsg:

@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
 from bigearth import nomenclature as nom
+from bigearth.options import fraction, nonneg_int, positive_int
 
 AVERAGES = ("micro", "macro", "weighted", "samples")
 
@@ -124,10 +125,10 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True, help="shard folder")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=fraction, default=0.5)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=positive_int, default=128)
+    ap.add_argument("--workers", type=nonneg_int, default=2)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = ap.parse_args(argv)
 
@@ -135,13 +136,14 @@ def main(argv=None) -> int:
 
     import shards
     from reference_train.model import build_model, parse_layers
-    from reference_train.train import predict
+    from reference_train.train import load_weights, predict, read_checkpoint
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    state = torch.load(args.checkpoint, map_location=device, weights_only=False)
+    state = read_checkpoint(Path(args.checkpoint))
     targs = state["args"]
     model = build_model(targs["variant"], targs["labels"], targs["arch"], targs["dropout"],
-                        parse_layers(targs.get("layers"))).to(device)
-    model.load_state_dict(state["model"])
+                        parse_layers(targs.get("layers")))
+    load_weights(Path(args.checkpoint), model, state["model"])
+    model.to(device)
     index = shards.read_index(args.data)[0]
     loader = shards.loader(args.data, args.split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
                            variant=targs["variant"], labels=targs["labels"], normalize=False, rank=0, world=1)
@@ -161,4 +163,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bigearth.errors import run_command
+    raise SystemExit(run_command(main))

@@ -27,6 +27,10 @@ import torch
 from torch import nn
 
 import shards
+from shards.reader import shard_entries
+from bigearth.errors import InputError, run_command
+from bigearth.files import atomic_path, load_torch
+from bigearth.options import float_in, int_list, nonneg_int, positive_float, positive_int
 from bigearth.record import ARRAYS, RGB
 from reference_train.distributed import make_engine
 from reference_train.model import build_model, param_groups, parse_layers
@@ -48,8 +52,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", type=int, default=43, choices=(43, 19), help="43 CORINE classes or BigEarthNet-19")
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", default="validation", help="evaluated after each epoch on rank 0 ('' to skip)")
-    g.add_argument("--workers", type=int, default=4, help="DataLoader worker processes per rank")
-    g.add_argument("--shuffle", type=int, default=1000, help="shuffle buffer (samples) per worker")
+    g.add_argument("--workers", type=nonneg_int, default=4, help="DataLoader worker processes per rank")
+    g.add_argument("--shuffle", type=nonneg_int, default=1000, help="shuffle buffer (samples) per worker")
     g.add_argument("--resampled", action="store_true",
                    help="draw shards with replacement (always on with more than one rank, so every rank "
                         "takes the same number of steps)")
@@ -58,22 +62,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--arch", default="resnet50", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
     g.add_argument("--layers", default=None, help="blocks per stage, e.g. 1,1,1,1 (a shallower net for CPU tests)")
-    g.add_argument("--dropout", type=float, default=0.5, help="dropout before the last dense layer")
+    g.add_argument("--dropout", type=float_in(0.0, 1.0, hi_open=True), default=0.5, help="dropout before the last dense layer")
     g = p.add_argument_group("recipe")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=64, help="images per worker (n)")
-    g.add_argument("--base-lr", type=float, default=0.1, help="lr for 256 images; lr = base * k * n / 256")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the scaling rule)")
-    g.add_argument("--warmup-epochs", type=float, default=5.0, help="gradual warm-up from lr/k to lr")
-    g.add_argument("--milestones", default="30,60,80", help="epochs at which lr is multiplied by --gamma")
-    g.add_argument("--gamma", type=float, default=0.1)
-    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--epochs", type=positive_int, default=100)
+    g.add_argument("--batch-size", type=positive_int, default=64, help="images per worker (n)")
+    g.add_argument("--base-lr", type=positive_float, default=0.1, help="lr for 256 images; lr = base * k * n / 256")
+    g.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (overrides the scaling rule)")
+    g.add_argument("--warmup-epochs", type=float_in(0.0), default=5.0, help="gradual warm-up from lr/k to lr")
+    g.add_argument("--milestones", type=int_list(0), default="30,60,80", help="epochs at which lr is multiplied by --gamma")
+    g.add_argument("--gamma", type=positive_float, default=0.1)
+    g.add_argument("--momentum", type=float_in(0.0, 1.0, hi_open=True), default=0.9)
     g.add_argument("--no-nesterov", action="store_true")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="L2 on convolution weights only")
-    g.add_argument("--mixup-alpha", type=float, default=0.2, help="mixup lambda ~ Beta(alpha, alpha); 0 disables")
+    g.add_argument("--weight-decay", type=float_in(0.0), default=1e-4, help="L2 on convolution weights only")
+    g.add_argument("--mixup-alpha", type=float_in(0.0), default=0.2, help="mixup lambda ~ Beta(alpha, alpha); 0 disables")
     g.add_argument("--no-rotate", action="store_true", help="no random rot90 + flip")
-    g.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (default: one pass)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on steps per epoch (default: one pass)")
+    g.add_argument("--seed", type=nonneg_int, default=0)
     g = p.add_argument_group("distribution and speed")
     g.add_argument("--engine", default="none", choices=("horovod", "ddp", "none"))
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -83,12 +87,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="automatic mixed precision")
     g.add_argument("--channels-last", action="store_true")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--timeout", type=int, default=600, help="seconds a collective may wait (ddp)")
+    g.add_argument("--timeout", type=positive_int, default=600, help="seconds a collective may wait (ddp)")
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", required=True, help="checkpoints, metrics.csv, TensorBoard logs, curves.png")
     g.add_argument("--resume", action="store_true", help="continue from --output-dir/checkpoint.pt if it exists")
-    g.add_argument("--nan-check-every", type=int, default=20, help="steps between checks of the loss")
-    g.add_argument("--print-freq", type=int, default=20)
+    g.add_argument("--nan-check-every", type=positive_int, default=20, help="steps between checks of the loss")
+    g.add_argument("--print-freq", type=nonneg_int, default=20)
     g.add_argument("--fail-at", default=None, help=argparse.SUPPRESS)  # "rank:step": tests a failing worker
     return p
 
@@ -150,19 +154,48 @@ def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, histo
              "epoch": epoch,  # the next epoch to run
              "data_position": {"epoch": epoch, "step": 0},  # shards are re-shuffled from (seed, epoch)
              "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
-             "history": history, "args": vars(args)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+             "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, model: nn.Module, opt, scaler, device) -> tuple[int, list]:
-    state = torch.load(path, map_location=device, weights_only=False)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    return state["epoch"], state["history"]
+# what the checkpoint's tensors depend on: resuming or evaluating with other values cannot work
+MODEL_KEYS = ("variant", "labels", "arch", "layers")
+
+
+def read_checkpoint(path: Path, args=None) -> dict:
+    """A checkpoint as data (tensors and plain values only; see ``bigearth.files.load_torch``),
+    checked to be one of this trainer's and, given ``args``, of the same model."""
+    state = load_torch(path, "checkpoint")
+    if not isinstance(state, dict) or not {"model", "epoch", "args", "history"} <= set(state):
+        raise InputError(path, "not a reference_train checkpoint (it lacks model, epoch, args or history)")
+    if args is not None:
+        saved = state["args"]
+        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {getattr(args, k)!r} here" for k in MODEL_KEYS
+                  if saved.get(k) != getattr(args, k)]
+        if differ:
+            raise InputError(path, "checkpoint of another model: " + "; ".join(differ)
+                             + " (use the same options, or another --output-dir)")
+    return state
+
+
+def load_weights(path: Path, model: nn.Module, weights: dict) -> None:
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise InputError(path, f"its weights do not fit the model ({str(e).splitlines()[0][:300]})") from None
+
+
+def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args) -> tuple[int, list]:
+    state = read_checkpoint(path, args)
+    load_weights(path, model, state["model"])
+    try:
+        opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise InputError(path, f"its optimizer state does not fit ({str(e).splitlines()[0][:300]})") from None
+    return int(state["epoch"]), list(state["history"])
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -310,14 +343,17 @@ def plot_curves(history: list, path: Path) -> None:
 # --------------------------------------------------------------------------- main
 
 def main(args) -> int:
+    index, base = shards.read_index(args.data)  # data problems are named before any process group starts
+    n_train = sum(e["samples"] for e in shard_entries(index, base, args.train_split))
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     engine = make_engine(args.engine, device, args.timeout)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index = shards.read_index(args.data)[0]
-    n_train = index["splits"][args.train_split]["samples"]
+    if engine.rank == 0 and args.val_split and args.val_split not in index["splits"]:
+        print(f"note: --val-split {args.val_split!r} is not in {args.data} (it holds {', '.join(index['splits'])}): "
+              f"no validation", flush=True)
     peak = args.lr if args.lr is not None else scaled_lr(args.base_lr, engine.world, args.batch_size)
-    milestones = tuple(int(m) for m in args.milestones.split(",") if m)
+    milestones = tuple(args.milestones)
     steps = steps_per_epoch(math.ceil(n_train / engine.world), args.batch_size)
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
@@ -342,7 +378,7 @@ def main(args) -> int:
     start, history = 0, []
     ckpt = out / CHECKPOINT
     if args.resume and ckpt.exists():
-        start, history = load_checkpoint(ckpt, raw, opt, scaler, engine.device)
+        start, history = load_checkpoint(ckpt, raw, opt, scaler, args)
         if engine.rank == 0:
             print(f"resumed from {ckpt}: epoch {start}", flush=True)
     opt = engine.wrap_optimizer(opt, raw, args.fp16_allreduce)
@@ -382,4 +418,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    sys.exit(run_command(main, get_args_parser().parse_args()))

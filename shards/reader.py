@@ -25,6 +25,7 @@ import webdataset as wds
 from webdataset.utils import make_seed
 
 from bigearth.distinfo import rank_world
+from bigearth.errors import InputError, ReportedError
 from bigearth.record import RGB_INDEX
 
 from .sample import MEMBERS, SampleError, check, decode_array, decode_labels
@@ -39,8 +40,22 @@ VARIANTS = {  # variant -> members it needs besides labels.json and meta.json
 }
 
 
-class ShardError(RuntimeError):
+class ShardError(RuntimeError, ReportedError):
     """A shard that cannot be read: truncated, corrupted, or not what the index says."""
+
+
+# errors about the index: InputErrors (named file, one line in a command) that are also the
+# builtin type callers of the library catch
+class IndexMissing(InputError, FileNotFoundError):
+    pass
+
+
+class IndexInvalid(InputError, ValueError):
+    pass
+
+
+class SplitMissing(InputError, KeyError):
+    __str__ = Exception.__str__  # KeyError would quote the message
 
 
 class Skipped:
@@ -75,24 +90,30 @@ def read_index(source) -> tuple[dict, Path]:
     try:
         index = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no shard index (write shards with `bigearth-sr shards`)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: the shard index is not valid JSON ({e})") from None
-    if index.get("format") != "bigearth-sr-shards":
-        raise ValueError(f"{path}: not a bigearth-sr shard index")
+        raise IndexMissing(path, "no shard index (write shards with `bigearth-sr shards`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexInvalid(path, f"the shard index is not valid JSON ({e})") from None
+    if not isinstance(index, dict) or index.get("format") != "bigearth-sr-shards" \
+            or not isinstance(index.get("splits"), dict):
+        raise IndexInvalid(path, "not a bigearth-sr shard index")
     return index, path.parent
 
 
 def shard_entries(index: dict, base: Path, split: str) -> list[dict]:
     if split not in index["splits"]:
-        raise KeyError(f"split {split!r} is not in the shards (they hold {', '.join(index['splits'])})")
-    return [{"url": str(base / e["file"]), "samples": e["samples"]} for e in index["splits"][split]["shards"]]
+        raise SplitMissing(base / INDEX_NAME, f"split {split!r} is not in the shards (they hold "
+                                                     f"{', '.join(index['splits']) or 'none'})")
+    return [{"url": str(base / e["file"]), "samples": e["samples"], "bytes": e.get("bytes"),
+             "first_key": e.get("first_key")} for e in index["splits"][split]["shards"]]
 
 
 def verify(source) -> list[str]:
-    """Check every shard's size and sha256 against the index; returns the problems found."""
+    """Check every shard's size and sha256 against the index, and that the folder holds no tar
+    the index does not list; returns the problems found."""
     index, base = read_index(source)
-    problems = []
+    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    problems = [f"{p}: not listed in {INDEX_NAME} (left from another run? readers that glob *.tar would read it)"
+                for p in sorted(base.glob("*.tar")) if p.name not in listed]
     for doc in index["splits"].values():
         for e in doc["shards"]:
             p = base / e["file"]
@@ -277,6 +298,9 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
                 if not dot:
                     raise ShardError(f"{url}: member {info.name!r} has no extension (at byte offset {offset})")
                 key = info.name[:len(info.name) - len(base)] + key
+                if cur is None and entry.get("first_key") and key != entry["first_key"]:
+                    raise ShardError(f"{url}: its first sample is {key!r}, the index says {entry['first_key']!r}: "
+                                     f"the index belongs to another build of this folder (write the shards again)")
                 if cur is None or key != cur["__key__"]:
                     if cur is not None:
                         _complete(cur, seen, url)
@@ -293,13 +317,25 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
                 yield cur
                 count += 1
             if n_expected is not None and count != n_expected:
-                raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} "
-                                 f"(truncated at byte offset {state['offset']}?)")
+                raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} (ends at byte offset "
+                                 f"{state['offset']}); {_diagnose(entry)}")
         except (ShardError, tarfile.TarError, OSError, EOFError, ValueError) as e:
             if not isinstance(e, ShardError):
                 e = ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {state['offset']}, after {count} "
                                f"complete sample(s))")
             _fail(e, on_error, skipped, 1, max((n_expected or count) - count, 0))
+
+
+def _diagnose(entry: dict) -> str:
+    """Why a shard does not hold what the index says, as far as its size tells."""
+    path = _local_path(entry["url"])
+    if path is None or entry.get("bytes") is None:
+        return "truncated, or not the shard the index lists"
+    size = Path(path).stat().st_size
+    if size < entry["bytes"]:
+        return f"truncated: {size} bytes, the index says {entry['bytes']}"
+    return (f"{size} bytes, the index says {entry['bytes']}: not the shard the index lists (an index of another "
+            f"build? `bigearth-sr verify-shards` checks every shard)")
 
 
 def _complete(sample: dict, seen: set, url: str) -> None:

@@ -8,9 +8,11 @@ finished shards. ``index.json`` is written last, so its presence means a complet
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
 import json
-import os
+import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -22,9 +24,10 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from bigearth import __version__
+from bigearth import __version__, options
 from bigearth import nomenclature as nom
-from bigearth.files import sha256_file
+from bigearth.errors import InputError
+from bigearth.files import atomic_path, disk_full_error, folder_lock, is_disk_full, sha256_file
 from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 
@@ -41,6 +44,10 @@ def shard_file(split: str, i: int) -> str:
     return f"bigearth_sr-{split}-{i:06d}.tar"
 
 
+# the files a writer owns in its folder: its shards (and their temporaries) and progress markers
+OWN_FILES = re.compile(r"^\.?bigearth_sr-[a-z]+-\d{6}\.tar(\.\d+\.tmp|\.tmp)?$")
+
+
 @dataclass
 class ShardPlan:
     split: str
@@ -54,16 +61,11 @@ class ShardPlan:
 
 
 def parse_size(text: str | int) -> int:
-    """``"256MB"``, ``"1.5GiB"``, ``"300000"`` -> bytes."""
-    if isinstance(text, int):
-        return text
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    t = text.strip().upper()
-    num = t.rstrip("KMGIB")
+    """``"256MB"``, ``"1.5GiB"``, ``"300000"`` -> bytes (positive)."""
     try:
-        return int(float(num) * units[t[len(num):]])
-    except (KeyError, ValueError):
-        raise ValueError(f"cannot read a size from {text!r} (e.g. 256MB, 1GiB, 300000)") from None
+        return options.byte_size(text)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"shard size {e}") from None
 
 
 def sample_size(archive_path) -> int:
@@ -92,19 +94,42 @@ def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, sp
 
 def write_shard(archive_path, p: ShardPlan, out_dir) -> dict:
     """Write one shard atomically; returns its index entry."""
-    out_dir = Path(out_dir)
-    final, tmp = out_dir / p.file, out_dir / (p.file + ".tmp")
+    final = Path(out_dir) / p.file
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh, h5py.File(archive_path, "r") as f:
+        tw = wds.TarWriter(fh, mtime=MTIME)
+        for i in p.indices:
+            tw.write(encode(_record(f, i, archive_path)))
+        tw.close()
+    return {"file": p.file, "samples": len(p.indices), "bytes": final.stat().st_size, "sha256": sha256_file(final),
+            "first_key": _first_key(archive_path, p)}
+
+
+def _record(f, i: int, path):
+    """One patch of the archive; a damaged chunk is an InputError naming the archive, the
+    dataset and the row."""
     try:
-        with open(tmp, "wb") as fh, h5py.File(archive_path, "r") as f:
-            tw = wds.TarWriter(fh, mtime=MTIME)
-            for i in p.indices:
-                tw.write(encode(archive.read_record(f, i)))
-            tw.close()
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return {"file": p.file, "samples": len(p.indices), "bytes": final.stat().st_size, "sha256": sha256_file(final)}
+        return archive.read_record(f, i)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        bad = next((k for k in f if not _readable(f[k], i)), "?")
+        raise InputError(path, f"dataset {bad!r} cannot be read at row {i} (damaged archive? "
+                               f"{str(e).splitlines()[0][:200]})") from None
+
+
+def _readable(ds, i: int) -> bool:
+    try:
+        ds[i]
+        return True
+    except Exception:  # noqa: BLE001 - probing which dataset is damaged
+        return False
+
+
+def _first_key(archive_path, p: ShardPlan) -> str | None:
+    """The key of the shard's first sample, kept in the index so that a reader can tell a shard
+    of another build from a truncated one."""
+    if not p.indices:
+        return None
+    with h5py.File(archive_path, "r") as f:
+        return str(f["name"].asstr()[p.indices[0]])
 
 
 def _marker(out_dir: Path, p: ShardPlan) -> Path:
@@ -112,40 +137,80 @@ def _marker(out_dir: Path, p: ShardPlan) -> Path:
 
 
 def _done(out_dir: Path, p: ShardPlan, fp: str) -> dict | None:
-    """The entry of a shard finished by an earlier run with the same plan, if its file is intact."""
+    """The entry of a shard finished by an earlier run with the same plan, if its file is intact
+    (size and sha256 as recorded: a damaged shard is written again)."""
     m = _marker(out_dir, p)
     if not m.exists():
         return None
-    info = json.loads(m.read_text())
-    path = out_dir / p.file
-    if info.get("fingerprint") != fp or not path.exists() or path.stat().st_size != info["entry"]["bytes"]:
+    try:
+        info = json.loads(m.read_text())
+        entry = info["entry"]
+        path = out_dir / p.file
+        if info.get("fingerprint") != fp or not path.exists() or path.stat().st_size != entry["bytes"] \
+                or sha256_file(path) != entry["sha256"]:
+            return None
+    except (ValueError, KeyError, TypeError, OSError):
         return None
-    return info["entry"]
+    return entry
 
 
 def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
     entry = write_shard(archive_path, p, out_dir)
-    m = _marker(Path(out_dir), p)
-    tmp = m.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fp, "entry": entry}))
-    os.replace(tmp, m)
+    with atomic_path(_marker(Path(out_dir), p)) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": fp, "entry": entry}))
     return entry
 
 
 def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
-    """(archive sha256, band statistics): from the build manifest, else computed here."""
+    """(archive sha256, band statistics). With the build's manifest beside it, the archive must
+    be the one the manifest describes (checked by sha256): an archive left from an earlier build,
+    or changed since, is refused. Without a manifest the statistics are computed here."""
+    sha = sha256_file(archive_path)
     if manifest_path is not None and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        sha = manifest.get("outputs", {}).get(archive_path.name)
-        if sha and "band_stats" in manifest:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            recorded = manifest.get("outputs", {}).get(archive_path.name)
+        except (ValueError, AttributeError) as e:
+            raise InputError(manifest_path, f"not a readable build manifest ({e})") from None
+        if recorded is None:
+            raise InputError(archive_path, f"{manifest_path.name} does not list this archive (its build wrote "
+                                           f"{manifest.get('patches', 0)} patches): it is left from another build")
+        if recorded != sha:
+            raise InputError(archive_path, f"sha256 differs from the one {manifest_path.name} records: the archive "
+                                           f"changed after its build (rebuild it, or pass --manifest)")
+        if "band_stats" in manifest:
             return sha, manifest["band_stats"]
     from dataset_builder.build import _Stats, band_stats
     stats = _Stats()
-    with h5py.File(archive_path, "r") as f:
+    with archive_reading(archive_path) as f:
         n = f["name"].shape[0]
         for start in range(0, n, 256):
-            stats.add({k: f[k][start:start + 256] for k in archive.ARRAY_KEYS})
-    return sha256_file(archive_path), band_stats([{"status": "ok", "stats": stats.to_json()}])
+            stats.add({k: _read(f, k, slice(start, start + 256), archive_path) for k in archive.ARRAY_KEYS})
+    return sha, band_stats([{"status": "ok", "stats": stats.to_json()}])
+
+
+@contextlib.contextmanager
+def archive_reading(path):
+    """The archive opened for reading; one that is not a readable HDF5 archive of patches is an
+    InputError naming it (and the dataset that is missing)."""
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(path, "no such archive") from None
+    except OSError as e:
+        raise InputError(path, f"not a readable HDF5 archive ({str(e).splitlines()[0][:200]})") from None
+    with f:
+        missing = [k for k in (*ARRAYS, "name", "split") if k not in f]
+        if missing:
+            raise InputError(path, f"not a bigearth-sr archive: no dataset {', '.join(missing)}")
+        yield f
+
+
+def _read(f, key: str, sel, path):
+    try:
+        return f[key][sel]
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(path, f"dataset {key!r} cannot be read (damaged archive? {str(e).splitlines()[0][:200]})") from None
 
 
 def members_doc() -> dict:
@@ -158,17 +223,32 @@ def members_doc() -> dict:
 
 
 def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_BYTES, seed: int = 0, splits=None,
-                 workers: int = 1, manifest_path=None, progress: bool = True) -> dict:
-    """Write every split's shards and ``index.json``; returns the index."""
+                 workers: int = 1, manifest_path=None, progress: bool = True, wait: bool = False) -> dict:
+    """Write every split's shards and ``index.json``; returns the index. The folder is locked for
+    the run (a second writer ends at once, or waits with ``wait``); shards of an earlier run that
+    the new index does not list are removed."""
     archive_path, out_dir = Path(archive_path), Path(out_dir)
     shard_bytes = parse_size(shard_bytes)
     if manifest_path is None:
         manifest_path = archive_path.with_name("manifest.json")
-    (out_dir / ".progress").mkdir(parents=True, exist_ok=True)
-    source_sha, stats = _source(archive_path, Path(manifest_path))
+    with folder_lock(out_dir, wait, "shards run"):
+        try:
+            return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(out_dir, e) from None
+            raise
+
+
+def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
+               manifest_path: Path, progress: bool) -> dict:
+    with archive_reading(archive_path) as f:
+        names = _read(f, "name", slice(None), archive_path).astype(str)
+    source_sha, stats = _source(archive_path, manifest_path)
     plans = plan(archive_path, shard_bytes, seed, splits)
-    with h5py.File(archive_path, "r") as f:
-        names = f["name"].asstr()[:]
+    # the folder is being rewritten: until the new index is in place it claims no complete set
+    (out_dir / INDEX_NAME).unlink(missing_ok=True)
+    (out_dir / ".progress").mkdir(parents=True, exist_ok=True)
     fps = {p.file: p.fingerprint(source_sha, [names[i] for i in p.indices]) for p in plans}
     entries = {p.file: e for p in plans if (e := _done(out_dir, p, fps[p.file])) is not None}
     todo = [p for p in plans if p.file not in entries]
@@ -202,7 +282,27 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
         "samples": sum(d["samples"] for d in split_docs.values()),
         "splits": split_docs,
     }
-    tmp = out_dir / (INDEX_NAME + ".tmp")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, out_dir / INDEX_NAME)
+    with atomic_path(out_dir / INDEX_NAME) as tmp:
+        tmp.write_text(json.dumps(index, indent=1))
+    remove_unlisted(out_dir, index)
     return index
+
+
+def unlisted(out_dir: Path, index: dict) -> list[Path]:
+    """Files of the writer's own naming in ``out_dir`` that ``index`` does not list (shards of an
+    earlier run with other options): glob-based readers would read them as part of the set."""
+    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    return sorted(p for p in Path(out_dir).iterdir() if OWN_FILES.match(p.name) and p.name not in listed)
+
+
+def remove_unlisted(out_dir: Path, index: dict) -> None:
+    """A writer owns its folder: its own files that the new index does not list are removed, with
+    their progress markers."""
+    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    for p in unlisted(out_dir, index):
+        p.unlink(missing_ok=True)
+    progress = Path(out_dir) / ".progress"
+    if progress.is_dir():
+        for m in progress.iterdir():
+            if m.name.removesuffix(".json") not in listed:
+                m.unlink(missing_ok=True)

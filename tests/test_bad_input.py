@@ -139,7 +139,7 @@ def test_corine_not_covering_the_tile(products, tmp_path, synth_dir):
 
 @pytest.mark.parametrize("content,pattern", [
     ("{not json", "malformed label JSON"),
-    ('{"labels": ["Mixed forrest"], "coordinates": {"ulx": 0, "uly": 0, "lrx": 1, "lry": 1}, "projection": "", '
+    ('{"labels": ["Mixed forrest"], "coordinates": {"ulx": 0, "uly": 1200, "lrx": 1200, "lry": 0}, "projection": "", '
      '"tile_source": "x", "acquisition_date": "2017-01-01 00:00:00"}', "unknown BigEarthNet class name 'Mixed forrest'"),
     ('{"labels": "Pastures", "coordinates": {}, "projection": "", "tile_source": "x", "acquisition_date": ""}',
      "'labels' must be a list"),

@@ -261,6 +261,7 @@ def test_products_labelled_from_bigearthnet_jsons(built, products, tmp_path):
     victim = labels_dir / ref[1].name / f"{ref[1].name}_labels_metadata.json"
     meta = json.loads(victim.read_text())
     meta["coordinates"]["ulx"] += 1200
+    meta["coordinates"]["lrx"] += 1200
     victim.write_text(json.dumps(meta))
     manifest = build(prod, BuildConfig(out_dir=str(tmp_path / "o2"), labels_json=str(labels_dir), progress=False))
     err = next(iter(manifest["tiles_failed"].values()))

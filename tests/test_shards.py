@@ -292,7 +292,7 @@ def test_bad_arguments_are_named(written, tmp_path):
     (tmp_path / "index.json").write_text("{")
     with pytest.raises(ValueError, match="index.json: the shard index is not valid JSON"):
         shards.load(tmp_path, "train")
-    with pytest.raises(ValueError, match="cannot read a size"):
+    with pytest.raises(ValueError, match="must be a size such as"):
         shards.parse_size("lots")
     assert shards.parse_size("1.5GiB") == int(1.5 * 2**30) and shards.parse_size("256MB") == 256 * 10**6
 

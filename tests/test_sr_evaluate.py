@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -64,11 +65,11 @@ def test_shipped_dsen2_beats_bicubic_on_the_real_crop(tmp_path):
     assert res["6x"]["dsen2"]["overall"]["rmse"] < res["6x"]["bicubic"]["overall"]["rmse"]
 
 
-def test_unknown_method_and_bad_input(tmp_path):
-    with pytest.raises(SystemExit, match="unknown lanczos"):
+def test_unknown_method_and_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # refused where parsed
         cli(["sr-eval", "x.mat", "--methods", "bilinear,lanczos"])
+    assert "must be comma-separated names of" in capsys.readouterr().err
     bad = tmp_path / "x.txt"
     bad.write_text("?")
-    from dataset_builder.errors import InputError
-    with pytest.raises(InputError, match=r"x\.txt: not a scene"):
-        cli(["sr-eval", str(bad), "--methods", "bilinear"])
+    assert cli(["sr-eval", str(bad), "--methods", "bilinear"]) == 1
+    assert re.search(r"x\.txt: not a scene", capsys.readouterr().err)

@@ -169,7 +169,7 @@ def test_kill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(learn_d
     data, _ = learn_data
     args = ["--epochs", "3", "--batch-size", "8", "--steps-per-epoch", "6", "--val-split", "", "--warmup-epochs", "1"]
     _train(data, tmp_path / "whole", *args)
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
     out = tmp_path / "killed"
     p = _train(data, out, *args, "--print-freq", "1", popen=True)
     seen_epoch1 = False
@@ -180,10 +180,10 @@ def test_kill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(learn_d
             break
     p.wait(timeout=60)
     assert seen_epoch1 and p.returncode == -signal.SIGKILL
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     r = _train(data, out, *args, "--resume")
     assert "resumed from" in r.stdout
-    resumed = torch.load(out / "checkpoint.pt", weights_only=False)
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["epoch"] == whole["epoch"] == 3
     for k in whole["model"]:
         assert torch.equal(resumed["model"][k], whole["model"][k]), k
@@ -239,7 +239,7 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         assert "2 rank(s)" in r.stdout and "global batch 8 (2 x 4)" in r.stdout and "lr 0.003125" in r.stdout
-        hist = json.loads(json.dumps(torch.load(tmp_path / engine / "checkpoint.pt", weights_only=False)["history"]))
+        hist = json.loads(json.dumps(torch.load(tmp_path / engine / "checkpoint.pt", weights_only=True)["history"]))
         assert hist[0]["steps"] == 3 and np.isfinite(hist[0]["train_loss"])
         # the script applies the schedule per step: its last step (2 of 3) is 2/3 into the warm-up's first epoch
         peak = 0.1 * 2 * 4 / 256
@@ -335,7 +335,7 @@ def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path)
 def test_variants_precision_and_synthetic_input_train(learn_data, tmp_path, extra):
     data, _ = learn_data
     _train(data, tmp_path, "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "3", "--val-split", "test", *extra)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     row = state["history"][0]
     assert row["steps"] == 3 and np.isfinite(row["train_loss"])
     n_out = 19 if "19" in extra else 43

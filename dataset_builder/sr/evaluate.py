@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 
 from bigearth.files import atomic_path
+from bigearth.options import choice_list, float_in
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER
 
 from .. import upsample
@@ -30,10 +31,11 @@ FIGURE_BANDS = {"2x": ("B11", "B8A", "B05"), "6x": ("B09", "B01", "B01"), "full"
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="MAT/HDF5 crop (im10/im20/im60), a Level-2A product, or a synthetic product")
-    p.add_argument("--methods", default="bilinear,bicubic,dsen2", help="comma-separated upsampling methods")
+    p.add_argument("--methods", type=choice_list(upsample.available()), default="bilinear,bicubic,dsen2",
+                   help=f"comma-separated upsampling methods, of {','.join(upsample.available())}")
     p.add_argument("--truth", default=None, help="10 m truth of all 12 bands (GeoTIFF, BANDS_SUPER order); "
                                                  "default: truth_10m.tif inside a synthetic product, if there")
-    p.add_argument("--east", type=float, default=None,
+    p.add_argument("--east", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=None,
                    help="evaluate only the east share of the columns (what sr-train --val-east holds out)")
     p.add_argument("--degradation", choices=wald.MODES, default="gauss", help="Wald degradation")
     p.add_argument("--sr-weights", default=None, help="dsen2 weights (default: shipped)")
@@ -172,10 +174,7 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
 
 
 def main(args) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in upsample.available()]
-    if unknown or not methods:
-        raise SystemExit(f"--methods: unknown {', '.join(unknown) or '(none)'}; available: {', '.join(upsample.available())}")
+    methods = args.methods
     scene, truth = read_inputs(args)
     results, images = evaluate(scene, methods, truth, args.degradation,
                                {"weights": args.sr_weights, "device": args.sr_device})

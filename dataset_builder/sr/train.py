@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bigearth.files import atomic_path, sha256_file
+from bigearth.files import atomic_path, content_digest, load_torch, sha256_file
+from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m
 
 from ..errors import InputError
 from . import wald
@@ -35,60 +36,32 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenes", nargs="*", help="training scenes: Level-2A products (.SAFE/.zip, or a folder of them) "
                                              "and MAT/HDF5 crops with im10/im20/im60; none: synthesize the default products")
     p.add_argument("--out", required=True, help="folder for checkpoints, the history and dsen2.npz")
-    p.add_argument("--blocks", type=_nonneg_int, default=6, help="residual blocks N (DSen2: 6, VDSen2: 32)")
-    p.add_argument("--features", type=_pos_int, default=128, help="features F (DSen2: 128, VDSen2: 256)")
+    p.add_argument("--blocks", type=nonneg_int, default=6, help="residual blocks N (DSen2: 6, VDSen2: 32)")
+    p.add_argument("--features", type=positive_int, default=128, help="features F (DSen2: 128, VDSen2: 256)")
     p.add_argument("--nets", default="2,6", choices=("2,6", "2", "6"), help="which networks to train")
-    p.add_argument("--epochs2", type=_nonneg_int, default=100, help="epochs of the 2x (20 m) network")
-    p.add_argument("--epochs6", type=_nonneg_int, default=100, help="epochs of the 6x (60 m) network")
-    p.add_argument("--steps-per-epoch", type=_pos_int, default=100, help="optimizer steps between validations")
-    p.add_argument("--batch2", type=_pos_int, default=128, help="crops per step, 2x network (published: 128)")
-    p.add_argument("--batch6", type=_pos_int, default=128, help="crops per step, 6x network (published: 128)")
-    p.add_argument("--crop2", type=_pos_int, default=32, help="crop side on the degraded 10 m grid, 2x (published: 32)")
-    p.add_argument("--crop6", type=_pos_int, default=96, help="crop side on the degraded 10 m grid, 6x (published: 96)")
-    p.add_argument("--lr", type=_pos_float, default=1e-4, help="Nadam learning rate")
-    p.add_argument("--min-lr", type=_pos_float, default=1e-5, help="halving stops here")
-    p.add_argument("--patience", type=_pos_int, default=5, help="epochs without validation gain before halving")
+    p.add_argument("--epochs2", type=nonneg_int, default=100, help="epochs of the 2x (20 m) network")
+    p.add_argument("--epochs6", type=nonneg_int, default=100, help="epochs of the 6x (60 m) network")
+    p.add_argument("--steps-per-epoch", type=positive_int, default=100, help="optimizer steps between validations")
+    p.add_argument("--batch2", type=positive_int, default=128, help="crops per step, 2x network (published: 128)")
+    p.add_argument("--batch6", type=positive_int, default=128, help="crops per step, 6x network (published: 128)")
+    p.add_argument("--crop2", type=positive_int, default=32, help="crop side on the degraded 10 m grid, 2x (published: 32)")
+    p.add_argument("--crop6", type=positive_int, default=96, help="crop side on the degraded 10 m grid, 6x (published: 96)")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="Nadam learning rate")
+    p.add_argument("--min-lr", type=positive_float, default=1e-5, help="halving stops here")
+    p.add_argument("--patience", type=positive_int, default=5, help="epochs without validation gain before halving")
     p.add_argument("--degradation", choices=wald.MODES, default="gauss",
                    help="Wald degradation: gauss (sigma 1/s, the authors') or mtf (per-band MTF-matched)")
-    p.add_argument("--val-east", type=_fraction, default=0.5,
+    p.add_argument("--val-east", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=0.5,
                    help="share of every scene's columns (east side) held out for validation")
     p.add_argument("--balance", choices=("sources", "area"), default="sources",
                    help="crops drawn from each scene equally often, or in proportion to its area")
-    p.add_argument("--synth-products", type=_pos_int, default=4, help="synthetic products when no scene is given")
-    p.add_argument("--synth-size-m", type=_pos_int, default=12_000, help="their tile side (m)")
+    p.add_argument("--synth-products", type=positive_int, default=4, help="synthetic products when no scene is given")
+    p.add_argument("--synth-size-m", type=tile_size_m, default=12_000, help="their tile side (m)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (GPU)")
     p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _pos_int(v):
-    n = int(v)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
-    return n
-
-
-def _nonneg_int(v):
-    n = int(v)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return n
-
-
-def _pos_float(v):
-    x = float(v)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return x
-
-
-def _fraction(v):
-    x = float(v)
-    if not 0 < x < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {v}")
-    return x
 
 
 # --------------------------------------------------------------------------- data
@@ -168,10 +141,7 @@ def _run_fingerprint(args, ratio: int, sources: dict) -> str:
 
 
 def load_checkpoint(path: Path, fingerprint: str) -> dict:
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(path, f"not a readable sr-train checkpoint ({type(e).__name__}: {e})") from None
+    ck = load_torch(path, "sr-train checkpoint")
     if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
         raise InputError(path, "checkpoint of another run (other options or scenes); remove it or use another --out")
     return ck
@@ -256,7 +226,7 @@ def main(args) -> int:
             f.write(msg + "\n")
 
     paths = scene_paths(args)
-    sources = {p.name: sha256_file(p) if p.is_file() else _tree_digest(p) for p in paths}
+    sources = {p.name: content_digest(p) for p in paths}
     west, east = [], []
     for p in paths:
         w, e = wald.split_east(wald.read_scene(p), args.val_east)
@@ -279,11 +249,3 @@ def main(args) -> int:
     path = save_bundle(out / "dsen2.npz", nets, meta)
     log(f"wrote {path} (sha256 {sha256_file(path)[:16]}…)")
     return 0
-
-
-def _tree_digest(folder: Path) -> str:
-    """A folder product's digest: names, sizes and contents of its files."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(folder)}\0{f.stat().st_size}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest()

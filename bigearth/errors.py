@@ -1,0 +1,34 @@
+"""Errors whose message is the whole story: the commands print them (no traceback) and exit 1.
+
+Every message names the file or the resource and what is wrong with it."""
+from __future__ import annotations
+
+import sys
+
+
+class ReportedError(Exception):
+    """Base of the errors a command reports as one line."""
+
+
+class InputError(ReportedError):
+    """Bad input data; ``path`` is the offending file, ``problem`` what is wrong."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class EnvironmentFailure(ReportedError):
+    """The machine, not the data: disk full, an unwritable folder, an output held by another run.
+    Ends the run (every other input would fail the same way); the message says what to do."""
+
+
+def run_command(fn, *args) -> int:
+    """``fn(*args)`` as a command: its return code, or 1 with ``error: <message>`` on stderr for a
+    ReportedError (bugs keep their traceback)."""
+    try:
+        return fn(*args)
+    except ReportedError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1

@@ -1,0 +1,119 @@
+"""argparse types that check a value where it is parsed, so a bad option fails at once with the
+allowed range (``argument --workers: must be an integer >= 1, got '-2'``) instead of deep in a
+run. Every command of the package uses these."""
+from __future__ import annotations
+
+import argparse
+import math
+
+PATCH_M = 1200  # the patch grid: tile sizes are whole patches (bigearth.record.PATCH_M)
+
+
+def _number(kind, text):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def int_at_least(lo: int):
+    """An integer >= ``lo``."""
+    def parse(text):
+        v = _number(int, text)
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonneg_int = int_at_least(0)
+
+
+def float_in(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False):
+    """A finite number in the interval [lo, hi] (ends open where asked; ``hi`` None: unbounded)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open or hi is None else "]"
+    span = f"{left}{lo:g}, {'inf' if hi is None else f'{hi:g}'}{right}"
+
+    def parse(text):
+        v = _number(float, text)
+        if v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text!r}")
+        return v
+    parse.__name__ = f"number in {span}"
+    return parse
+
+
+fraction = float_in(0.0, 1.0)  # a share: thresholds, cloud cover
+positive_float = float_in(0.0, None, lo_open=True)
+
+
+def tile_size_m(text):
+    """A tile side in metres: a positive multiple of the 1,200 m patch."""
+    v = _number(int, text)
+    if v <= 0 or v % PATCH_M:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of {PATCH_M} m, got {text!r}")
+    return v
+
+
+def split_fractions(text):
+    """``train,validation,test`` shares: three non-negative numbers adding up to 1."""
+    parts = str(text).split(",")
+    try:
+        v = tuple(float(p) for p in parts)
+    except ValueError:
+        v = ()
+    if len(v) != 3 or any(not math.isfinite(x) or x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"must be three non-negative shares adding up to 1 (e.g. 0.6,0.2,0.2), "
+                                         f"got {text!r}")
+    return v
+
+
+def byte_size(text):
+    """A positive size in bytes: ``256MiB``, ``1.5GB``, ``300000``."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    if isinstance(text, int):
+        n = text
+    else:
+        t = str(text).strip().upper()
+        num = t.rstrip("KMGIB")
+        try:
+            n = int(float(num) * units[t[len(num):]])
+        except (KeyError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be a size such as 256MiB, 1GB or 300000, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive size, got {text!r}")
+    return n
+
+
+def int_list(lo: int = 0, allow_empty: bool = True):
+    """Comma-separated integers >= ``lo`` (``30,60,80``)."""
+    def parse(text):
+        items = [s for s in str(text).split(",") if s.strip()]
+        try:
+            v = tuple(int(s) for s in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}") from None
+        if any(x < lo for x in v) or (not v and not allow_empty):
+            raise argparse.ArgumentTypeError(f"must be comma-separated integers >= {lo}, got {text!r}")
+        return v
+    parse.__name__ = "integer list"
+    return parse
+
+
+def choice_list(allowed):
+    """Comma-separated names, each one of ``allowed``."""
+    allowed = tuple(allowed)
+
+    def parse(text):
+        items = [s.strip() for s in str(text).split(",") if s.strip()]
+        bad = [s for s in items if s not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"must be comma-separated names of {', '.join(allowed)}, got {text!r}")
+        return items
+    parse.__name__ = "name list"
+    return parse
