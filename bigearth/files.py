@@ -78,16 +78,20 @@ def content_digest(path) -> str:
 DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG, EDQUOT (Linux numbers; HDF5 reports them in text)
 
 
-def is_disk_full(e: BaseException) -> bool:
-    """An OSError (also HDF5's, which carry the errno only in their message) that says the disk,
-    the quota or the file-size limit ran out."""
-    if not isinstance(e, OSError):
-        return False
-    if e.errno in DISK_FULL_ERRNOS:
-        return True
-    text = str(e)
-    return any(s in text for s in ("No space left", "Disk quota exceeded", "File too large",
-                                   "errno = 28", "errno = 27", "errno = 122"))
+def is_disk_full(e: BaseException | None) -> bool:
+    """Whether ``e`` (or an error it was raised while handling) says the disk, the quota or the
+    file-size limit ran out; HDF5's errors carry the errno only in their text, and h5py raises
+    RuntimeError when closing a file whose write failed."""
+    seen = 0
+    while e is not None and seen < 5:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        if isinstance(e, (OSError, RuntimeError)) and any(
+                s in str(e) for s in ("No space left", "Disk quota exceeded", "File too large",
+                                      "errno = 28", "errno = 27", "errno = 122")):
+            return True
+        e, seen = e.__context__, seen + 1
+    return False
 
 
 def free_bytes(path) -> int | None:
@@ -106,11 +110,18 @@ def disk_full_error(path, e: BaseException, needed: int | None = None):
     from .errors import EnvironmentFailure
 
     free = free_bytes(path)
-    parts = [f"{path}: out of disk space while writing ({type(e).__name__}: {str(e).splitlines()[0][:160]})"]
+    root = e
+    while root.__context__ is not None and not isinstance(root, OSError):
+        root = root.__context__  # h5py's RuntimeError at close hides the OSError of the write
+    parts = [f"{path}: out of disk space while writing ({type(root).__name__}: {str(root).splitlines()[0][:160]})"]
     if needed is not None:
         parts.append(f"about {needed / 2**20:.1f} MiB were needed")
     if free is not None:
         parts.append(f"{free / 2**20:.1f} MiB are free there")
+    import resource
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        parts.append(f"this process may write files of at most {limit / 2**20:.1f} MiB (ulimit -f)")
     parts.append("the partial file was removed; free space and run again: finished work is reused")
     return EnvironmentFailure("; ".join(parts))
 

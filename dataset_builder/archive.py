@@ -7,6 +7,7 @@ recompression; the default) or as an HDF5 virtual dataset over the parts.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -20,6 +21,8 @@ import hdf5plugin  # registers the Blosc filters with HDF5 for every reader of t
 import numpy as np
 
 from bigearth import nomenclature as nom
+from bigearth.errors import InputError
+from bigearth.files import sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
                                 VALUE_CONVENTION, PatchRecord)
 
@@ -89,7 +92,9 @@ class PartWriter:
     def __init__(self, path, compression: str = DEFAULT_COMPRESSION, threads: int | None = None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False)
+        # no chunk cache (every chunk is one patch, written once): a failed write (disk full) then
+        # fails the call that made it; with a cache HDF5 crashed (SIGSEGV) at a later eviction
+        self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False, rdcc_nbytes=0)
         _create(self.f, compression)
         opts = COMPRESSIONS[compression]
         self.level = opts.get("compression_opts") if opts.get("compression") == "gzip" else None
@@ -151,7 +156,9 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         shutil.copyfile(parts[0], tmp)
     elif mode not in ("copy", "virtual"):
         raise ValueError(f"unknown merge mode {mode!r}")
-    with h5py.File(tmp, "r+" if mode == "copy" and parts else "w", libver=("v110", "v110")) as dst:
+    # no chunk cache: a failed write (disk full) then fails the call that made it; HDF5 crashed
+    # when the failure came later, at a cache eviction
+    with h5py.File(tmp, "r+" if mode == "copy" and parts else "w", libver=("v110", "v110"), rdcc_nbytes=0) as dst:
         if mode == "virtual":
             _merge_virtual(dst, parts, sizes, out.parent)
         else:
@@ -211,3 +218,57 @@ def read_record(f: h5py.File, i: int) -> PatchRecord:
         crs=s("crs"), bounds=tuple(float(v) for v in f["bounds"][i]), split=s("split"),
         **{k: f[k][i] for k in ARRAYS},
     )
+
+
+# --------------------------------------------------------------------------- reading, checked
+
+
+@contextlib.contextmanager
+def reading(path):
+    """The archive opened for reading; one that is not a readable HDF5 archive of patches is an
+    InputError naming it (and the datasets it lacks)."""
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise InputError(path, "no such archive") from None
+    except OSError as e:
+        raise InputError(path, f"not a readable HDF5 archive ({str(e).splitlines()[0][:200]})") from None
+    with f:
+        missing = [k for k in (*ARRAYS, *META) if k not in f]
+        if missing:
+            raise InputError(path, f"not a bigearth-sr archive: no dataset {', '.join(missing)}")
+        yield f
+
+
+def read_dataset(f: h5py.File, key: str, sel, path):
+    """``f[key][sel]``; a damaged chunk is an InputError naming the archive and the dataset."""
+    try:
+        return f[key][sel]
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(path, f"dataset {key!r} cannot be read (damaged archive? "
+                               f"{str(e).splitlines()[0][:200]})") from None
+
+
+def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
+    """(sha256, manifest) of an archive that agrees with the build manifest beside it (or
+    ``manifest_path``): an archive the manifest does not list (left from an earlier build) or
+    whose sha256 differs (changed since) is an InputError. Without a manifest: (sha256, None)."""
+    path = Path(path)
+    manifest_path = Path(manifest_path) if manifest_path is not None else path.with_name("manifest.json")
+    if not path.exists():
+        raise InputError(path, "no such archive")
+    sha = sha256_file(path)
+    if not manifest_path.exists():
+        return sha, None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        recorded = manifest.get("outputs", {}).get(path.name)
+    except (ValueError, AttributeError) as e:
+        raise InputError(manifest_path, f"not a readable build manifest ({e})") from None
+    if recorded is None:
+        raise InputError(path, f"{manifest_path.name} does not list this archive (its build wrote "
+                               f"{manifest.get('patches', 0)} patches): it is left from another build")
+    if recorded != sha:
+        raise InputError(path, f"sha256 differs from the one {manifest_path.name} records: the archive changed "
+                               f"after its build (rebuild it)")
+    return sha, manifest

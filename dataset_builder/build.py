@@ -361,17 +361,15 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
             tmp.write_text(json.dumps(res, indent=1))
     except EnvironmentFailure:
         raise
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - sorted below: the environment, or this input
         if is_disk_full(e):
             raise disk_full_error(part, e) from None
         if cfg.strict:
             raise
-        return {"task": task.id, "status": "failed", "error": f"{task.id}: cannot read ({e})"}
-    except Exception as e:  # noqa: BLE001 - one input's failure, whatever it is, is that input's
-        if cfg.strict:
-            raise
         if isinstance(e, (InputError, nom.UnknownClassError)):
             return {"task": task.id, "status": "failed", "error": str(e)}
+        if isinstance(e, OSError):
+            return {"task": task.id, "status": "failed", "error": f"{task.id}: cannot read ({e})"}
         return {"task": task.id, "status": "failed", "error": f"{task.id}: unexpected {type(e).__name__}: {e}",
                 "traceback": traceback.format_exc()}
     res["resumed"] = False
@@ -533,7 +531,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         else:
             manifest_path.unlink(missing_ok=True)
             archive_path.unlink(missing_ok=True)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         if is_disk_full(e):
             raise disk_full_error(archive_path, e, sum(p.stat().st_size for p in parts)) from None
         raise

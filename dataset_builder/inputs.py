@@ -15,6 +15,7 @@ from pathlib import Path
 
 import h5py
 
+from .archive import check_manifest
 from .bigearthnet_v1 import is_archive_dir
 from .build import ARCHIVE_NAME, BuildConfig, build
 
@@ -53,6 +54,7 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int = 1
     folder = Path(folder)
     kind, paths = describe(folder)
     if kind == "archive":
+        check_manifest(paths[0])  # the archive its manifest describes, not one left from another build
         found = archive_upsampling(paths[0])
         if upsampling is not None and found is not None and found != upsampling:
             raise ValueError(f"{paths[0]}: built with --upsampling {found}, this configuration needs {upsampling}")

@@ -9,7 +9,6 @@ finished shards. ``index.json`` is written last, so its presence means a complet
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import re
@@ -162,55 +161,19 @@ def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
 
 
 def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
-    """(archive sha256, band statistics). With the build's manifest beside it, the archive must
-    be the one the manifest describes (checked by sha256): an archive left from an earlier build,
-    or changed since, is refused. Without a manifest the statistics are computed here."""
-    sha = sha256_file(archive_path)
-    if manifest_path is not None and manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            recorded = manifest.get("outputs", {}).get(archive_path.name)
-        except (ValueError, AttributeError) as e:
-            raise InputError(manifest_path, f"not a readable build manifest ({e})") from None
-        if recorded is None:
-            raise InputError(archive_path, f"{manifest_path.name} does not list this archive (its build wrote "
-                                           f"{manifest.get('patches', 0)} patches): it is left from another build")
-        if recorded != sha:
-            raise InputError(archive_path, f"sha256 differs from the one {manifest_path.name} records: the archive "
-                                           f"changed after its build (rebuild it, or pass --manifest)")
-        if "band_stats" in manifest:
-            return sha, manifest["band_stats"]
+    """(archive sha256, band statistics): the statistics from the build's manifest (after
+    checking that it describes this archive), else computed here."""
+    sha, manifest = archive.check_manifest(archive_path, manifest_path)
+    if manifest is not None and "band_stats" in manifest:
+        return sha, manifest["band_stats"]
     from dataset_builder.build import _Stats, band_stats
     stats = _Stats()
-    with archive_reading(archive_path) as f:
+    with archive.reading(archive_path) as f:
         n = f["name"].shape[0]
         for start in range(0, n, 256):
-            stats.add({k: _read(f, k, slice(start, start + 256), archive_path) for k in archive.ARRAY_KEYS})
+            stats.add({k: archive.read_dataset(f, k, slice(start, start + 256), archive_path)
+                       for k in archive.ARRAY_KEYS})
     return sha, band_stats([{"status": "ok", "stats": stats.to_json()}])
-
-
-@contextlib.contextmanager
-def archive_reading(path):
-    """The archive opened for reading; one that is not a readable HDF5 archive of patches is an
-    InputError naming it (and the dataset that is missing)."""
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError(path, "no such archive") from None
-    except OSError as e:
-        raise InputError(path, f"not a readable HDF5 archive ({str(e).splitlines()[0][:200]})") from None
-    with f:
-        missing = [k for k in (*ARRAYS, "name", "split") if k not in f]
-        if missing:
-            raise InputError(path, f"not a bigearth-sr archive: no dataset {', '.join(missing)}")
-        yield f
-
-
-def _read(f, key: str, sel, path):
-    try:
-        return f[key][sel]
-    except (OSError, ValueError, RuntimeError) as e:
-        raise InputError(path, f"dataset {key!r} cannot be read (damaged archive? {str(e).splitlines()[0][:200]})") from None
 
 
 def members_doc() -> dict:
@@ -242,8 +205,8 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
 
 def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
                manifest_path: Path, progress: bool) -> dict:
-    with archive_reading(archive_path) as f:
-        names = _read(f, "name", slice(None), archive_path).astype(str)
+    with archive.reading(archive_path) as f:
+        names = archive.read_dataset(f, "name", slice(None), archive_path).astype(str)
     source_sha, stats = _source(archive_path, manifest_path)
     plans = plan(archive_path, shard_bytes, seed, splits)
     # the folder is being rewritten: until the new index is in place it claims no complete set

@@ -1,0 +1,719 @@
+"""Fault injection, as a table: (fault, command, expected exit code and message, what must
+survive). Each class of issue 10 has rows here; adding a case is one line of ``CASES``.
+
+A fault is a function that prepares a fresh folder (``ctx``) and breaks one thing in it; the
+command is a template filled from ``ctx`` and run in-process through the package's own entry
+points (``bigearth-sr``, the reference trainer and evaluator); the check of what must survive
+is computed independently of the code under test (a fresh build, the files themselves)."""
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from bigearth import nomenclature as nom
+from bigearth.errors import run_command
+from bigearth.files import folder_lock, sha256_file
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION
+from dataset_builder import archive
+from dataset_builder.build import ARCHIVE_NAME, MANIFEST_NAME
+
+from .conftest import assert_same_archive
+
+# --------------------------------------------------------------------------- running commands
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    """One command in this process: (exit code, everything it printed)."""
+    import contextlib
+    import io
+
+    from bigearth.cli import main as cli
+
+    buf_out, buf_err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
+        try:
+            if argv[0] == "train":
+                from reference_train.train import get_args_parser, main
+                rc = run_command(main, get_args_parser().parse_args(argv[1:]))
+            elif argv[0] == "evaluate":
+                from reference_train.evaluate import main
+                rc = run_command(main, argv[1:])
+            elif argv[0] == "read-shards":  # a user's pipeline: iterate a split of the shards
+                rc = run_command(_read_all, *argv[1:])
+            else:
+                rc = cli(argv)
+        except SystemExit as e:  # argparse
+            rc = e.code
+    return rc, buf_out.getvalue() + buf_err.getvalue()
+
+
+def _read_all(folder: str, split: str) -> int:
+    import shards
+    for _ in shards.load(folder, split, normalize=False, shuffle=0, rank=0, world=1):
+        pass
+    return 0
+
+
+def run_limited(argv: list[str], max_file_bytes: int) -> tuple[int, str]:
+    """``bigearth-sr`` in a child whose files may not grow past ``max_file_bytes``: the kernel
+    then fails writes as on a full disk (EFBIG; the signal that would kill it is ignored)."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    r = subprocess.run([sys.executable, "-m", "bigearth.cli", *argv], preexec_fn=limit, capture_output=True,
+                       text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclasses.dataclass
+class Ctx:
+    root: Path
+    products: list  # copies of the synthetic products
+    clc: list  # copies of their CORINE rasters
+    built: Path  # the session's reference build (read only)
+    fields: dict = dataclasses.field(default_factory=dict)
+    expect: dict = dataclasses.field(default_factory=dict)  # what a check compares with
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    def fmt(self, template: str) -> list[str]:
+        f = {"products": " ".join(map(str, self.products)), "clc": " ".join(f"--clc {c}" for c in self.clc),
+             "out": str(self.out), "root": str(self.root), "archive": str(self.built / ARCHIVE_NAME), **self.fields}
+        return shlex.split(template.format(**f))
+
+
+def write_ben(folder: Path, records, tile_source: str) -> list[Path]:
+    """BigEarthNet v1 patch folders (12 uint16 GeoTIFFs and the label JSON) from archive records,
+    as the archive lays them out."""
+    out = []
+    for r in records:
+        d = folder / r.name
+        d.mkdir(parents=True)
+        for key, bands in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
+            cube = getattr(r, key)
+            for i, b in enumerate(bands):
+                res = BAND_RESOLUTION[b]
+                with rasterio.open(d / f"{r.name}_{b}.tif", "w", driver="GTiff", width=cube.shape[2],
+                                   height=cube.shape[1], count=1, dtype="uint16", crs=r.crs,
+                                   transform=from_origin(r.bounds[0], r.bounds[1], res, res)) as ds:
+                    ds.write(cube[i], 1)
+        (d / f"{r.name}_labels_metadata.json").write_text(json.dumps({
+            "labels": nom.names_of(r.classes), "projection": r.crs, "tile_source": tile_source,
+            "acquisition_date": r.date.replace("T", " "),
+            "coordinates": dict(zip(("ulx", "uly", "lrx", "lry"), r.bounds))}))
+        out.append(d)
+    return out
+
+
+def write_lists(folder: Path, splits: dict[str, list[str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, file in (("train", "train"), ("validation", "val"), ("test", "test"), ("snow", "patches_with_seasonal_snow"),
+                      ("cloud", "patches_with_cloud_and_shadow")):
+        (folder / f"{file}.csv.bz2").write_bytes(bz2.compress("\n".join(splits.get(key, [])).encode()))
+    return folder
+
+
+def _ben(ctx: Ctx, n: int = 6) -> list[Path]:
+    recs = list(archive.iter_records(ctx.built / ARCHIVE_NAME))
+    prod = recs[0].product
+    recs = [r for r in recs if r.product == prod][:n]
+    folders = write_ben(ctx.root / "ben", recs, prod + ".SAFE")
+    names = [f.name for f in folders]
+    ctx.fields["ben"] = str(ctx.root / "ben")
+    ctx.fields["lists"] = str(write_lists(ctx.root / "lists", {"train": names[:3], "test": names[3:]}))
+    ctx.expect["names"] = names
+    return folders
+
+
+def _json_of(folder: Path) -> Path:
+    return folder / f"{folder.name}_labels_metadata.json"
+
+
+def _band(product: Path, band: str) -> Path:
+    return next(product.rglob(f"*_{band}_*m.jp2"))
+
+
+def _rewrite_tif(path: Path, array=None, **profile) -> None:
+    with rasterio.open(path) as ds:
+        prof, a = ds.profile, ds.read(1)
+    a = a if array is None else array
+    prof.update(dtype=a.dtype, **profile)
+    path.unlink()
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(a, 1)
+
+
+def _shards(ctx: Ctx, size: str = "400KiB") -> Path:
+    """Shards of the reference archive, written in this case's folder."""
+    sdir = ctx.root / "shards"
+    assert run(["shards", str(ctx.built / ARCHIVE_NAME), "--out", str(sdir), "--shard-size", size,
+                "--no-progress"])[0] == 0
+    ctx.fields["shards"] = str(sdir)
+    return sdir
+
+
+def _archive_copy(ctx: Ctx) -> Path:
+    d = ctx.root / "arch"
+    d.mkdir()
+    shutil.copy(ctx.built / ARCHIVE_NAME, d / ARCHIVE_NAME)
+    ctx.fields["arch"] = str(d / ARCHIVE_NAME)
+    return d / ARCHIVE_NAME
+
+
+# --------------------------------------------------------------------------- faults
+# 1. stale work
+
+
+def clc_changed_same_name(ctx):
+    """A build, then the CORINE raster under the same name gets other classes."""
+    assert run(ctx.fmt("build {products} {clc} --out {out} --no-progress"))[0] == 0
+    ctx.expect["before"] = sha256_file(ctx.out / ARCHIVE_NAME)
+    for c in ctx.clc:
+        with rasterio.open(c) as ds:
+            a = ds.read(1)
+        _rewrite_tif(c, np.where(a == a.flat[0], a, a.flat[0]).astype(a.dtype))  # one class everywhere it can
+    ctx.expect["fresh"] = ctx.root / "fresh"
+    assert run(ctx.fmt("build {products} {clc} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
+
+
+def lists_changed(ctx):
+    """A BigEarthNet build with official lists, then the lists move patches to other splits."""
+    _ben(ctx)
+    assert run(ctx.fmt("build {ben} --official-lists {lists} --out {out} --no-progress"))[0] == 0
+    names = ctx.expect["names"]
+    write_lists(Path(ctx.fields["lists"]), {"train": names[3:], "test": names[:3]})
+    ctx.expect["splits"] = {**{n: "test" for n in names[:3]}, **{n: "train" for n in names[3:]}}
+
+
+def product_band_changed(ctx):
+    """A build, then one band of a product is replaced by other pixels (same name)."""
+    assert run(ctx.fmt("build {products} {clc} --out {out} --no-progress"))[0] == 0
+    ctx.expect["before"] = sha256_file(ctx.out / ARCHIVE_NAME)
+    b = _band(ctx.products[0], "B04")
+    with rasterio.open(b) as ds:
+        a = ds.read(1)
+    _rewrite_tif(b, (a // 2).astype(a.dtype))
+    ctx.expect["fresh"] = ctx.root / "fresh"
+    assert run(ctx.fmt("build {products} {clc} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
+
+
+def resharded_smaller(ctx):
+    """Shards written with one size, then again into the same folder with another."""
+    _shards(ctx, "300KiB")
+    ctx.expect["old"] = sorted(p.name for p in (ctx.root / "shards").glob("*.tar"))
+
+
+def finished_shard_corrupted(ctx):
+    """Shards written, then one finished shard damaged; the same command is run again."""
+    sdir = _shards(ctx)
+    victim = sorted(sdir.glob("*.tar"))[0]
+    data = bytearray(victim.read_bytes())
+    data[2000] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+
+def all_inputs_fail_after_a_build(ctx):
+    """A good build, then a rebuild in which every input is broken."""
+    assert run(ctx.fmt("build {products} {clc} --out {out} --no-progress"))[0] == 0
+    for p in ctx.products:
+        (p / "MTD_MSIL2A.xml").write_text("<broken")
+
+
+# 2. one bad input among several (products: each fault breaks the second product, T29UPU)
+
+
+def _second(ctx) -> Path:
+    ctx.expect.update(bad="T29UPU")
+    return ctx.products[1]
+
+
+def band_truncated(ctx):
+    f = _band(_second(ctx), "B03")
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+
+
+def band_garbage(ctx):
+    f = _band(_second(ctx), "B11")
+    data = bytearray(f.read_bytes())
+    data[200:4000] = bytes(3800)
+    f.write_bytes(bytes(data))
+
+
+def band_missing(ctx):
+    _band(_second(ctx), "B8A").unlink()
+
+
+def band_wrong_size(ctx):
+    f = _band(_second(ctx), "B05")
+    with rasterio.open(f) as ds:
+        a = ds.read(1)
+    _rewrite_tif(f, a[:-6, :-6].copy(), width=a.shape[1] - 6, height=a.shape[0] - 6)
+
+
+def band_wrong_crs(ctx):
+    _rewrite_tif(_band(_second(ctx), "B09"), crs="EPSG:32632")
+
+
+def mtd_malformed(ctx):
+    f = _second(ctx) / "MTD_MSIL2A.xml"
+    f.write_text(f.read_text()[:500])
+
+
+def tile_mtd_not_square(ctx):
+    f = next(_second(ctx).rglob("MTD_TL.xml"))
+    f.write_text(re.sub(r"<NROWS>\d+</NROWS>", "<NROWS>241</NROWS>", f.read_text(), count=1))
+
+
+def mtd_image_entry_missing(ctx):
+    f = _second(ctx) / "MTD_MSIL2A.xml"
+    f.write_text(re.sub(r"\s*<IMAGE_FILE>[^<]*_B12_20m</IMAGE_FILE>", "", f.read_text()))
+
+
+def clc_unknown_code(ctx):
+    c = next(c for c in ctx.clc if "T29UPU" in c.name)
+    with rasterio.open(c) as ds:
+        a = ds.read(1)
+    a[5, 5] = 777
+    _rewrite_tif(c, a)
+    _second(ctx)
+
+
+def clc_missing_for_a_tile(ctx):
+    next(c for c in ctx.clc if "T29UPU" in c.name).unlink()
+    ctx.clc = [c for c in ctx.clc if c.exists()]
+    _second(ctx)
+
+
+# 2. one bad input among several: BigEarthNet patches, CORINE rasters, metadata
+
+
+def ben_unknown_class(ctx):
+    folders = _ben(ctx)
+    j = _json_of(folders[1])
+    meta = json.loads(j.read_text())
+    meta["labels"] = ["Mixed forrest"]
+    j.write_text(json.dumps(meta))
+    ctx.expect.update(bad=folders[1].name)
+
+
+def ben_malformed_json(ctx):
+    folders = _ben(ctx)
+    _json_of(folders[2]).write_text("{not json")
+    ctx.expect.update(bad=folders[2].name)
+
+
+def ben_files_do_not_match_folder(ctx):
+    folders = _ben(ctx)
+    for f in list(folders[0].iterdir()):  # files renamed to another patch's name
+        f.rename(f.with_name(f.name.replace(folders[0].name, folders[0].name + "0")))
+    ctx.expect.update(bad=folders[0].name)
+
+
+def clc_garbage_one_of_several(ctx):
+    """One of the CORINE rasters is garbage: the product it covers fails, the others build."""
+    bad = next(c for c in ctx.clc if "T29UPU" in c.name)
+    bad.write_bytes(b"II*\x00" + os.urandom(3000))
+    ctx.expect.update(bad="T29UPU", file=bad.name)
+
+
+def clc_truncated_one_of_several(ctx):
+    bad = next(c for c in ctx.clc if "T33UUP" in c.name)
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    ctx.expect.update(bad="T33UUP", file=bad.name)
+
+
+def _mtd_field(value):
+    def fault(ctx):
+        mtd = ctx.products[1] / "MTD_MSIL2A.xml"
+        text = re.sub(r"(<BOA_QUANTIFICATION_VALUE[^>]*>)[^<]*(<)", rf"\g<1>{value}\g<2>", mtd.read_text())
+        mtd.write_text(text)
+        ctx.expect.update(bad=ctx.products[1].name.split("_")[5], file="MTD_MSIL2A.xml")
+    fault.__name__ = f"quantification_{value}"
+    return fault
+
+
+# 3. readers check what they read
+
+
+def ben_band_float32(ctx):
+    folders = _ben(ctx)
+    b = folders[1] / f"{folders[1].name}_B02.tif"
+    with rasterio.open(b) as ds:
+        a = ds.read(1)
+    _rewrite_tif(b, a.astype(np.float32))
+    ctx.expect.update(bad=folders[1].name, file=b.name)
+
+
+def ben_band_shifted(ctx):
+    folders = _ben(ctx)
+    b = folders[2] / f"{folders[2].name}_B05.tif"
+    with rasterio.open(b) as ds:
+        t = ds.transform
+    _rewrite_tif(b, transform=from_origin(t.c + 1200, t.f, 20, 20))
+    ctx.expect.update(bad=folders[2].name, file=b.name)
+
+
+def ben_coordinates_not_numbers(ctx):
+    folders = _ben(ctx)
+    j = _json_of(folders[3])
+    meta = json.loads(j.read_text())
+    meta["coordinates"]["ulx"] = "somewhere"
+    j.write_text(json.dumps(meta))
+    ctx.expect.update(bad=folders[3].name, file=j.name)
+
+
+def product_band_uint8(ctx):
+    b = _band(ctx.products[0], "B11")
+    with rasterio.open(b) as ds:
+        a = ds.read(1)
+    _rewrite_tif(b, (a // 256).astype(np.uint8))
+    ctx.expect.update(bad=ctx.products[0].name.split("_")[5], file=b.name)
+
+
+# 4. the environment
+
+
+def nothing(ctx):
+    pass
+
+
+def out_is_a_file(ctx):
+    (ctx.root / "plain").write_text("a file, not a folder")
+    ctx.fields["out"] = str(ctx.root / "plain" / "out")
+
+
+def out_locked(ctx):
+    """Another run holds the output folder (its lock is held by this test while the command runs)."""
+    ctx.expect["lock"] = ctx.out
+
+
+# 6. unclear before
+
+
+def folder_of_products(ctx):
+    ctx.fields["parent"] = str(ctx.products[0].parent)
+
+
+def index_of_another_build(ctx):
+    """Shards of two builds (other seeds); one folder gets the other's index."""
+    _shards(ctx)
+    other = ctx.root / "other"
+    assert run(["shards", str(ctx.built / ARCHIVE_NAME), "--out", str(other), "--shard-size", "400KiB",
+                "--shard-seed", "7", "--no-progress"])[0] == 0
+    shutil.copy(other / "index.json", ctx.root / "shards" / "index.json")
+
+
+def archive_damaged(ctx):
+    path = _archive_copy(ctx)
+    with h5py.File(path, "r") as f:
+        ds = f["data_super"]
+        offset = ds.id.get_chunk_info(3).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 10)
+        fh.write(os.urandom(2000))
+
+
+def archive_not_hdf5(ctx):
+    path = _archive_copy(ctx)
+    path.write_bytes(b"not an archive" * 100)
+
+
+def _checkpoint(ctx, state) -> Path:
+    d = ctx.root / "run"
+    d.mkdir(exist_ok=True)
+    torch.save(state, d / "checkpoint.pt")
+    ctx.fields["run"] = str(d)
+    ctx.expect["sha"] = sha256_file(d / "checkpoint.pt")
+    return d / "checkpoint.pt"
+
+
+def checkpoint_truncated(ctx):
+    _shards(ctx)
+    ck = _checkpoint(ctx, {"model": {"w": torch.zeros(3)}, "epoch": 1, "args": {}, "history": []})
+    ck.write_bytes(ck.read_bytes()[:200])
+    ctx.expect["sha"] = sha256_file(ck)
+
+
+def checkpoint_other_variant(ctx):
+    _shards(ctx)
+    _checkpoint(ctx, {"model": {}, "optimizer": {}, "epoch": 1, "history": [],
+                      "args": {"variant": "rgb", "labels": 19, "arch": "resnet18", "layers": "1,1,1,1"}})
+
+
+def checkpoint_with_code(ctx):
+    """A checkpoint someone else wrote, carrying a pickled callable."""
+    _shards(ctx)
+    _checkpoint(ctx, {"model": {}, "epoch": 1, "history": [], "args": {"variant": "super"}, "hook": os.system})
+
+
+def shards_without_split(ctx):
+    _shards(ctx)
+    ctx.fields["run"] = str(ctx.root / "run")
+
+
+# --------------------------------------------------------------------------- what must survive
+
+
+def _manifest(ctx) -> dict:
+    return json.loads((ctx.out / MANIFEST_NAME).read_text())
+
+
+def same_as_fresh_build(ctx):
+    assert_same_archive(ctx.out / ARCHIVE_NAME, ctx.expect["fresh"] / ARCHIVE_NAME)
+    assert sha256_file(ctx.out / ARCHIVE_NAME) != ctx.expect["before"]  # the change did matter
+
+
+def new_splits(ctx):
+    with h5py.File(ctx.out / ARCHIVE_NAME, "r") as f:
+        got = dict(zip(f["name"].asstr()[:], f["split"].asstr()[:]))
+    assert got == ctx.expect["splits"]
+
+
+def only_listed_shards(ctx):
+    sdir = ctx.root / "shards"
+    index = json.loads((sdir / "index.json").read_text())
+    listed = sorted(e["file"] for d in index["splits"].values() for e in d["shards"])
+    assert sorted(p.name for p in sdir.glob("*.tar")) == listed  # a glob reads the set, no duplicates
+    assert set(ctx.expect["old"]) - set(listed), "the case must leave old names behind to be removed"
+    assert run(["verify-shards", str(sdir)])[0] == 0
+
+
+def shards_intact(ctx):
+    assert run(["verify-shards", str(ctx.root / "shards")])[0] == 0
+
+
+def no_stale_archive(ctx):
+    m = _manifest(ctx)
+    assert m["patches"] == 0 and not (ctx.out / ARCHIVE_NAME).exists() and m["outputs"] == {}
+    rc, text = run(["shards", str(ctx.out / ARCHIVE_NAME), "--out", str(ctx.root / "s"), "--no-progress"])
+    assert rc == 1 and "no such archive" in text
+
+
+def others_built(ctx):
+    """Every input but the bad one is in the archive, which agrees with its manifest."""
+    m = _manifest(ctx)
+    assert m["patches"] > 0 and m["outputs"][ARCHIVE_NAME] == sha256_file(ctx.out / ARCHIVE_NAME)
+    with h5py.File(ctx.out / ARCHIVE_NAME, "r") as f:
+        names = set(f["name"].asstr()[:])
+        products = set(f["product"].asstr()[:])
+    bad = ctx.expect["bad"]
+    assert [k for k in m["tiles_failed"] if bad in k], m["tiles_failed"]
+    if "names" in ctx.expect:  # BigEarthNet input: the other patches are all there
+        assert names == set(ctx.expect["names"]) - {bad}
+    else:
+        assert products and not any(bad in p for p in products) and len(products) == len(ctx.products) - 1
+
+
+def nothing_left_behind(ctx):
+    """No temporary file anywhere in the output, and a later run with room resumes and completes."""
+    leftovers = [p for p in ctx.out.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, leftovers
+    assert run(ctx.fmt("build {products} {clc} --out {out} --no-progress"))[0] == 0
+    assert _manifest(ctx)["patches"] > 0
+
+
+def no_manifest(ctx):
+    """--strict stops at the first bad input: nothing is merged or claimed."""
+    assert not (ctx.out / MANIFEST_NAME).exists() and not (ctx.out / ARCHIVE_NAME).exists()
+
+
+def out_untouched(ctx):
+    assert not (Path(ctx.fields["out"]).exists())
+
+
+def lock_holder_untouched(ctx):
+    assert not (ctx.out / MANIFEST_NAME).exists() and not (ctx.out / "parts").exists()
+
+
+def checkpoint_kept(ctx):
+    assert sha256_file(Path(ctx.fields["run"]) / "checkpoint.pt") == ctx.expect["sha"]
+
+
+def nothing_to_check(ctx):
+    pass
+
+
+# --------------------------------------------------------------------------- the table
+
+TRAIN = "train --data {shards} --output-dir {run} --arch resnet18 --layers 1,1,1,1 --epochs 2 --workers 0 --device cpu"
+
+
+@dataclasses.dataclass
+class Case:
+    fault: object
+    command: str
+    rc: int
+    message: str  # regex searched in what the command printed (and the manifest's failures)
+    survives: object = nothing_to_check
+    limit: int | None = None  # bytes a file may grow to (disk full), runs the command in a child
+
+
+CASES = [
+    # 1. resume and skip never reuse stale work
+    Case(clc_changed_same_name, "build {products} {clc} --out {out} --no-progress", 0, "", same_as_fresh_build),
+    Case(product_band_changed, "build {products} {clc} --out {out} --no-progress", 0, "", same_as_fresh_build),
+    Case(lists_changed, "build {ben} --official-lists {lists} --out {out} --no-progress", 0, "", new_splits),
+    Case(resharded_smaller, "shards {archive} --out {root}/shards --shard-size 2MiB --no-progress", 0, "",
+         only_listed_shards),
+    Case(finished_shard_corrupted, "shards {archive} --out {root}/shards --shard-size 400KiB --no-progress", 0, "",
+         shards_intact),
+    Case(all_inputs_fail_after_a_build, "build {products} {clc} --out {out} --no-progress", 1, "malformed XML",
+         no_stale_archive),
+    # 2. one bad input never stops the others
+    *[Case(f, "build {products} {clc} --out {out} --no-progress", 1, msg, others_built) for f, msg in (
+        (band_truncated, r"_B03_10m\.jp2: cannot decode"),
+        (band_garbage, r"_B11_20m\.jp2: (cannot decode|raster is|expected one)"),
+        (band_missing, r"_B8A_20m\.jp2: cannot decode.*(No such file|does not exist)"),
+        (band_wrong_size, r"_B05_20m\.jp2: raster is 234 x 234, the tile geocoding says 240 x 240"),
+        (band_wrong_crs, r"_B09_60m\.jp2: CRS EPSG:32632 does not match the tile's EPSG"),
+        (mtd_malformed, r"MTD_MSIL2A\.xml: malformed XML"),
+        (tile_mtd_not_square, r"MTD_TL\.xml: tile is not square"),
+        (mtd_image_entry_missing, r"MTD_MSIL2A\.xml: no IMAGE_FILE entry for band B12"),
+        (clc_unknown_code, r"CLC_T29UPU\S*\.tif: unknown CORINE value\(s\) \[777\]"),
+        (clc_missing_for_a_tile, r"no CORINE raster covers the tile bounds"))],
+    Case(band_truncated, "build {products} {clc} --out {out} --no-progress --strict", 1, r"_B03_10m\.jp2: cannot decode",
+         no_manifest),
+    Case(ben_unknown_class, "build {ben} --out {out} --no-progress", 1, "unknown BigEarthNet class name 'Mixed forrest'",
+         others_built),
+    Case(ben_malformed_json, "build {ben} --out {out} --no-progress", 1, r"labels_metadata\.json: malformed label JSON",
+         others_built),
+    Case(ben_files_do_not_match_folder, "build {ben} --out {out} --no-progress", 1, "label file is missing",
+         others_built),
+    Case(clc_garbage_one_of_several, "build {products} {clc} --out {out} --no-progress", 1,
+         r"CLC_T29UPU\S*\.tif: cannot open CORINE raster", others_built),
+    Case(clc_truncated_one_of_several, "build {products} {clc} --out {out} --no-progress", 1,
+         r"CLC_T33UUP\S*\.tif: (cannot open|cannot read) CORINE raster", others_built),
+    Case(_mtd_field("ten-thousand"), "build {products} {clc} --out {out} --no-progress", 1,
+         r"MTD_MSIL2A\.xml: BOA_QUANTIFICATION_VALUE is 'ten-thousand', not a number", others_built),
+    Case(_mtd_field("0"), "build {products} {clc} --out {out} --no-progress", 1,
+         r"MTD_MSIL2A\.xml: BOA_QUANTIFICATION_VALUE is '0', outside the valid range", others_built),
+    # 3. readers check what they read
+    Case(ben_band_float32, "build {ben} --out {out} --no-progress", 1, r"_B02\.tif: expected one uint16 band", others_built),
+    Case(ben_band_shifted, "build {ben} --out {out} --no-progress", 1, r"_B05\.tif: geotransform .* is not the 20 m grid",
+         others_built),
+    Case(ben_coordinates_not_numbers, "build {ben} --out {out} --no-progress", 1, "'coordinates' must be numbers",
+         others_built),
+    Case(product_band_uint8, "build {products} {clc} --out {out} --no-progress", 1, r"_B11_20m\.jp2: expected one uint16",
+         others_built),
+    # 4. the environment fails
+    Case(nothing, "build {products} {clc} --out {out} --no-progress", 1, r"\.h5: out of disk space while writing",
+         nothing_left_behind, limit=400_000),
+    Case(nothing, "build {products} {clc} --out {out} --no-progress", 1,
+         r"bigearth_sr\.h5: out of disk space while writing .*were needed", nothing_left_behind, limit=5_000_000),
+    Case(out_is_a_file, "build {products} {clc} --out {out} --no-progress", 1, "cannot write the output folder",
+         out_untouched),
+    Case(out_locked, "build {products} {clc} --out {out} --no-progress", 1,
+         r"another build is writing here \(\{\"pid\": \d+", lock_holder_untouched),
+    # 5. options are validated where they are parsed
+    Case(nothing, "build {products} --out {out} --workers -2", 2, r"--workers: must be an integer >= 1"),
+    Case(nothing, "build {products} --out {out} --max-cloud 1.5", 2, r"--max-cloud: must be in \[0, 1\]"),
+    Case(nothing, "build {products} --out {out} --split-fractions 0.5,0.6,0", 2, "--split-fractions: must be three"),
+    Case(nothing, "build {products} --out {out} --split-fractions 0.5,0.5", 2, "--split-fractions: must be three"),
+    Case(nothing, "synth --out {out} --tile-size-m 1000", 2, "--tile-size-m: must be a positive multiple of 1200"),
+    Case(nothing, "shards {archive} --out {out} --shard-size 0", 2, "--shard-size: must be a positive size"),
+    Case(nothing, "shards {archive} --out {out} --splits train,nope", 2, "--splits: must be comma-separated names"),
+    Case(nothing, "sr-train --out {out} --batch2 0", 2, "--batch2: must be an integer >= 1"),
+    Case(nothing, "sr-eval x.mat --east 1.5", 2, r"--east: must be in \(0, 1\)"),
+    Case(nothing, "train --data x --output-dir {out} --batch-size 0", 2, "--batch-size: must be an integer >= 1"),
+    Case(nothing, "train --data x --output-dir {out} --milestones 30,x", 2, "--milestones: must be comma-separated"),
+    Case(nothing, "evaluate --checkpoint x --data x --out {out} --threshold 2", 2, r"--threshold: must be in \[0, 1\]"),
+    # 6. clear messages
+    Case(folder_of_products, "build {parent} {clc} --out {out} --no-progress", 1,
+         r"a folder of 3 product\(s\) .*pass the products themselves"),
+    Case(index_of_another_build, "read-shards {shards} train", 1,
+         r"its first sample is .* the index belongs to another build"),
+    Case(archive_damaged, "shards {arch} --out {root}/s --no-progress", 1,
+         r"bigearth_sr\.h5: dataset 'data_super' cannot be read"),
+    Case(archive_not_hdf5, "shards {arch} --out {root}/s --no-progress", 1, r"bigearth_sr\.h5: not a readable HDF5"),
+    Case(checkpoint_truncated, TRAIN + " --resume", 1, r"checkpoint\.pt: not a readable checkpoint", checkpoint_kept),
+    Case(checkpoint_other_variant, TRAIN + " --resume", 1,
+         r"checkpoint\.pt: checkpoint of another model: --variant 'rgb' there, 'super' here; --labels 19 there, 43 here",
+         checkpoint_kept),
+    Case(shards_without_split, TRAIN + " --train-split nope", 1, r"split 'nope' is not in the shards \(they hold train"),
+    # 8. files from elsewhere are data, never code
+    Case(checkpoint_with_code, TRAIN + " --resume", 1, r"checkpoint\.pt: refused: .*could run code", checkpoint_kept),
+    Case(checkpoint_with_code, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
+         r"checkpoint\.pt: refused: .*could run code", checkpoint_kept),
+]
+
+
+def _id(c: Case) -> str:
+    return f"{c.fault.__name__}-{c.command.split()[0]}" + (f"-limit{c.limit}" if c.limit else "") + \
+        (f"-{c.command.split()[-1]}" if c.fault is nothing and not c.limit else "")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_fault(case: Case, tmp_path, products, synth_dir, built):
+    copies = []
+    for p in products:
+        shutil.copytree(p, tmp_path / "in" / p.name)
+        copies.append(tmp_path / "in" / p.name)
+    clc = []
+    for c in sorted(synth_dir.glob("CLC_*.tif")):
+        shutil.copy(c, tmp_path / c.name)
+        clc.append(tmp_path / c.name)
+    ctx = Ctx(tmp_path, copies, clc, built[0])
+    case.fault(ctx)
+    argv = ctx.fmt(case.command)
+    if case.limit:
+        rc, text = run_limited(argv, case.limit)
+    elif "lock" in ctx.expect:
+        with folder_lock(ctx.expect["lock"]):
+            rc, text = run(argv)
+    else:
+        rc, text = run(argv)
+    manifest = ctx.out / MANIFEST_NAME
+    if argv[0] == "build" and manifest.exists():
+        text += json.dumps(json.loads(manifest.read_text())["tiles_failed"])
+    assert rc == case.rc, text[-3000:]
+    assert re.search(case.message, text), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    case.survives(ctx)
+
+
+@pytest.mark.parametrize("content,pattern", [
+    ("{not json", "malformed label JSON"),
+    ('{"labels": ["Mixed forrest"], "coordinates": {"ulx": 0, "uly": 1200, "lrx": 1200, "lry": 0}, "projection": "", '
+     '"tile_source": "x", "acquisition_date": "2017-01-01 00:00:00"}', "unknown BigEarthNet class name 'Mixed forrest'"),
+    ('{"labels": "Pastures", "coordinates": {}, "projection": "", "tile_source": "x", "acquisition_date": ""}',
+     "'labels' must be a list"),
+    ('{"labels": []}', "has no 'coordinates'"),
+    ('{"labels": [], "coordinates": {"ulx": 0, "uly": 1200, "lrx": 600, "lry": 0}, "projection": "", '
+     '"tile_source": "x", "acquisition_date": "2017-01-01 00:00:00"}', "do not span one 1200 m patch"),
+    ('{"labels": [], "coordinates": {"ulx": 0, "uly": 1200, "lrx": 1200, "lry": 0}, "projection": "", '
+     '"tile_source": "x", "acquisition_date": "yesterday"}', "is not YYYY-MM-DD HH:MM:SS"),
+])
+def test_label_json_schema(tmp_path, content, pattern):
+    """The label JSON reader on its own (the table above runs it inside builds)."""
+    from dataset_builder.errors import InputError
+    from dataset_builder.labels import read_label_json
+
+    f = tmp_path / "P_labels_metadata.json"
+    f.write_text(content)
+    with pytest.raises(InputError, match=pattern) as e:
+        read_label_json(f)
+    assert str(f) in str(e.value)
