@@ -43,7 +43,7 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sr-weights", default=None,
                    help="dsen2 weights: a bundle (.npz, from sr-train or sr-convert), or the authors' two Keras files "
                         "joined by a comma (2x,6x); default: the weights shipped with the package")
-    g.add_argument("--sr-device", default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
+    g.add_argument("--sr-device", type=options.torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2: arithmetic (auto: fp32 on CPU, bf16 on GPU; fp32 is seam-free and bit-exact)")
     g.add_argument("--compression", default=archive.DEFAULT_COMPRESSION, choices=sorted(archive.COMPRESSIONS),

@@ -117,3 +117,20 @@ def choice_list(allowed):
         return items
     parse.__name__ = "name list"
     return parse
+
+
+def torch_device(text):
+    """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:1``."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise argparse.ArgumentTypeError(f"must be a torch device such as cpu, cuda or cuda:1, got {text!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index or 0) >= n:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {n} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"must be cpu or cuda[:N], got {text!r}")
+    return str(dev)

@@ -296,7 +296,7 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
     """Content digests of what this task reads besides the shared label sources: its product (or
     its patch folders) and, with --labels-json, the label JSONs of its patches."""
     if task.kind == "product":
-        d = {"product": content_digest(task.source.path)}
+        d = {"product": product_digest(task.source)}
         if cfg.labels_json:
             d["labels_json"] = JsonLabeler(cfg.labels_json).digest(task.source.prefix)
         return d
@@ -304,6 +304,21 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
     for folder in sorted(task.source, key=lambda f: f.name):
         h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
     return {"patches": h.hexdigest()}
+
+
+def product_digest(product: Product) -> str:
+    """Content digest of what the builder reads of a product: its metadata and the 13 band files
+    it decodes (a zip: the whole file). Other files of the SAFE (TCI, AOT, the resampled copies
+    of the 10 m bands, QI data) do not shape a part and are not read."""
+    path = Path(product.path)
+    if path.is_file():
+        return content_digest(path)
+    files = [path / "MTD_MSIL2A.xml", *sorted(path.glob("GRANULE/*/MTD_TL.xml")),
+             *(Path(product.band_paths[b]) for b in sorted(product.band_paths))]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(path).as_posix()}\0{content_digest(f)}\n".encode())
+    return h.hexdigest()
 
 
 def task_fingerprint(task: Task, cfg: BuildConfig) -> str:

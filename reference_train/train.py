@@ -147,14 +147,23 @@ class SyntheticLoader:
 
 # --------------------------------------------------------------------------- checkpoints
 
-def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, history: list, args) -> None:
-    """Atomically: written to a temporary name, then renamed over the last checkpoint."""
+def data_identity(index: dict, args) -> dict:
+    """What the run trains on: the archive behind the shards (its sha256) and the split."""
+    return {"archive_sha256": index.get("source", {}).get("sha256"), "train_split": args.train_split,
+            "seed": args.seed}
+
+
+def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, history: list, args,
+                    data: dict | None = None) -> None:
+    """Atomically: written to a temporary name, then renamed over the last checkpoint. Only
+    tensors and plain values, so that it loads with ``weights_only=True``."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None,
              "epoch": epoch,  # the next epoch to run
              "data_position": {"epoch": epoch, "step": 0},  # shards are re-shuffled from (seed, epoch)
              "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
-             "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)}}
+             "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)},
+             "data": data or {}}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -163,9 +172,10 @@ def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, histo
 MODEL_KEYS = ("variant", "labels", "arch", "layers")
 
 
-def read_checkpoint(path: Path, args=None) -> dict:
+def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
     """A checkpoint as data (tensors and plain values only; see ``bigearth.files.load_torch``),
-    checked to be one of this trainer's and, given ``args``, of the same model."""
+    checked to be one of this trainer's and, given ``args``, of the same model; given ``data``
+    (resuming), trained on the same shards."""
     state = load_torch(path, "checkpoint")
     if not isinstance(state, dict) or not {"model", "epoch", "args", "history"} <= set(state):
         raise InputError(path, "not a reference_train checkpoint (it lacks model, epoch, args or history)")
@@ -176,6 +186,12 @@ def read_checkpoint(path: Path, args=None) -> dict:
         if differ:
             raise InputError(path, "checkpoint of another model: " + "; ".join(differ)
                              + " (use the same options, or another --output-dir)")
+    saved_data = state.get("data") or {}
+    if data is not None and saved_data:
+        differ = [f"{k} {saved_data.get(k)!r} there, {v!r} here" for k, v in data.items() if saved_data.get(k) != v]
+        if differ:
+            raise InputError(path, "checkpoint of a run on other data: " + "; ".join(differ)
+                             + " (resuming would mix two runs; use another --output-dir)")
     return state
 
 
@@ -186,8 +202,8 @@ def load_weights(path: Path, model: nn.Module, weights: dict) -> None:
         raise InputError(path, f"its weights do not fit the model ({str(e).splitlines()[0][:300]})") from None
 
 
-def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args) -> tuple[int, list]:
-    state = read_checkpoint(path, args)
+def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict | None = None) -> tuple[int, list]:
+    state = read_checkpoint(path, args, data)
     load_weights(path, model, state["model"])
     try:
         opt.load_state_dict(state["optimizer"])
@@ -378,7 +394,7 @@ def main(args) -> int:
     start, history = 0, []
     ckpt = out / CHECKPOINT
     if args.resume and ckpt.exists():
-        start, history = load_checkpoint(ckpt, raw, opt, scaler, args)
+        start, history = load_checkpoint(ckpt, raw, opt, scaler, args, data_identity(index, args))
         if engine.rank == 0:
             print(f"resumed from {ckpt}: epoch {start}", flush=True)
     opt = engine.wrap_optimizer(opt, raw, args.fp16_allreduce)
@@ -402,7 +418,7 @@ def main(args) -> int:
                 if args.val_split and args.val_split in index["splits"]:
                     row.update(validate(raw, args, engine, normalizer))
                 history.append(row)
-                save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args)
+                save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args, data_identity(index, args))
                 write_logs(out, history, tb)
                 print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
             engine.barrier()

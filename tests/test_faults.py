@@ -464,6 +464,14 @@ def checkpoint_other_variant(ctx):
                       "args": {"variant": "rgb", "labels": 19, "arch": "resnet18", "layers": "1,1,1,1"}})
 
 
+def checkpoint_other_data(ctx):
+    """A checkpoint of the same model, trained on shards of another archive."""
+    _shards(ctx)
+    _checkpoint(ctx, {"model": {}, "optimizer": {}, "epoch": 1, "history": [],
+                      "args": {"variant": "super", "labels": 43, "arch": "resnet18", "layers": "1,1,1,1"},
+                      "data": {"archive_sha256": "0" * 64, "train_split": "train", "seed": 0}})
+
+
 def checkpoint_with_code(ctx):
     """A checkpoint someone else wrote, carrying a pickled callable."""
     _shards(ctx)
@@ -638,6 +646,8 @@ CASES = [
     Case(nothing, "shards {archive} --out {out} --splits train,nope", 2, "--splits: must be comma-separated names"),
     Case(nothing, "sr-train --out {out} --batch2 0", 2, "--batch2: must be an integer >= 1"),
     Case(nothing, "sr-eval x.mat --east 1.5", 2, r"--east: must be in \(0, 1\)"),
+    Case(nothing, "build {products} --out {out} --upsampling dsen2 --sr-device cuda:7", 2,
+         r"--sr-device: 'cuda:7': this machine has \d+ CUDA device"),
     Case(nothing, "train --data x --output-dir {out} --batch-size 0", 2, "--batch-size: must be an integer >= 1"),
     Case(nothing, "train --data x --output-dir {out} --milestones 30,x", 2, "--milestones: must be comma-separated"),
     Case(nothing, "evaluate --checkpoint x --data x --out {out} --threshold 2", 2, r"--threshold: must be in \[0, 1\]"),
@@ -652,6 +662,9 @@ CASES = [
     Case(checkpoint_truncated, TRAIN + " --resume", 1, r"checkpoint\.pt: not a readable checkpoint", checkpoint_kept),
     Case(checkpoint_other_variant, TRAIN + " --resume", 1,
          r"checkpoint\.pt: checkpoint of another model: --variant 'rgb' there, 'super' here; --labels 19 there, 43 here",
+         checkpoint_kept),
+    Case(checkpoint_other_data, TRAIN + " --resume", 1,
+         r"checkpoint\.pt: checkpoint of a run on other data: archive_sha256 '0+' there, '[0-9a-f]{64}' here",
          checkpoint_kept),
     Case(shards_without_split, TRAIN + " --train-split nope", 1, r"split 'nope' is not in the shards \(they hold train"),
     # 8. files from elsewhere are data, never code

@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 
 from bigearth.files import atomic_path
-from bigearth.options import choice_list, float_in
+from bigearth.options import choice_list, float_in, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER
 
 from .. import upsample
@@ -39,7 +39,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="evaluate only the east share of the columns (what sr-train --val-east holds out)")
     p.add_argument("--degradation", choices=wald.MODES, default="gauss", help="Wald degradation")
     p.add_argument("--sr-weights", default=None, help="dsen2 weights (default: shipped)")
-    p.add_argument("--sr-device", default="cpu")
+    p.add_argument("--sr-device", type=torch_device, default="cpu")
     p.add_argument("--out", default=None, help="folder for sr_eval.json/.md/.csv and the figures")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bigearth.files import atomic_path, content_digest, load_torch, sha256_file
-from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m
+from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m, torch_device
 
 from ..errors import InputError
 from . import wald
@@ -58,7 +58,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synth-products", type=positive_int, default=4, help="synthetic products when no scene is given")
     p.add_argument("--synth-size-m", type=tile_size_m, default=12_000, help="their tile side (m)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=torch_device, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (GPU)")
     p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out")
     p.add_argument("--no-progress", action="store_true")
