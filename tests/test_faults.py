@@ -567,6 +567,8 @@ def nothing_to_check(ctx):
 
 # --------------------------------------------------------------------------- the table
 
+BUILD = "build {products} {clc} --out {out} --no-progress"
+BEN = "build {ben} --out {out} --no-progress"
 TRAIN = "train --data {shards} --output-dir {run} --arch resnet18 --layers 1,1,1,1 --epochs 2 --workers 0 --device cpu"
 
 
@@ -582,17 +584,17 @@ class Case:
 
 CASES = [
     # 1. resume and skip never reuse stale work
-    Case(clc_changed_same_name, "build {products} {clc} --out {out} --no-progress", 0, "", same_as_fresh_build),
-    Case(product_band_changed, "build {products} {clc} --out {out} --no-progress", 0, "", same_as_fresh_build),
+    Case(clc_changed_same_name, BUILD, 0, "", same_as_fresh_build),
+    Case(product_band_changed, BUILD, 0, "", same_as_fresh_build),
     Case(lists_changed, "build {ben} --official-lists {lists} --out {out} --no-progress", 0, "", new_splits),
     Case(resharded_smaller, "shards {archive} --out {root}/shards --shard-size 2MiB --no-progress", 0, "",
          only_listed_shards),
     Case(finished_shard_corrupted, "shards {archive} --out {root}/shards --shard-size 400KiB --no-progress", 0, "",
          shards_intact),
-    Case(all_inputs_fail_after_a_build, "build {products} {clc} --out {out} --no-progress", 1, "malformed XML",
+    Case(all_inputs_fail_after_a_build, BUILD, 1, "malformed XML",
          no_stale_archive),
     # 2. one bad input never stops the others
-    *[Case(f, "build {products} {clc} --out {out} --no-progress", 1, msg, others_built) for f, msg in (
+    *[Case(f, BUILD, 1, msg, others_built) for f, msg in (
         (band_truncated, r"_B03_10m\.jp2: cannot decode"),
         (band_garbage, r"_B11_20m\.jp2: (cannot decode|raster is|expected one)"),
         (band_missing, r"_B8A_20m\.jp2: cannot decode.*(No such file|does not exist)"),
@@ -605,36 +607,36 @@ CASES = [
         (clc_missing_for_a_tile, r"no CORINE raster covers the tile bounds"))],
     Case(band_truncated, "build {products} {clc} --out {out} --no-progress --strict", 1, r"_B03_10m\.jp2: cannot decode",
          no_manifest),
-    Case(ben_unknown_class, "build {ben} --out {out} --no-progress", 1, "unknown BigEarthNet class name 'Mixed forrest'",
+    Case(ben_unknown_class, BEN, 1, "unknown BigEarthNet class name 'Mixed forrest'",
          others_built),
-    Case(ben_malformed_json, "build {ben} --out {out} --no-progress", 1, r"labels_metadata\.json: malformed label JSON",
+    Case(ben_malformed_json, BEN, 1, r"labels_metadata\.json: malformed label JSON",
          others_built),
-    Case(ben_files_do_not_match_folder, "build {ben} --out {out} --no-progress", 1, "label file is missing",
+    Case(ben_files_do_not_match_folder, BEN, 1, "label file is missing",
          others_built),
-    Case(clc_garbage_one_of_several, "build {products} {clc} --out {out} --no-progress", 1,
+    Case(clc_garbage_one_of_several, BUILD, 1,
          r"CLC_T29UPU\S*\.tif: cannot open CORINE raster", others_built),
-    Case(clc_truncated_one_of_several, "build {products} {clc} --out {out} --no-progress", 1,
+    Case(clc_truncated_one_of_several, BUILD, 1,
          r"CLC_T33UUP\S*\.tif: (cannot open|cannot read) CORINE raster", others_built),
-    Case(_mtd_field("ten-thousand"), "build {products} {clc} --out {out} --no-progress", 1,
+    Case(_mtd_field("ten-thousand"), BUILD, 1,
          r"MTD_MSIL2A\.xml: BOA_QUANTIFICATION_VALUE is 'ten-thousand', not a number", others_built),
-    Case(_mtd_field("0"), "build {products} {clc} --out {out} --no-progress", 1,
+    Case(_mtd_field("0"), BUILD, 1,
          r"MTD_MSIL2A\.xml: BOA_QUANTIFICATION_VALUE is '0', outside the valid range", others_built),
     # 3. readers check what they read
-    Case(ben_band_float32, "build {ben} --out {out} --no-progress", 1, r"_B02\.tif: expected one uint16 band", others_built),
-    Case(ben_band_shifted, "build {ben} --out {out} --no-progress", 1, r"_B05\.tif: geotransform .* is not the 20 m grid",
+    Case(ben_band_float32, BEN, 1, r"_B02\.tif: expected one uint16 band", others_built),
+    Case(ben_band_shifted, BEN, 1, r"_B05\.tif: geotransform .* is not the 20 m grid",
          others_built),
-    Case(ben_coordinates_not_numbers, "build {ben} --out {out} --no-progress", 1, "'coordinates' must be numbers",
+    Case(ben_coordinates_not_numbers, BEN, 1, "'coordinates' must be numbers",
          others_built),
-    Case(product_band_uint8, "build {products} {clc} --out {out} --no-progress", 1, r"_B11_20m\.jp2: expected one uint16",
+    Case(product_band_uint8, BUILD, 1, r"_B11_20m\.jp2: expected one uint16",
          others_built),
     # 4. the environment fails
-    Case(nothing, "build {products} {clc} --out {out} --no-progress", 1, r"\.h5: out of disk space while writing",
+    Case(nothing, BUILD, 1, r"\.h5: out of disk space while writing",
          nothing_left_behind, limit=400_000),
-    Case(nothing, "build {products} {clc} --out {out} --no-progress", 1,
+    Case(nothing, BUILD, 1,
          r"bigearth_sr\.h5: out of disk space while writing .*were needed", nothing_left_behind, limit=5_000_000),
-    Case(out_is_a_file, "build {products} {clc} --out {out} --no-progress", 1, "cannot write the output folder",
+    Case(out_is_a_file, BUILD, 1, "cannot write the output folder",
          out_untouched),
-    Case(out_locked, "build {products} {clc} --out {out} --no-progress", 1,
+    Case(out_locked, BUILD, 1,
          r"another build is writing here \(\{\"pid\": \d+", lock_holder_untouched),
     # 5. options are validated where they are parsed
     Case(nothing, "build {products} --out {out} --workers -2", 2, r"--workers: must be an integer >= 1"),
