@@ -317,7 +317,12 @@ def product_digest(product: Product) -> str:
              *(Path(product.band_paths[b]) for b in sorted(product.band_paths))]
     h = hashlib.sha256()
     for f in files:
-        h.update(f"{f.relative_to(path).as_posix()}\0{content_digest(f)}\n".encode())
+        try:
+            h.update(f"{f.relative_to(path).as_posix()}\0{content_digest(f)}\n".encode())
+        except FileNotFoundError:
+            raise InputError(f, "file is missing from the product") from None
+        except OSError as e:
+            raise InputError(f, f"cannot read ({e.strerror or e})") from None
     return h.hexdigest()
 
 
