@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bigearth.cli import main as cli
+from bigearth_cli.cli import main as cli
 from dataset_builder.sr.model import DSen2Net, NetSpec
 from dataset_builder.sr.weights import save_bundle
 

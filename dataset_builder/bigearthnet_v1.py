@@ -19,11 +19,12 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from bigearth import nomenclature as nom
+from bigearth.errors import InputError
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from . import archive, upsample
-from .errors import InputError
 from .labels import read_label_json
+from .stats import SplitStats
 from .tiles import REAL_TILES
 
 _NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
@@ -205,11 +206,9 @@ class _Neighbours:
 
 
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
-    from .build import _Stats  # shared with the product path
-
     up = cfg.upsampler()
     drops = {"snow_list": 0, "cloud_list": 0}
-    stats = _Stats()
+    stats = SplitStats()
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     writer = archive.PartWriter(part_path, cfg.compression)
@@ -245,7 +244,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                     "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
                     "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])]}
             writer.append(arrays, [meta])
-            stats.add(arrays)
+            stats.add(arrays, [meta["split"]])
         n = writer.n
         writer.close()
     except BaseException:

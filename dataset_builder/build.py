@@ -23,17 +23,18 @@ import numpy as np
 
 from bigearth import __version__
 from bigearth import nomenclature as nom
-from bigearth.errors import EnvironmentFailure
+from bigearth.errors import EnvironmentFailure, InputError
 from bigearth.files import atomic_path, content_digest, disk_full_error, folder_lock, is_disk_full, sha256_file
-from bigearth.record import ARRAYS, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, VALUE_CONVENTION
 
 from . import archive, screening, upsample
-from .errors import InputError
 from .labels import ClcLabeler, JsonLabeler
 from .safe import NATIVE, Product, native_uint16, open_product, read_band, to_reflectance_dn
 from .schedule import serpentine
+from .stats import BandStats, SplitStats
 
 ARCHIVE_NAME = "bigearth_sr.h5"
+PART_FORMAT = 2  # what a part's marker records (2: statistics per split); older parts are rebuilt
 MANIFEST_NAME = "manifest.json"
 
 
@@ -92,6 +93,7 @@ class BuildConfig:
         d["labels_json"] = bool(self.labels_json)
         d["official_lists"] = bool(self.official_lists)
         d["version"] = __version__
+        d["part_format"] = PART_FORMAT
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def public(self) -> dict:
@@ -110,36 +112,6 @@ def _digest_or_error(path) -> str:
 
 
 # --------------------------------------------------------------------------- per-tile work
-
-class _Stats:
-    """Running per-band sums over kept patches, combinable across tiles."""
-
-    def __init__(self):
-        # exact integer sums (Python ints in JSON): no float drift however many tiles are combined
-        self.sums = {k: [[0] * ARRAYS[k][0][0] for _ in range(3)] for k in archive.ARRAY_KEYS}  # n, sum, sumsq
-
-    def add(self, arrays: dict) -> None:
-        for k in archive.ARRAY_KEYS:
-            a = arrays[k]
-            flat = a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
-            wide = flat.astype(np.uint32)
-            s, q = flat.sum(axis=1, dtype=np.uint64), np.einsum("ij,ij->i", wide, wide, dtype=np.uint64)
-            acc = self.sums[k]
-            for c in range(a.shape[1]):
-                acc[0][c] += flat.shape[1]
-                acc[1][c] += int(s[c])
-                acc[2][c] += int(q[c])
-
-    def merge(self, sums: dict) -> None:
-        """Add another tile's or row's sums (``_Stats.sums`` or its JSON form)."""
-        for k, acc in self.sums.items():
-            for row, add in zip(acc, sums[k]):
-                for c, v in enumerate(add):
-                    row[c] += int(v)
-
-    def to_json(self) -> dict:
-        return self.sums
-
 
 def tile_split(tile: str, fractions) -> str:
     """Deterministic, tile-disjoint split from a hash of the MGRS tile id."""
@@ -208,12 +180,12 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         meta = [{"name": f"{product.prefix}_{x}_{y}", "product": product.name, "tile": product.tile,
                  "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
                  "bounds": _bounds(geo, x, y)} for x in keep]
-        part = _Stats()
+        part = BandStats()
         part.add(arrays)
         return reasons, arrays, meta, part
 
     drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
-    stats = _Stats()
+    stats = SplitStats()  # one split per product: the tile's
     writer = archive.PartWriter(part_path, cfg.compression)
     # rows are cut on a few threads (numpy and torch release the GIL) and written in order
     threads = max(1, min(4, os.cpu_count() or 1))
@@ -228,7 +200,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                     drops[r] += 1
             if arrays is not None:
                 writer.append(arrays, meta)
-                stats.merge(part.sums)
+                stats.merge({split: part.sums})
             if progress is not None:
                 progress(1)
 
@@ -515,23 +487,6 @@ def _status(res: dict) -> str:
 
 # --------------------------------------------------------------------------- finish
 
-def band_stats(results: list[dict]) -> dict:
-    total = _Stats()
-    for r in results:
-        if r.get("status") == "ok":
-            total.merge(r["stats"])
-    out = {}
-    for key, (bands, _) in archive.BAND_ATTRS.items():
-        acc = total.sums[key]
-        n = np.maximum(np.array(acc[0], np.float64), 1)
-        mean = np.array(acc[1], np.float64) / n
-        # E[x^2] - E[x]^2 from exact integers: var = (n*sumsq - sum^2) / n^2, computed in Python ints
-        var = np.array([(ni * q - s * s) / max(ni, 1) ** 2 for ni, s, q in zip(*acc)], np.float64)
-        std = np.sqrt(np.maximum(var, 0))
-        out[key] = {"bands": list(bands), "mean": mean.round(4).tolist(), "std": std.round(4).tolist()}
-    return out
-
-
 def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float) -> dict:
     """Merge the parts in task order into the archive and write the manifest. The archive is
     merged under a temporary name; the old manifest is removed before the new archive takes its
@@ -565,6 +520,9 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         if r.get("status") != "ok":
             failed[t.id] = r.get("error", "no result (the worker ended without reporting)")
         failed.update(r.get("failed_inputs") or {})  # bad patches of a BigEarthNet tile_source
+    totals = SplitStats()
+    for i in ok:
+        totals.merge(by_id[i]["stats"])
     split_counts: dict[str, int] = {}
     if n:
         import h5py
@@ -587,7 +545,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "tracebacks": {r["task"]: r["traceback"] for r in results if r.get("traceback")},
         "dropped": drops,
         "dropped_total": sum(drops.values()),
-        "band_stats": band_stats([by_id[i] for i in ok]),
+        "band_stats": totals.normalisation(),
+        "band_stats_per_split": totals.per_split(),
         "outputs": outputs,
         "seconds": round(seconds, 2),
     }

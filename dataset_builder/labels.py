@@ -14,11 +14,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
 from bigearth import nomenclature as nom
+from bigearth.errors import InputError
 from bigearth.files import content_digest
-from bigearth.record import PATCH_M
 from bigearth.nomenclature import UnknownClassError
+from bigearth.record import PATCH_M
 
-from .errors import InputError
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 _NONE = nom.NUM_CLASSES  # index for "no class here" (no data, glaciers, unclassified)

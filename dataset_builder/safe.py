@@ -20,7 +20,7 @@ from rasterio.transform import Affine
 
 from bigearth.record import BAND_RESOLUTION, PATCH_M
 
-from .errors import InputError
+from bigearth.errors import InputError
 
 BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 NATIVE = {**BAND_RESOLUTION, "SCL": 20}

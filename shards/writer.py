@@ -29,6 +29,7 @@ from bigearth.errors import InputError
 from bigearth.files import atomic_path, disk_full_error, folder_lock, is_disk_full, sha256_file
 from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
+from dataset_builder.stats import of_archive
 
 from .sample import NPY_MEMBERS, encode, tar_bytes
 
@@ -166,14 +167,9 @@ def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
     sha, manifest = archive.check_manifest(archive_path, manifest_path)
     if manifest is not None and "band_stats" in manifest:
         return sha, manifest["band_stats"]
-    from dataset_builder.build import _Stats, band_stats
-    stats = _Stats()
     with archive.reading(archive_path) as f:
-        n = f["name"].shape[0]
-        for start in range(0, n, 256):
-            stats.add({k: archive.read_dataset(f, k, slice(start, start + 256), archive_path)
-                       for k in archive.ARRAY_KEYS})
-    return sha, band_stats([{"status": "ok", "stats": stats.to_json()}])
+        stats = of_archive(f, lambda f, key, sel: archive.read_dataset(f, key, sel, archive_path))
+    return sha, stats.normalisation()
 
 
 def members_doc() -> dict:

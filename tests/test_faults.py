@@ -43,7 +43,7 @@ def run(argv: list[str]) -> tuple[int, str]:
     import contextlib
     import io
 
-    from bigearth.cli import main as cli
+    from bigearth_cli.cli import main as cli
 
     buf_out, buf_err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
@@ -79,7 +79,7 @@ def run_limited(argv: list[str], max_file_bytes: int) -> tuple[int, str]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    r = subprocess.run([sys.executable, "-m", "bigearth.cli", *argv], preexec_fn=limit, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "bigearth_cli.cli", *argv], preexec_fn=limit, capture_output=True,
                        text=True, timeout=300)
     return r.returncode, r.stdout + r.stderr
 
@@ -724,7 +724,7 @@ def test_fault(case: Case, tmp_path, products, synth_dir, built):
 ])
 def test_label_json_schema(tmp_path, content, pattern):
     """The label JSON reader on its own (the table above runs it inside builds)."""
-    from dataset_builder.errors import InputError
+    from bigearth.errors import InputError
     from dataset_builder.labels import read_label_json
 
     f = tmp_path / "P_labels_metadata.json"

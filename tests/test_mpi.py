@@ -17,7 +17,7 @@ def test_mpirun_two_ranks(built, products, tmp_path):
     if mpirun is None:
         pytest.skip("no mpirun (pip install mpich)")
     out = tmp_path / "mpi"
-    cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth.cli", "build", *map(str, products),
+    cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth_cli.cli", "build", *map(str, products),
            "--out", str(out), "--engine", "mpi", "--no-progress", *[a for c in built[2].clc for a in ("--clc", c)]]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -39,9 +39,9 @@ def test_a_failing_worker_ends_the_job(built, products, tmp_path, engine):
         mpirun = shutil.which("mpirun", path=str(Path(sys.executable).parent)) or shutil.which("mpirun")
         if mpirun is None:
             pytest.skip("no mpirun (pip install mpich)")
-        cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth.cli", "build", *args, "--engine", "mpi"]
+        cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth_cli.cli", "build", *args, "--engine", "mpi"]
     else:
-        cmd = [sys.executable, "-m", "bigearth.cli", "build", *args, "--workers", "2"]
+        cmd = [sys.executable, "-m", "bigearth_cli.cli", "build", *args, "--workers", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert r.returncode != 0
     assert bad.name in r.stdout + r.stderr, f"exit {r.returncode}: {r.stdout[-1500:]} {r.stderr[-1500:]}"

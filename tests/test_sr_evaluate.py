@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from bigearth.cli import main as cli
+from bigearth_cli.cli import main as cli
 from bigearth.record import BANDS_20M
 from dataset_builder import upsample
 from dataset_builder.sr import wald

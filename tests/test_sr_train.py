@@ -7,9 +7,8 @@ import re
 import pytest
 import torch
 
-from bigearth.cli import main as cli
+from bigearth_cli.cli import main as cli
 from bigearth.files import content_digest, sha256_file
-from dataset_builder.errors import InputError
 from dataset_builder.sr import train, wald
 from dataset_builder.sr.model import DSen2Net, NetSpec
 from dataset_builder.sr.weights import load_bundle

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from dataset_builder.errors import InputError
+from bigearth.errors import InputError
 from dataset_builder.sr import detail, metrics, wald
 from dataset_builder.sr.crop import read_mat
 

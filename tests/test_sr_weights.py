@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataset_builder.errors import InputError
+from bigearth.errors import InputError
 from dataset_builder.sr import weights
 from dataset_builder.sr.model import SCALE
 

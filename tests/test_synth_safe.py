@@ -8,7 +8,7 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from dataset_builder.errors import InputError
+from bigearth.errors import InputError
 from dataset_builder.safe import NATIVE, open_product, read_band, to_reflectance_dn
 from dataset_builder.synth import SynthConfig, render_scene
 from dataset_builder.tiles import REAL_TILES

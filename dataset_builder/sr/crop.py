@@ -13,7 +13,7 @@ import numpy as np
 
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
 
-from ..errors import InputError
+from bigearth.errors import InputError
 
 KEYS = {"im10": (BANDS_10M, 1), "im20": (BANDS_20M, 2), "im60": (BANDS_60M, 6)}
 

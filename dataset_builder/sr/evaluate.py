@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from bigearth.errors import InputError
 from bigearth.files import atomic_path
 from bigearth.options import choice_list, float_in, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER
 
 from .. import upsample
-from ..errors import InputError
 from . import metrics, wald
 
 VIEW = 240  # side of the figure's window, in pixels of the reference grid

@@ -25,7 +25,7 @@ import torch
 from bigearth.files import atomic_path, content_digest, load_torch, sha256_file
 from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m, torch_device
 
-from ..errors import InputError
+from bigearth.errors import InputError
 from . import wald
 from .infer import net_input
 from .model import SCALE, DSen2Net, NetSpec

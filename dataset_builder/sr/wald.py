@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
 
-from ..errors import InputError
+from bigearth.errors import InputError
 from .detail import block_mean
 
 # Sentinel-2 MSI modulation transfer at Nyquist, per band

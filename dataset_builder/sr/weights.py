@@ -16,7 +16,7 @@ import torch
 
 from bigearth.files import atomic_path, sha256_file
 
-from ..errors import InputError
+from bigearth.errors import InputError
 from .model import DSen2Net, NetSpec
 
 FORMAT = "bigearth-sr/dsen2-weights/1"

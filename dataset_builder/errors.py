@@ -1,2 +1,0 @@
-"""The builder's error types (defined in the core, shared with shards and the trainer)."""
-from bigearth.errors import EnvironmentFailure, InputError  # noqa: F401
