@@ -19,15 +19,26 @@ def sha256_file(path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on any
-    error removed, so readers see the old file or the whole new one, never a part."""
+    """Yield a temporary path beside ``path`` (a file, or a folder the caller creates there); on
+    success it is renamed onto ``path``, on any error removed, so readers see the old file or the
+    whole new one, never a part. The one way this package writes a file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> Path:
+    """Write a text file atomically (``atomic_path``); returns the path."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
 
 
 def load_torch(path, what: str = "checkpoint"):

@@ -93,10 +93,10 @@ CLC_GRID_NODATA = frozenset({0, 48, 128, 255})
 _INDEX_BY_NAME = {name: i for i, name in enumerate(CLASS_NAMES)}
 _INDEX_BY_CODE = {code: i for i, code in enumerate(CLC_CODES)}
 # 43 -> 19 as a matrix so that a batch of multi-hot vectors converts with one product.
-_TO_19 = np.zeros((NUM_CLASSES, NUM_CLASSES_19), dtype=np.uint8)
+TO_19 = np.zeros((NUM_CLASSES, NUM_CLASSES_19), dtype=np.uint8)
 for _j, (_, _codes) in enumerate(CLASSES_19):
     for _c in _codes:
-        _TO_19[_INDEX_BY_CODE[_c], _j] = 1
+        TO_19[_INDEX_BY_CODE[_c], _j] = 1
 
 
 class UnknownClassError(ValueError):
@@ -135,7 +135,7 @@ def multi_hot_from_codes(codes, source: str = "") -> np.ndarray:
 
 def to_19(classes: np.ndarray) -> np.ndarray:
     """43-class multi-hot vector(s) -> 19-class multi-hot vector(s)."""
-    return (np.asarray(classes, dtype=np.uint8) @ _TO_19 > 0).astype(np.uint8)
+    return (np.asarray(classes, dtype=np.uint8) @ TO_19 > 0).astype(np.uint8)
 
 
 def names_of(classes: np.ndarray, names: tuple[str, ...] = CLASS_NAMES) -> list[str]:

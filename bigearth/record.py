@@ -39,7 +39,7 @@ VALUE_CONVENTION = (
 )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class PatchRecord:
     """One 1.2 km x 1.2 km patch of one product, with everything that describes it."""
 
@@ -66,6 +66,16 @@ class PatchRecord:
                 raise ValueError(f"{self.name}: {key} must be {dtype}{shape}, got {arr.dtype}{arr.shape}")
         if self.split not in SPLITS:
             raise ValueError(f"{self.name}: split must be one of {SPLITS}, got {self.split!r}")
+
+    def __eq__(self, other) -> bool:
+        """Field by field, arrays by value (the generated ``__eq__`` would compare arrays with
+        ``==`` and fail on their truth value)."""
+        if not isinstance(other, PatchRecord):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) if f.name in ARRAYS
+                   else getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self))
+
+    __hash__ = None  # mutable, compared by value
 
     def meta(self) -> dict[str, Any]:
         """The non-array fields, JSON-serialisable."""

@@ -286,6 +286,17 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="bundle to write (.npz)")
     p.set_defaults(func=cmd_sr_convert)
 
+    from reference_train import evaluate as ref_evaluate
+    from reference_train import train as ref_train
+    p = sub.add_parser("train", parents=[ref_train.get_args_parser(add_help=False)],
+                       help="the reference trainer: ResNet-50 multilabel on the shards (Horovod, torch.distributed)",
+                       description=ref_train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=ref_train.main)
+    p = sub.add_parser("evaluate", parents=[ref_evaluate.get_args_parser(add_help=False)],
+                       help="per-class precision/recall/F1 and averages of a checkpoint on a split (Tables 2-3)",
+                       description=ref_evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=ref_evaluate.main)
+
     args = parser.parse_args(argv)
     return run_command(args.func, args)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import sha256_file
+from bigearth.files import atomic_path, sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
                                 VALUE_CONVENTION, PatchRecord)
 
@@ -87,11 +87,13 @@ def shuffle_deflate(a: np.ndarray, level: int) -> bytes:
 
 
 class PartWriter:
-    """Appends patches of one tile to ``<path>.tmp``; ``close`` renames it into place."""
+    """Appends patches of one tile to a temporary file (``atomic_path``); ``close`` renames it
+    into place, ``abort`` removes it."""
 
     def __init__(self, path, compression: str = DEFAULT_COMPRESSION, threads: int | None = None):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._atomic = atomic_path(self.path)
+        self.tmp = self._atomic.__enter__()
         # no chunk cache (every chunk is one patch, written once): a failed write (disk full) then
         # fails the call that made it; with a cache HDF5 crashed (SIGSEGV) at a later eviction
         self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False, rdcc_nbytes=0)
@@ -126,7 +128,7 @@ class PartWriter:
         self.f.close()
         if self.pool is not None:
             self.pool.shutdown()
-        os.replace(self.tmp, self.path)
+        self._atomic.__exit__(None, None, None)  # renamed into place
         return self.path
 
     def abort(self) -> None:
@@ -138,7 +140,7 @@ class PartWriter:
         finally:
             if self.pool is not None:
                 self.pool.shutdown()
-            self.tmp.unlink(missing_ok=True)
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)  # removed
 
 
 def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy") -> int:
@@ -159,20 +161,20 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
     # no chunk cache: a failed write (disk full) then fails the call that made it; HDF5 crashed
     # when the failure came later, at a cache eviction
     with h5py.File(tmp, "r+" if mode == "copy" and parts else "w", libver=("v110", "v110"), rdcc_nbytes=0) as dst:
-        if mode == "virtual":
+        if not parts:  # an empty archive with the full schema, whichever the mode
+            _create(dst, compression)
+        elif mode == "virtual":
             _merge_virtual(dst, parts, sizes, out.parent)
         else:
-            if not parts:
-                _create(dst, compression)
             for key in list(ARRAYS) + list(META):
                 dst[key].resize(total, axis=0)
-            off = sizes[0] if parts else 0
+            off = sizes[0]
             for p, n in zip(parts[1:], sizes[1:]):
                 with h5py.File(p, "r") as src:
                     for key in ARRAY_KEYS:
                         s, d = src[key], dst[key]
-                        if s._filters != d._filters:
-                            raise ValueError(f"{p}: part filters {s._filters} differ from the archive's {d._filters}")
+                        if filters(s) != filters(d):  # raw chunks are copied: both sides must encode alike
+                            raise ValueError(f"{p}: part filters {filters(s)} differ from the archive's {filters(d)}")
                         zeros = (0,) * (s.ndim - 1)
                         for i in range(n):
                             mask, raw = s.id.read_direct_chunk((i, *zeros))
@@ -187,6 +189,12 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         if compression.startswith("blosc"):
             dst.attrs["reading_note"] = "patch arrays use a Blosc filter: `import hdf5plugin` before h5py reads them"
     return total
+
+
+def filters(ds: h5py.Dataset) -> list[tuple]:
+    """A dataset's filter pipeline as (filter id, client values), from its creation property list."""
+    plist = ds.id.get_create_plist()
+    return [plist.get_filter(i)[:3:2] for i in range(plist.get_nfilters())]
 
 
 def _merge_virtual(dst: h5py.File, parts: list[Path], sizes: list[int], base: Path) -> None:

@@ -13,9 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ import torch.nn.functional as F
 from rasterio.transform import Affine
 from scipy.spatial import cKDTree
 
+from bigearth.files import atomic_path
 from bigearth.nomenclature import CLC_CODES
 from bigearth.record import BANDS_SUPER, PATCH_M
 
@@ -357,8 +355,8 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
     granule = f"L2A_{cfg.tile}_A010203_{cfg.date}"
     stem = f"{cfg.tile}_{cfg.date}"
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
-    try:
+    with atomic_path(final) as tmp:  # a product appears whole or not at all
+        tmp.mkdir()
         img = tmp / "GRANULE" / granule / "IMG_DATA"
         files = []
         for res in (10, 20, 60):
@@ -393,10 +391,6 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
                                compress="deflate", predictor=2, tiled=True) as ds:
                 ds.write(np.clip(np.rint(truth), 0, 65535).astype(np.uint16))
                 ds.descriptions = BANDS_SUPER
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     write_clc(out_dir / f"CLC_{cfg.tile}_{cfg.tile_size_m}m.tif", lc60, crs, Affine(60, 0, ulx, 0, -60, uly))
     return final
 
@@ -406,11 +400,10 @@ def write_clc(path: Path, lc60: np.ndarray, crs: str, transform: Affine) -> None
     if path.exists():
         return
     codes = np.asarray(CLC_CODES, np.uint16)[lc60]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with rasterio.open(tmp, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1,
-                       dtype="uint16", crs=crs, transform=transform, nodata=0, compress="deflate", tiled=True) as ds:
+    with atomic_path(path) as tmp, rasterio.open(
+            tmp, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1, dtype="uint16",
+            crs=crs, transform=transform, nodata=0, compress="deflate", tiled=True) as ds:
         ds.write(codes, 1)
-    os.replace(tmp, path)
 
 
 DEFAULT_SCENES = (

@@ -1,8 +1,8 @@
 """Evaluation of a checkpoint on a split, as the paper reports it: per-class precision, recall,
 F1 and support (its Table 3), micro/macro/weighted/samples averages (its Table 2) and mAP,
-for the 43 classes and the 19-class nomenclature. scikit-learn computes every metric.
+for the 43 classes and the 19-class nomenclature (``metrics.py`` computes them with scikit-learn).
 
-    python -m reference_train.evaluate --checkpoint runs/demo/checkpoint.pt --data out/demo/shards \\
+    bigearth-sr evaluate --checkpoint runs/demo/checkpoint.pt --data out/demo/shards \\
         --split test --out runs/demo/eval_test
 
 Writes ``per_class_43.csv``/``.md``, ``per_class_19.csv``/``.md``, ``report.json`` and
@@ -16,70 +16,24 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support
-
-from bigearth import nomenclature as nom
+from bigearth.files import atomic_path, write_text
 from bigearth.options import fraction, nonneg_int, positive_int
+from reference_train.metrics import score
 
-AVERAGES = ("micro", "macro", "weighted", "samples")
-
-
-def to_19(probs43: np.ndarray, targets43: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """43-class probabilities/targets -> 19-class ones (max over each class's CORINE members)."""
-    member = nom._TO_19.astype(bool)  # (43, 19)
-    probs = np.stack([probs43[:, member[:, j]].max(axis=1) if member[:, j].any() else np.zeros(len(probs43))
-                      for j in range(member.shape[1])], axis=1)
-    return probs, nom.to_19(targets43.astype(np.uint8)).astype(np.float32)
-
-
-def report(probs: np.ndarray, targets: np.ndarray, names, threshold: float = 0.5) -> dict:
-    """Per-class rows and averages for one nomenclature."""
-    y = targets.astype(np.int64)
-    pred = (probs >= threshold).astype(np.int64)
-    present = np.flatnonzero(y.sum(axis=0) > 0)
-    p, r, f, s = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
-    ap = np.full(len(names), np.nan)
-    for c in present:
-        ap[c] = average_precision_score(y[:, c], probs[:, c])
-    rows = [{"class": names[c], "precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
-             "support": int(s[c]), "ap": None if np.isnan(ap[c]) else float(ap[c])} for c in range(len(names))]
-    avgs = {}
-    for avg in AVERAGES:
-        ap_, ar, af, _ = precision_recall_fscore_support(y, pred, average=avg, labels=present, zero_division=0)
-        avgs[avg] = {"precision": float(ap_), "recall": float(ar), "f1": float(af)}
-    return {"threshold": threshold, "samples": int(len(y)), "classes_present": int(len(present)), "per_class": rows,
-            "averages": avgs, "mAP": float(np.nanmean(ap)) if len(present) else None,
-            "micro_AP": float(average_precision_score(y[:, present], probs[:, present], average="micro"))
-            if len(present) else None}
-
-
-def summary(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict:
-    """The few numbers logged after each epoch."""
-    rep = report(probs, targets, [str(i) for i in range(targets.shape[1])], threshold)
-    return {"micro_f1": rep["averages"]["micro"]["f1"], "macro_f1": rep["averages"]["macro"]["f1"],
-            "samples_f1": rep["averages"]["samples"]["f1"], "mAP": rep["mAP"]}
+NOMENCLATURES = ("43", "19")
 
 
 def write_reports(out: Path, reports: dict) -> None:
-    """CSV + Markdown per nomenclature, one JSON, per-class F1 bar charts; each written atomically."""
+    """CSV + Markdown per nomenclature, one JSON (everything in ``reports``, the run's details
+    included), per-class F1 bar charts; each written atomically, each once."""
     out.mkdir(parents=True, exist_ok=True)
-
-    def atomic(path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-
-    for key, rep in reports.items():
-        tmp = out / f"per_class_{key}.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
+    for key, rep in ((k, v) for k, v in reports.items() if k in NOMENCLATURES):
+        with atomic_path(out / f"per_class_{key}.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["class", "precision", "recall", "f1", "support", "ap"])
             w.writeheader()
             w.writerows(rep["per_class"])
-        os.replace(tmp, out / f"per_class_{key}.csv")
         lines = [f"### {key} classes ({rep['samples']} patches, threshold {rep['threshold']})", "",
                  "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
@@ -89,9 +43,9 @@ def write_reports(out: Path, reports: dict) -> None:
         if rep["mAP"] is not None:
             lines += ["", f"mAP (macro over {rep['classes_present']} classes present) {rep['mAP']:.3f}; "
                           f"micro AP {rep['micro_AP']:.3f}"]
-        atomic(out / f"per_class_{key}.md", "\n".join(lines) + "\n")
+        write_text(out / f"per_class_{key}.md", "\n".join(lines) + "\n")
         plot_f1(rep, out / f"f1_{key}.png", f"per-class F1, {key} classes")
-    atomic(out / "report.json", json.dumps(reports, indent=1))
+    write_text(out / "report.json", json.dumps(reports, indent=1))
 
 
 def plot_f1(rep: dict, path: Path, title: str) -> None:
@@ -107,21 +61,14 @@ def plot_f1(rep: dict, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
-def evaluate(probs: np.ndarray, targets: np.ndarray, num_classes: int, threshold: float = 0.5) -> dict:
-    if num_classes == 43:
-        p19, t19 = to_19(probs, targets)
-        return {"43": report(probs, targets, nom.CLASS_NAMES, threshold), "19": report(p19, t19, nom.CLASS_NAMES_19, threshold)}
-    return {"19": report(probs, targets, nom.CLASS_NAMES_19, threshold)}
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 add_help=add_help)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True, help="shard folder")
     ap.add_argument("--split", default="test")
@@ -130,13 +77,17 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=positive_int, default=128)
     ap.add_argument("--workers", type=nonneg_int, default=2)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    args = ap.parse_args(argv)
+    return ap
 
+
+def main(args) -> int:
     import torch
 
     import shards
+    from reference_train.checkpoint import load_weights, read_checkpoint
     from reference_train.model import build_model, parse_layers
-    from reference_train.train import load_weights, predict, read_checkpoint
+    from reference_train.predict import predict
+
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = read_checkpoint(Path(args.checkpoint))
     targs = state["args"]
@@ -149,11 +100,10 @@ def main(argv=None) -> int:
                            variant=targs["variant"], labels=targs["labels"], normalize=False, rank=0, world=1)
     normalizer = shards.Normalizer(index, targs["variant"]).to(device)
     probs, targets = predict(model, loader, normalizer, device)
-    reports = evaluate(probs, targets, targs["labels"], args.threshold)
+    reports = score(probs, targets, targs["labels"], args.threshold)
     reports["checkpoint"] = {"path": str(args.checkpoint), "epoch": state["epoch"], "split": args.split}
-    write_reports(Path(args.out), {k: v for k, v in reports.items() if k in ("43", "19")})
-    (Path(args.out) / "report.json").write_text(json.dumps(reports, indent=1))
-    for key in ("43", "19"):
+    write_reports(Path(args.out), reports)
+    for key in NOMENCLATURES:
         if key in reports:
             a = reports[key]["averages"]
             print(f"{key} classes: micro F1 {a['micro']['f1']:.3f}  macro F1 {a['macro']['f1']:.3f}  "
@@ -164,4 +114,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from bigearth.errors import run_command
-    raise SystemExit(run_command(main))
+    raise SystemExit(run_command(main, get_args_parser().parse_args()))

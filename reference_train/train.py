@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +28,32 @@ import torch
 from torch import nn
 
 import shards
-from shards.reader import shard_entries
 from bigearth.errors import InputError, run_command
-from bigearth.files import atomic_path, load_torch
+from bigearth.files import atomic_path, write_text
 from bigearth.options import float_in, int_list, nonneg_int, positive_float, positive_int
 from bigearth.record import ARRAYS, RGB
+from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, save_checkpoint
 from reference_train.distributed import make_engine
+from reference_train.metrics import summary
 from reference_train.model import build_model, param_groups, parse_layers
+from reference_train.predict import predict, to_device
 from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
-
-CHECKPOINT = "checkpoint.pt"
+from shards.reader import shard_entries
 
 
 class NonFiniteLoss(RuntimeError):
     pass
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def default_workers() -> int:
+    """DataLoader workers per rank: up to 4, never more than the cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores))
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                add_help=add_help)
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="shard folder (with index.json) written by `bigearth-sr shards`")
     g.add_argument("--variant", default="super", choices=("super", "rgb", "native"),
@@ -52,7 +61,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", type=int, default=43, choices=(43, 19), help="43 CORINE classes or BigEarthNet-19")
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", default="validation", help="evaluated after each epoch on rank 0 ('' to skip)")
-    g.add_argument("--workers", type=nonneg_int, default=4, help="DataLoader worker processes per rank")
+    g.add_argument("--workers", type=nonneg_int, default=default_workers(),
+                   help="DataLoader worker processes per rank (default: up to 4, at most the cores available)")
     g.add_argument("--shuffle", type=nonneg_int, default=1000, help="shuffle buffer (samples) per worker")
     g.add_argument("--resampled", action="store_true",
                    help="draw shards with replacement (always on with more than one rank, so every rank "
@@ -93,7 +103,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue from --output-dir/checkpoint.pt if it exists")
     g.add_argument("--nan-check-every", type=positive_int, default=20, help="steps between checks of the loss")
     g.add_argument("--print-freq", type=nonneg_int, default=20)
-    g.add_argument("--fail-at", default=None, help=argparse.SUPPRESS)  # "rank:step": tests a failing worker
     return p
 
 
@@ -107,13 +116,6 @@ def seed_everything(seed: int) -> None:
 
 def mix_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] % 2**62)
-
-
-def to_device(x, device, channels_last: bool):
-    if isinstance(x, dict):
-        return {k: to_device(v, device, channels_last) for k, v in x.items()}
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 def make_loader(args, split: str, engine, train: bool):
@@ -143,75 +145,6 @@ class SyntheticLoader:
     def __iter__(self):
         for _ in range(self.steps):
             yield self.x, self.y
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def data_identity(index: dict, args) -> dict:
-    """What the run trains on: the archive behind the shards (its sha256) and the split."""
-    return {"archive_sha256": index.get("source", {}).get("sha256"), "train_split": args.train_split,
-            "seed": args.seed}
-
-
-def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, history: list, args,
-                    data: dict | None = None) -> None:
-    """Atomically: written to a temporary name, then renamed over the last checkpoint. Only
-    tensors and plain values, so that it loads with ``weights_only=True``."""
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scaler": scaler.state_dict() if scaler is not None else None,
-             "epoch": epoch,  # the next epoch to run
-             "data_position": {"epoch": epoch, "step": 0},  # shards are re-shuffled from (seed, epoch)
-             "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
-             "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)},
-             "data": data or {}}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-# what the checkpoint's tensors depend on: resuming or evaluating with other values cannot work
-MODEL_KEYS = ("variant", "labels", "arch", "layers")
-
-
-def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
-    """A checkpoint as data (tensors and plain values only; see ``bigearth.files.load_torch``),
-    checked to be one of this trainer's and, given ``args``, of the same model; given ``data``
-    (resuming), trained on the same shards."""
-    state = load_torch(path, "checkpoint")
-    if not isinstance(state, dict) or not {"model", "epoch", "args", "history"} <= set(state):
-        raise InputError(path, "not a reference_train checkpoint (it lacks model, epoch, args or history)")
-    if args is not None:
-        saved = state["args"]
-        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {getattr(args, k)!r} here" for k in MODEL_KEYS
-                  if saved.get(k) != getattr(args, k)]
-        if differ:
-            raise InputError(path, "checkpoint of another model: " + "; ".join(differ)
-                             + " (use the same options, or another --output-dir)")
-    saved_data = state.get("data") or {}
-    if data is not None and saved_data:
-        differ = [f"{k} {saved_data.get(k)!r} there, {v!r} here" for k, v in data.items() if saved_data.get(k) != v]
-        if differ:
-            raise InputError(path, "checkpoint of a run on other data: " + "; ".join(differ)
-                             + " (resuming would mix two runs; use another --output-dir)")
-    return state
-
-
-def load_weights(path: Path, model: nn.Module, weights: dict) -> None:
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise InputError(path, f"its weights do not fit the model ({str(e).splitlines()[0][:300]})") from None
-
-
-def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict | None = None) -> tuple[int, list]:
-    state = read_checkpoint(path, args, data)
-    load_weights(path, model, state["model"])
-    try:
-        opt.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise InputError(path, f"its optimizer state does not fit ({str(e).splitlines()[0][:300]})") from None
-    return int(state["epoch"]), list(state["history"])
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -253,12 +186,9 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     checked = torch.zeros((), device=device, dtype=torch.float64)
     seen, t0, step = 0, time.perf_counter(), 0
-    fail = tuple(map(int, args.fail_at.split(":"))) if args.fail_at else None
     for step, (x, y) in enumerate(loader):
         if step >= steps:
             break
-        if fail and fail == (engine.rank, step):
-            raise RuntimeError(f"rank {engine.rank}: failing at step {step} as asked (--fail-at)")
         lr = lr_at(epoch + step / steps, peak, engine.world, args.warmup_epochs, milestones, args.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -277,6 +207,9 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
             rate = seen / (time.perf_counter() - t0)
             print(f"epoch {epoch} step {step + 1}/{steps} lr {lr:.4f} loss {float(loss.detach()):.4f} "
                   f"{rate:.1f} img/s/rank", flush=True)
+    if seen == 0:  # nothing to average, no learning rate reached: say why instead
+        raise InputError(args.data, f"the {args.train_split!r} split gave rank {engine.rank} of {engine.world} no batch "
+                                    f"(no sample in its share of the shards): write smaller shards, or use fewer ranks")
     seconds = time.perf_counter() - t0
     n_steps = min(step + 1, steps)
     mean_loss = float(engine.mean(loss_sum) / n_steps)
@@ -284,22 +217,7 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
             "seconds": seconds, "steps": n_steps}
 
 
-@torch.no_grad()
-def predict(model, loader, normalizer, device, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid probabilities and targets of a whole split."""
-    model.eval()
-    probs, targets = [], []
-    for x, y in loader:
-        x = normalizer(to_device(x, device, channels_last))
-        probs.append(torch.sigmoid(model(x).float()).cpu().numpy())
-        targets.append(y.numpy())
-    if not probs:
-        return np.zeros((0, 0)), np.zeros((0, 0))
-    return np.concatenate(probs), np.concatenate(targets)
-
-
 def validate(model, args, engine, normalizer) -> dict:
-    from reference_train.evaluate import summary
     loader = make_loader(args, args.val_split, engine, train=False)
     probs, targets = predict(model, loader, normalizer, engine.device, args.channels_last)
     if not len(probs):
@@ -312,14 +230,21 @@ def validate(model, args, engine, normalizer) -> dict:
 
 # --------------------------------------------------------------------------- logs
 
+def summary_writer(path: Path):
+    """TensorBoard's event writer, without TensorFlow: tensorboard imports TensorFlow whenever it
+    is installed (the tfds extra brings it: oneDNN and absl lines on every rank) unless its own
+    "notf" marker module exists; the event files need only tensorboard's stub."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(path))
+
+
 def write_logs(out: Path, history: list, tb) -> None:
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-    tmp = out / "metrics.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, out / "metrics.csv")
     row = history[-1]
     if tb is not None:
         for k, v in row.items():
@@ -350,10 +275,9 @@ def plot_curves(history: list, path: Path) -> None:
     for a in axes:
         a.set_xlabel("epoch")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- main
@@ -361,6 +285,8 @@ def plot_curves(history: list, path: Path) -> None:
 def main(args) -> int:
     index, base = shards.read_index(args.data)  # data problems are named before any process group starts
     n_train = sum(e["samples"] for e in shard_entries(index, base, args.train_split))
+    if n_train == 0 and not args.synthetic_data:
+        raise InputError(base / shards.INDEX_NAME, f"the {args.train_split!r} split holds no sample")
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     engine = make_engine(args.engine, device, args.timeout)
     out = Path(args.output_dir)
@@ -380,7 +306,7 @@ def main(args) -> int:
               f"{', overridden by --lr' if args.lr is not None else ''}), warm-up {args.warmup_epochs} epochs from "
               f"{peak / engine.world:.4g}, x{args.gamma} at {list(milestones)}; {steps} steps/epoch over "
               f"{n_train} training patches", flush=True)
-        (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+        write_text(out / "args.json", json.dumps({k: v for k, v in vars(args).items() if not callable(v)}, indent=1))
 
     seed_everything(mix_seed(args.seed, engine.rank))
     raw = build_model(args.variant, args.labels, args.arch, args.dropout, parse_layers(args.layers)).to(engine.device)
@@ -406,8 +332,7 @@ def main(args) -> int:
     tb = None
     if engine.rank == 0:
         with contextlib.suppress(ImportError):
-            from torch.utils.tensorboard import SummaryWriter
-            tb = SummaryWriter(str(out / "tensorboard"))
+            tb = summary_writer(out / "tensorboard")
     try:
         for epoch in range(start, args.epochs):
             seed_everything(mix_seed(args.seed, epoch, engine.rank))  # dropout masks: repeatable on resume

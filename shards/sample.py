@@ -93,6 +93,8 @@ def check(sample: dict, members=MEMBERS, verify: bool = True) -> dict:
         meta = json.loads(sample["meta.json"])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SampleError(f"sample {sample['__key__']!r}: meta.json is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise SampleError(f"sample {sample['__key__']!r}: meta.json is not an object")
     if meta.get("name") != sample["__key__"]:
         raise SampleError(f"sample {sample['__key__']!r}: meta.json names {meta.get('name')!r}")
     if verify:
@@ -113,8 +115,16 @@ def decode_array(sample: dict, member: str) -> np.ndarray:
 
 
 def decode_labels(sample: dict) -> tuple[np.ndarray, np.ndarray]:
-    doc = json.loads(sample["labels.json"])
-    return np.asarray(doc["multi_hot"], np.uint8), np.asarray(doc["multi_hot_19"], np.uint8)
+    """(43-class, 19-class) multi-hot vectors of ``labels.json``; a damaged member is a SampleError."""
+    try:
+        doc = json.loads(sample["labels.json"])
+        c43, c19 = np.asarray(doc["multi_hot"], np.uint8), np.asarray(doc["multi_hot_19"], np.uint8)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise SampleError(f"sample {sample.get('__key__')!r}: labels.json is damaged ({type(e).__name__}: {e})") from None
+    if c43.shape != (nom.NUM_CLASSES,) or c19.shape != (nom.NUM_CLASSES_19,):
+        raise SampleError(f"sample {sample.get('__key__')!r}: labels.json holds {c43.shape} and {c19.shape} "
+                          f"multi-hot vectors, expected ({nom.NUM_CLASSES},) and ({nom.NUM_CLASSES_19},)")
+    return c43, c19
 
 
 def decode(sample: dict, verify: bool = True) -> PatchRecord:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import bz2
+import json
 import os
 import shutil
 from pathlib import Path
@@ -7,6 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from bigearth import nomenclature as nom
+from bigearth.record import BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("BIGEARTH_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -54,6 +61,37 @@ def copy_products(products, dest: Path) -> list[Path]:
         shutil.copytree(p, dest / p.name)
         out.append(dest / p.name)
     return out
+
+
+def write_ben(folder: Path, records, tile_source: str) -> list[Path]:
+    """BigEarthNet v1 patch folders (12 uint16 GeoTIFFs and the label JSON) from archive records,
+    as the archive lays them out."""
+    out = []
+    for r in records:
+        d = folder / r.name
+        d.mkdir(parents=True)
+        for key, bands in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
+            cube = getattr(r, key)
+            for i, b in enumerate(bands):
+                res = BAND_RESOLUTION[b]
+                with rasterio.open(d / f"{r.name}_{b}.tif", "w", driver="GTiff", width=cube.shape[2],
+                                   height=cube.shape[1], count=1, dtype="uint16", crs=r.crs,
+                                   transform=from_origin(r.bounds[0], r.bounds[1], res, res)) as ds:
+                    ds.write(cube[i], 1)
+        (d / f"{r.name}_labels_metadata.json").write_text(json.dumps({
+            "labels": nom.names_of(r.classes), "projection": r.crs, "tile_source": tile_source,
+            "acquisition_date": r.date.replace("T", " "),
+            "coordinates": dict(zip(("ulx", "uly", "lrx", "lry"), r.bounds))}))
+        out.append(d)
+    return out
+
+
+def write_lists(folder: Path, splits: dict[str, list[str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, file in (("train", "train"), ("validation", "val"), ("test", "test"), ("snow", "patches_with_seasonal_snow"),
+                      ("cloud", "patches_with_cloud_and_shadow")):
+        (folder / f"{file}.csv.bz2").write_bytes(bz2.compress("\n".join(splits.get(key, [])).encode()))
+    return folder
 
 
 def archive_contents(path) -> dict:

@@ -101,3 +101,28 @@ def test_real_patches_flow_through_to_shards_unchanged(ben_build, tmp_path):
             np.testing.assert_array_equal(y.numpy(), r.classes_19)
             seen.append(r.name)
     assert sorted(seen) == sorted(recs)
+
+
+def test_official_lists_are_read_once_per_build_not_per_tile(built, tmp_path, monkeypatch):
+    """Five official lists, several tile_sources: each list is decompressed once (a cache of
+    four entries re-read them for every tile)."""
+    import bz2
+
+    from dataset_builder import bigearthnet_v1
+
+    from .conftest import write_ben, write_lists
+
+    recs = list(archive.iter_records(built[0] / ARCHIVE_NAME))
+    names = []
+    for product in sorted({r.product for r in recs}):
+        mine = [r for r in recs if r.product == product][:2]
+        names += [f.name for f in write_ben(tmp_path / "ben", mine, product + ".SAFE")]
+    lists = write_lists(tmp_path / "lists", {"train": names[::2], "test": names[1::2]})
+    calls = []
+    real = bz2.decompress
+    monkeypatch.setattr(bigearthnet_v1.bz2, "decompress", lambda data: calls.append(1) or real(data))
+    manifest = build([tmp_path / "ben"], BuildConfig(out_dir=str(tmp_path / "o"), official_lists=str(lists),
+                                                     progress=False))
+    assert manifest["tiles_ok"] == len({r.product for r in recs}) >= 3 and not manifest["tiles_failed"]
+    assert manifest["patches"] == len(names)
+    assert len(calls) == 5

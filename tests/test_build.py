@@ -198,7 +198,7 @@ def test_kill_and_resume_equals_an_uninterrupted_build(built, products, tmp_path
     while time.time() < deadline and proc.poll() is None:
         if kill_after == "first_part" and len(list(parts.glob("*.json"))) >= 1:
             break
-        if kill_after == "mid_tile" and list(parts.glob("*.h5.tmp")):
+        if kill_after == "mid_tile" and list(parts.glob(".*.h5.*.tmp")):
             break
         time.sleep(0.01)
     proc.kill()  # SIGKILL: no cleanup runs

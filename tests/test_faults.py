@@ -7,7 +7,6 @@ points (``bigearth-sr``, the reference trainer and evaluator); the check of what
 is computed independently of the code under test (a fresh build, the files themselves)."""
 from __future__ import annotations
 
-import bz2
 import dataclasses
 import json
 import os
@@ -26,14 +25,12 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from bigearth import nomenclature as nom
 from bigearth.errors import run_command
 from bigearth.files import folder_lock, sha256_file
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION
 from dataset_builder import archive
 from dataset_builder.build import ARCHIVE_NAME, MANIFEST_NAME
 
-from .conftest import assert_same_archive
+from .conftest import assert_same_archive, write_ben, write_lists
 
 # --------------------------------------------------------------------------- running commands
 
@@ -48,13 +45,7 @@ def run(argv: list[str]) -> tuple[int, str]:
     buf_out, buf_err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
         try:
-            if argv[0] == "train":
-                from reference_train.train import get_args_parser, main
-                rc = run_command(main, get_args_parser().parse_args(argv[1:]))
-            elif argv[0] == "evaluate":
-                from reference_train.evaluate import main
-                rc = run_command(main, argv[1:])
-            elif argv[0] == "read-shards":  # a user's pipeline: iterate a split of the shards
+            if argv[0] == "read-shards":  # a user's pipeline: iterate a split of the shards
                 rc = run_command(_read_all, *argv[1:])
             else:
                 rc = cli(argv)
@@ -104,37 +95,6 @@ class Ctx:
         f = {"products": " ".join(map(str, self.products)), "clc": " ".join(f"--clc {c}" for c in self.clc),
              "out": str(self.out), "root": str(self.root), "archive": str(self.built / ARCHIVE_NAME), **self.fields}
         return shlex.split(template.format(**f))
-
-
-def write_ben(folder: Path, records, tile_source: str) -> list[Path]:
-    """BigEarthNet v1 patch folders (12 uint16 GeoTIFFs and the label JSON) from archive records,
-    as the archive lays them out."""
-    out = []
-    for r in records:
-        d = folder / r.name
-        d.mkdir(parents=True)
-        for key, bands in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
-            cube = getattr(r, key)
-            for i, b in enumerate(bands):
-                res = BAND_RESOLUTION[b]
-                with rasterio.open(d / f"{r.name}_{b}.tif", "w", driver="GTiff", width=cube.shape[2],
-                                   height=cube.shape[1], count=1, dtype="uint16", crs=r.crs,
-                                   transform=from_origin(r.bounds[0], r.bounds[1], res, res)) as ds:
-                    ds.write(cube[i], 1)
-        (d / f"{r.name}_labels_metadata.json").write_text(json.dumps({
-            "labels": nom.names_of(r.classes), "projection": r.crs, "tile_source": tile_source,
-            "acquisition_date": r.date.replace("T", " "),
-            "coordinates": dict(zip(("ulx", "uly", "lrx", "lry"), r.bounds))}))
-        out.append(d)
-    return out
-
-
-def write_lists(folder: Path, splits: dict[str, list[str]]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, file in (("train", "train"), ("validation", "val"), ("test", "test"), ("snow", "patches_with_seasonal_snow"),
-                      ("cloud", "patches_with_cloud_and_shadow")):
-        (folder / f"{file}.csv.bz2").write_bytes(bz2.compress("\n".join(splits.get(key, [])).encode()))
-    return folder
 
 
 def _ben(ctx: Ctx, n: int = 6) -> list[Path]:

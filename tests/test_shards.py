@@ -338,3 +338,20 @@ def test_pax_headers_and_streamed_urls_read_the_same(written, tmp_path):
     assert len(ref) == n
     assert read(str(pax)) == ref
     assert read(f"pipe:cat {first}") == ref
+
+
+def test_skip_policy_skips_corruption_only_never_a_programming_error(written, monkeypatch):
+    """on_error="skip" is for damaged samples; a bug in decoding (here a KeyError raised by
+    the decoder itself) must surface, not be counted as corruption."""
+    _, _, sdir, index = written
+    from shards import reader
+
+    def broken(sample):
+        raise KeyError("a bug, not a damaged sample")
+
+    monkeypatch.setattr(reader, "decode_labels", broken)
+    split = next(iter(index["splits"]))
+    ds = shards.load(sdir, split, shuffle=0, on_error="skip")
+    with pytest.raises(KeyError, match="a bug"):
+        next(iter(ds))
+    assert ds.skipped.samples == 0

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bigearth import nomenclature as nom
-from reference_train.evaluate import evaluate, report, to_19
+from reference_train.metrics import report, score, to_19
 from reference_train.model import build_model, param_groups
 from reference_train.recipe import augment, lr_at, mixup, rot_flip, scaled_lr
 
@@ -211,9 +211,9 @@ def test_a_failing_worker_ends_the_job(learn_data, tmp_path, engine):
         launch = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable]
     else:
         launch = [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    cmd = [*launch, "-m", "reference_train.train", "--engine", engine, "--data", str(data), "--output-dir",
-           str(tmp_path), *TINY, "--epochs", "2", "--batch-size", "4", "--steps-per-epoch", "6", "--val-split", "",
-           "--fail-at", "1:2", "--timeout", "60"]
+    cmd = [*launch, str(ROOT / "tests" / "fail_at.py"), "1:2", "--engine", engine, "--data", str(data),
+           "--output-dir", str(tmp_path), *TINY, "--epochs", "2", "--batch-size", "4", "--steps-per-epoch", "6",
+           "--val-split", "", "--timeout", "60"]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
     t = time.perf_counter()
     r = subprocess.run(cmd if engine == "horovod" else [cmd[0], *cmd[1:]], env=env, capture_output=True, text=True,
@@ -296,7 +296,7 @@ def test_evaluation_matches_an_independent_computation(tmp_path):
         cols = [nom.CLC_CODES.index(code) for code in codes]
         np.testing.assert_array_equal(p19[:, j], probs[:, cols].max(1))
         np.testing.assert_array_equal(t19[:, j], targets[:, cols].max(1))
-    reps = evaluate(probs, targets, 43)
+    reps = score(probs, targets, 43)
     from reference_train.evaluate import write_reports
     write_reports(tmp_path, reps)
     for name in ("per_class_43.csv", "per_class_43.md", "per_class_19.csv", "per_class_19.md", "report.json",
@@ -346,3 +346,17 @@ def test_variants_precision_and_synthetic_input_train(learn_data, tmp_path, extr
         assert state["model"]["conv1.weight"].shape[1] == 3
     if "--synthetic-data" not in extra:
         assert 0 <= row["val_micro_f1"] <= 1
+
+
+def test_the_trainer_imports_no_tensorflow_and_fits_its_workers_to_the_cores(tmp_path):
+    code = ("import os, sys\n"
+            "from reference_train.train import default_workers, get_args_parser, summary_writer\n"
+            f"w = summary_writer({str(tmp_path)!r}); w.add_scalar('loss', 1.0, 0); w.close()\n"
+            "cores = len(os.sched_getaffinity(0))\n"
+            "assert default_workers() == min(4, cores), (default_workers(), cores)\n"
+            "assert get_args_parser().parse_args(['--data', 'x', '--output-dir', 'y']).workers == min(4, cores)\n"
+            "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tensorflow imported: False" in r.stdout
+    assert "oneDNN" not in r.stderr and list(tmp_path.glob("events.out.tfevents.*"))

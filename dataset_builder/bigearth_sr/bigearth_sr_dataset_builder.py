@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,9 @@ from bigearth.record import ARRAYS, RGB_INDEX, SPLITS
 from dataset_builder import inputs, upsample
 
 CHUNK = 256  # archive rows per Beam element
+# Beam example generation when set (with `tfds build --beam_pipeline_options=...`); else a plain
+# generator, which the small default needs and which needs no pipeline
+BEAM_ENV = "BIGEARTH_SR_BEAM"
 # feature name -> (archive dataset, band indices or None)
 VARIANT_ARRAYS = {
     "super": {"data_super": ("data_super", None)},
@@ -90,12 +94,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://doi.org/10.3390/rs11243056",
         )
 
-    def _generate_splits(self, dl_manager, download_config):
-        # Beam when the user asks for it (tfds build --beam_pipeline_options=...), else a plain
-        # generator: the small default needs no pipeline.
-        self._use_beam = download_config.beam_options is not None or download_config.beam_runner is not None
-        return super()._generate_splits(dl_manager, download_config)
-
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
         path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
@@ -107,7 +105,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, path: str, rows: list[int]):
         variant = self.builder_config.variant
-        if getattr(self, "_use_beam", False):
+        if os.environ.get(BEAM_ENV, "") not in ("", "0"):
             beam = tfds.core.lazy_imports.apache_beam
             chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
             return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)

@@ -15,7 +15,7 @@ import torch
 
 from bigearth.record import BANDS_20M, BANDS_60M
 
-from .. import upsample
+from ..interpolate import BANDS_SR, bilinear
 from . import weights as weights_io
 from .model import DSen2Net
 
@@ -27,7 +27,7 @@ def upsample_stack(cube: np.ndarray | torch.Tensor, f: int) -> torch.Tensor:
     cube = torch.as_tensor(cube, dtype=torch.float32)
     out = torch.empty((cube.shape[0], cube.shape[1] * f, cube.shape[2] * f), dtype=torch.float32)
     for k in range(cube.shape[0]):
-        upsample.bilinear(cube[k].contiguous(), f, out[k])
+        bilinear(cube[k].contiguous(), f, out[k])
     return out
 
 
@@ -127,8 +127,8 @@ class DSen2:
         kw = dict(core=self.core, batch=self.batch, device=self.device, precision=self.precision, region=region)
         sr20 = run_tiled(self.nets[2], net_input(2, b10, b20, up20=up20), **kw)
         sr60 = run_tiled(self.nets[6], net_input(6, b10, b20, b60, up20=up20), **kw)
-        out = np.empty((len(upsample.BANDS_SR), *sr20.shape[1:]), np.float32)
+        out = np.empty((len(BANDS_SR), *sr20.shape[1:]), np.float32)
         for cube, names in ((sr20, BANDS_20M), (sr60, BANDS_60M)):
             for k, name in enumerate(names):
-                out[upsample.BANDS_SR.index(name)] = cube[k].numpy()
+                out[BANDS_SR.index(name)] = cube[k].numpy()
         return out
