@@ -65,8 +65,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="DataLoader worker processes per rank (default: up to 4, at most the cores available)")
     g.add_argument("--shuffle", type=nonneg_int, default=1000, help="shuffle buffer (samples) per worker")
     g.add_argument("--resampled", action="store_true",
-                   help="draw shards with replacement (always on with more than one rank, so every rank "
-                        "takes the same number of steps)")
+                   help="draw shards with replacement (default: every sample once per epoch, the same "
+                        "number on every rank)")
     g.add_argument("--synthetic-data", action="store_true",
                    help="random tensors in memory instead of the shards (to measure the model alone)")
     g = p.add_argument_group("model")
@@ -122,7 +122,7 @@ def make_loader(args, split: str, engine, train: bool):
     kw = dict(variant=args.variant, labels=args.labels, normalize=False, seed=args.seed)
     if train:
         return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers,
-                             shuffle=args.shuffle, resampled=args.resampled or engine.world > 1,
+                             shuffle=args.shuffle, resampled=args.resampled,
                              rank=engine.rank, world=engine.world, **kw)
     return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
                          rank=0, world=1, **kw)
@@ -296,7 +296,10 @@ def main(args) -> int:
               f"no validation", flush=True)
     peak = args.lr if args.lr is not None else scaled_lr(args.base_lr, engine.world, args.batch_size)
     milestones = tuple(args.milestones)
-    steps = steps_per_epoch(math.ceil(n_train / engine.world), args.batch_size)
+    # every rank gets ceil(n / world) samples of the split per epoch, each sample once (shards.load)
+    loader = None if args.synthetic_data else make_loader(args, args.train_split, engine, True)
+    steps = (loader.dataset.batches_this_rank(args.batch_size, args.workers) if loader is not None
+             else steps_per_epoch(math.ceil(n_train / engine.world), args.batch_size))
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
     if engine.rank == 0:
@@ -328,7 +331,7 @@ def main(args) -> int:
     if args.compile:
         model = torch.compile(model)
     normalizer = shards.Normalizer(index, args.variant).to(engine.device)
-    loader = SyntheticLoader(args, steps) if args.synthetic_data else make_loader(args, args.train_split, engine, True)
+    loader = SyntheticLoader(args, steps) if args.synthetic_data else loader
     tb = None
     if engine.rank == 0:
         with contextlib.suppress(ImportError):

@@ -143,12 +143,54 @@ class _Epoch:
         return make_seed(self.seed, self.rank, _worker()[0], self.epoch)
 
 
-def rank_shards(entries: list[dict], rank: int, world: int, shuffle: bool, epoch: _Epoch):
-    """This rank's shards: one order on every rank (shuffled by seed and epoch), then every world-th."""
+def epoch_order(entries: list[dict], shuffle: bool, epoch: _Epoch) -> list[dict]:
+    """The split's shards in this epoch's order: the same on every rank (shuffled by seed and
+    epoch), so that the ranks' shares below partition one sequence."""
     order = list(entries)
     if shuffle:
         random.Random(make_seed(epoch.seed, epoch.epoch)).shuffle(order)
-    yield from order[rank::world]
+    return order
+
+
+def rank_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Positions [lo, hi) of ``rank`` in the epoch's sequence of ``n`` samples padded to a multiple
+    of ``world`` (position p is sample p mod n: at most world - 1 samples repeat, as
+    ``DistributedSampler`` pads): every rank gets the same count, ceil(n / world)."""
+    per = -(-n // world) if n else 0
+    return rank * per, (rank + 1) * per
+
+
+def worker_range(lo: int, hi: int, worker: int, workers: int) -> tuple[int, int]:
+    """A DataLoader worker's contiguous part of its rank's range (sizes differ by at most one)."""
+    size = hi - lo
+    return lo + size * worker // workers, lo + size * (worker + 1) // workers
+
+
+def slices(order: list[dict], lo: int, hi: int) -> list[dict]:
+    """Positions [lo, hi) of the sequence of ``order``'s samples as shard slices: entries with
+    ``start``/``stop``, the samples of that shard to yield (positions past the end wrap)."""
+    n = sum(e["samples"] for e in order)
+    starts, acc = [], 0
+    for e in order:
+        starts.append(acc)
+        acc += e["samples"]
+    out, p = [], lo
+    while p < hi and n:
+        q = p % n
+        i = next(i for i, s0 in enumerate(starts) if s0 <= q < s0 + order[i]["samples"])
+        take = min(hi - p, starts[i] + order[i]["samples"] - q)
+        out.append({**order[i], "start": q - starts[i], "stop": q - starts[i] + take})
+        p += take
+    return out
+
+
+def epoch_slices(entries: list[dict], rank: int, world: int, shuffle: bool, epoch: _Epoch):
+    """What this rank's DataLoader worker reads in this epoch: every sample of the split once over
+    all ranks and workers (plus at most world - 1 repeats), without replacement, the same count
+    on every rank, each worker reading only its own slices of the shards."""
+    order = epoch_order(entries, shuffle, epoch)
+    lo, hi = rank_range(sum(e["samples"] for e in order), rank, world)
+    yield from slices(order, *worker_range(lo, hi, *_worker()))
 
 
 def _fail(err: ShardError, on_error: str, skipped: Skipped | None, shards: int = 0, samples: int = 0) -> None:
@@ -223,7 +265,7 @@ class _NotPlain(Exception):
 _ZERO_BLOCK = bytes(512)
 
 
-def tar_members(url: str, wanted, state: dict):
+def tar_members(url: str, want, state: dict):
     """(member, bytes or None) for each regular member of one shard; ``state["offset"]``
     follows the header being read. Local files are read by seeking: a member nobody wants is
     not read at all, and a wanted one is read straight into its own writable buffer (no copy
@@ -237,7 +279,7 @@ def tar_members(url: str, wanted, state: dict):
                 tf.members = []  # tarfile would otherwise keep every TarInfo
                 if not info.isreg():
                     continue
-                if wanted is not None and _ext(info.name) not in wanted:
+                if not want(info.name):
                     yield info, None
                     continue
                 data = tf.extractfile(info).read()
@@ -258,7 +300,7 @@ def tar_members(url: str, wanted, state: dict):
                 members = _tarfile_members(fh, done)
                 continue
             done = m.offset_data + -(-m.size // 512) * 512
-            if wanted is not None and _ext(m.name) not in wanted:
+            if not want(m.name):
                 yield m, None
                 continue
             buf = bytearray(m.size)
@@ -277,53 +319,78 @@ def _tarfile_members(fh, start: int):
             yield _Member(info.name, info.size, info.offset, info.offset_data)
 
 
+def _key(name: str) -> tuple[str, str]:
+    """(sample key, extension) of a member name, as webdataset splits them: the key ends at the
+    first dot of the file name."""
+    base = name.rsplit("/", 1)[-1]
+    key, _, ext = base.partition(".")
+    return name[:len(name) - len(base)] + key, ext
+
+
 def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", skipped=None):
     """Shard entries -> samples ``{"__key__", "__url__", "__offset__", member: bytes}``.
 
-    Members are grouped by key as webdataset does (the key ends at the first dot of the file
-    name). Members not in ``wanted`` are skipped unread. A shard that is truncated, corrupted,
-    holds incomplete samples or not the count the index records is an error naming the shard
-    and the byte offset where it went wrong.
+    Members are grouped by key as webdataset does. Members not in ``wanted``, and samples outside
+    an entry's ``start``/``stop`` slice, are skipped unread. A shard that is truncated,
+    corrupted, holds incomplete samples or not the count the index records is an error naming
+    the shard and the byte offset where it went wrong.
     """
     for entry in src:
         url = entry["url"]
         n_expected = expected.get(url)
+        start, stop = entry.get("start", 0), entry.get("stop")
         count, state = 0, {"offset": 0}
+        order = {"key": None, "index": -1}  # the sample each member belongs to, as tar_members reads them
+
+        def want(name, order=order, start=start, stop=stop):
+            key, ext = _key(name)
+            if key != order["key"]:
+                order["key"], order["index"] = key, order["index"] + 1
+            inside = order["index"] >= start and (stop is None or order["index"] < stop)
+            return inside and (wanted is None or ext in wanted)
+
         try:
-            cur, seen = None, set()
-            for info, data in tar_members(url, wanted, state):
+            cur, seen, index = None, set(), -1
+            for info, data in tar_members(url, want, state):
                 offset = info.offset
-                base = info.name.rsplit("/", 1)[-1]
-                key, dot, ext = base.partition(".")
-                if not dot:
+                key, ext = _key(info.name)
+                if "." not in info.name.rsplit("/", 1)[-1]:
                     raise ShardError(f"{url}: member {info.name!r} has no extension (at byte offset {offset})")
-                key = info.name[:len(info.name) - len(base)] + key
                 if cur is None and entry.get("first_key") and key != entry["first_key"]:
                     raise ShardError(f"{url}: its first sample is {key!r}, the index says {entry['first_key']!r}: "
                                      f"the index belongs to another build of this folder (write the shards again)")
                 if cur is None or key != cur["__key__"]:
                     if cur is not None:
                         _complete(cur, seen, url)
-                        yield cur
+                        if index >= start:
+                            yield cur
                         count += 1
+                    index += 1
+                    if stop is not None and index >= stop:
+                        break  # the rest of the shard is another worker's or rank's
                     cur, seen = {"__key__": key, "__url__": url, "__offset__": offset}, set()
                 if ext in seen:
                     raise ShardError(f"{url}: sample {key!r} has {ext} twice (at byte offset {offset})")
                 seen.add(ext)
                 if data is not None:
                     cur[ext] = data
-            if cur is not None:
-                _complete(cur, seen, url)
-                yield cur
-                count += 1
-            if n_expected is not None and count != n_expected:
+            else:
+                if cur is not None:
+                    _complete(cur, seen, url)
+                    if index >= start:
+                        yield cur
+                    count += 1
+                if n_expected is not None and count != n_expected:
+                    raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} (ends at byte offset "
+                                     f"{state['offset']}); {_diagnose(entry)}")
+            if stop is not None and count < stop:
                 raise ShardError(f"{url}: holds {count} samples, the index says {n_expected} (ends at byte offset "
                                  f"{state['offset']}); {_diagnose(entry)}")
         except (ShardError, tarfile.TarError, OSError, EOFError, UnicodeDecodeError) as e:  # what damage raises
             if not isinstance(e, ShardError):
                 e = ShardError(f"{url}: {type(e).__name__}: {e} (at byte offset {state['offset']}, after {count} "
                                f"complete sample(s))")
-            _fail(e, on_error, skipped, 1, max((n_expected or count) - count, 0))
+            _fail(e, on_error, skipped, 1, max((stop if stop is not None else (n_expected or count)) - max(count, start), 0))
 
 
 def _diagnose(entry: dict) -> str:
@@ -439,11 +506,19 @@ class ShardDataset(wds.DataPipeline):
         self._epoch.epoch = epoch
 
     def samples_this_rank(self) -> int:
-        """Samples one pass gives this rank (in resampled mode: the epoch length)."""
+        """Samples one pass gives this rank: ceil(split / world), the same on every rank (in
+        resampled mode: the epoch length)."""
         if self._resampled:
             return self._epoch_samples
-        order = list(rank_shards(self._entries, self.rank, self.world, self._shuffle_shards, self._epoch))
-        return sum(e["samples"] for e in order)
+        lo, hi = rank_range(sum(e["samples"] for e in self._entries), self.rank, self.world)
+        return hi - lo
+
+    def batches_this_rank(self, batch_size: int, workers: int, partial: bool = True) -> int:
+        """Batches one pass gives this rank when each of ``workers`` DataLoader workers batches
+        its own part (the same on every rank, so data-parallel ranks take the same steps)."""
+        n, w = self.samples_this_rank(), max(1, workers)
+        sizes = [hi - lo for lo, hi in (worker_range(0, n, i, w) for i in range(w))]
+        return sum(-(-k // batch_size) if partial else k // batch_size for k in sizes)
 
 
 def load(source, split: str = "train", variant: str = "super", labels: int = 43, batch_size: int | None = None,
@@ -472,9 +547,6 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
     entries = shard_entries(index, base, split)
     r, w = rank_world()
     rank, world = (r if rank is None else rank), (w if world is None else world)
-    if not resampled and len(entries) < world:
-        log.warning("split %s has %d shard(s) for %d ranks: some ranks get none (write smaller shards, "
-                    "or use resampled=True)", split, len(entries), world)
     epoch = _Epoch(seed, rank)
     skipped = Skipped()
     expected = {e["url"]: e["samples"] for e in entries}
@@ -484,7 +556,7 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         stages = [wds.ResampledShards([e["url"] for e in entries], seed=seed, worker_seed=epoch.worker_seed,
                                       deterministic=True)]
     else:
-        stages = [_Stage(rank_shards, entries, rank, world, shuffle > 0, epoch), wds.split_by_worker]
+        stages = [_Stage(epoch_slices, entries, rank, world, shuffle > 0, epoch)]
     stages.append(partial(tar_samples, expected=expected, wanted=wanted, on_error=on_error, skipped=skipped))
     if shuffle:
         stages.append(partial(_shuffled, bufsize=shuffle, epoch=epoch))

@@ -1,10 +1,11 @@
 """HDF5 archive -> WebDataset tar shards per split, plus the shard index.
 
 Each split's patches are shuffled with a seed (across tiles: a shard mixes many tiles) and
-dealt into shards of equal sample count, sized so a shard is close to the byte target; equal
-counts keep ranks balanced when shards are split by node. Every shard is written to
-``<name>.tmp`` and renamed; a marker in ``.progress/`` records its checksum so a rerun skips
-finished shards. ``index.json`` is written last, so its presence means a complete set.
+dealt into shards of equal sample count (the last holds the rest), sized so a shard is close to
+the byte target; the reader balances ranks by samples (``reader.epoch_slices``). Every shard is
+written to a temporary name and renamed; a marker in ``.progress/`` records its checksum so a
+rerun skips finished shards. ``index.json`` is written last, so its presence means a complete
+set.
 """
 from __future__ import annotations
 

@@ -152,15 +152,28 @@ def _keys_of(sdir, split, rank, world, workers, **kw):
     return [m["name"] for _, _, m in dl]
 
 
-@pytest.mark.parametrize("world,workers", [(1, 2), (2, 1), (2, 2), (3, 2)])
-def test_ranks_times_workers_partition_the_split(written, world, workers):
-    _, _, sdir, index = written
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_an_epoch_over_ranks_and_workers_is_the_split_once_with_equal_shares(written, world, tmp_path):
+    """Without replacement: for every world and worker count, the keys of one epoch over all
+    ranks are the split, each once, plus at most world - 1 repeats (padding), and every rank
+    gets the same number of samples and batches (the shards hold unequal counts)."""
+    sdir = tmp_path / "three"
+    index = shards.write_shards(written[0], sdir, int(SHARD_BYTES * 1.5), progress=False)  # three per shard
     split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
-    per_rank = [_keys_of(sdir, split, r, world, workers, shuffle=50, seed=3) for r in range(world)]
-    flat = [k for ks in per_rank for k in ks]
-    assert len(flat) == len(set(flat)) == index["splits"][split]["samples"]
-    ds = shards.load(sdir, split, rank=0, world=world)
-    assert ds.samples_this_rank() == len(per_rank[0])
+    counts = [e["samples"] for e in index["splits"][split]["shards"]]
+    assert len(set(counts)) > 1  # the last shard is smaller: the case that needed replacement before
+    n = index["splits"][split]["samples"]
+    for workers in (1, 2, 3):
+        per_rank = [_keys_of(sdir, split, r, world, workers, shuffle=50, seed=3) for r in range(world)]
+        flat = [k for ks in per_rank for k in ks]
+        assert set(flat) == set(_keys_of(sdir, split, 0, 1, 0, shuffle=0))
+        assert len(flat) - n == (-n) % world <= world - 1  # the repeats: padding only
+        assert {len(ks) for ks in per_rank} == {-(-n // world)}
+        ds = shards.load(sdir, split, rank=0, world=world)
+        assert ds.samples_this_rank() == len(per_rank[0])
+        for r in range(world):
+            dl = shards.loader(sdir, split, batch_size=4, num_workers=workers, rank=r, world=world, shuffle=0)
+            assert len(list(dl)) == dl.dataset.batches_this_rank(4, workers)
 
 
 def test_epochs_reshuffle_and_resampled_epoch_length(written):
