@@ -5,6 +5,7 @@
     opt = engine.wrap_optimizer(opt, model)     # hvd.DistributedOptimizer / nothing
     engine.broadcast(model, opt)                # rank 0's parameters and optimizer state
     engine.mean(t)                              # metric averaging across ranks
+    engine.gather(t)                            # every rank's rows (validation predictions)
 
 Both engines run on CPU (Gloo) and GPU (NCCL). Launch with ``horovodrun -np N`` or
 ``torchrun --nproc_per_node N`` (or srun; see reference_train/slurm/).
@@ -83,6 +84,11 @@ class Engine:
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         return self.sum(t) / self.world
 
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``t`` (the same shape on every rank), concatenated in rank order along
+        dimension 0, on every rank."""
+        return t
+
     def barrier(self) -> None:
         pass
 
@@ -129,6 +135,11 @@ class DDPEngine(Engine):
         t = t.clone()
         self.dist.all_reduce(t)
         return t
+
+    def gather(self, t):
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        self.dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
 
     def barrier(self):
         self.dist.barrier()
@@ -178,6 +189,9 @@ class HorovodEngine(Engine):
 
     def sum(self, t):
         return self.hvd.allreduce(t, op=self.hvd.Sum)
+
+    def gather(self, t):
+        return self.hvd.allgather(t)
 
     def barrier(self):
         self.hvd.allreduce(torch.zeros(1), op=self.hvd.Sum)

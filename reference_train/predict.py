@@ -13,14 +13,18 @@ def to_device(x, device, channels_last: bool):
 
 
 @torch.no_grad()
-def predict(model, loader, normalizer, device, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid probabilities and targets of a whole split."""
+def predict(model, loader, normalizer, device, channels_last: bool = False, with_names: bool = False):
+    """Sigmoid probabilities and targets of a whole split: ``(probs, targets)``, and the patch
+    names with ``with_names`` (the loader then yields ``(x, y, meta)``)."""
     model.eval()
-    probs, targets = [], []
-    for x, y in loader:
+    probs, targets, names = [], [], []
+    for batch in loader:
+        x, y = batch[0], batch[1]
         x = normalizer(to_device(x, device, channels_last))
         probs.append(torch.sigmoid(model(x).float()).cpu().numpy())
         targets.append(y.numpy())
-    if not probs:
-        return np.zeros((0, 0)), np.zeros((0, 0))
-    return np.concatenate(probs), np.concatenate(targets)
+        if with_names:
+            names += [m["name"] for m in batch[2]]
+    p = np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
+    t = np.concatenate(targets) if targets else np.zeros((0, 0), np.float32)
+    return (p, t, names) if with_names else (p, t)

@@ -118,14 +118,11 @@ def mix_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] % 2**62)
 
 
-def make_loader(args, split: str, engine, train: bool):
-    kw = dict(variant=args.variant, labels=args.labels, normalize=False, seed=args.seed)
-    if train:
-        return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers,
-                             shuffle=args.shuffle, resampled=args.resampled,
-                             rank=engine.rank, world=engine.world, **kw)
-    return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
-                         rank=0, world=1, **kw)
+def make_loader(args, split: str, engine):
+    """The training loader: this rank's share of the split, reshuffled every epoch."""
+    return shards.loader(args.data, split, batch_size=args.batch_size, num_workers=args.workers, shuffle=args.shuffle,
+                         resampled=args.resampled, rank=engine.rank, world=engine.world, variant=args.variant,
+                         labels=args.labels, normalize=False, seed=args.seed)
 
 
 class SyntheticLoader:
@@ -217,9 +214,27 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
             "seconds": seconds, "steps": n_steps}
 
 
+NAME_BYTES = 96  # patch names travel between ranks as fixed-width byte rows
+
+
 def validate(model, args, engine, normalizer) -> dict:
-    loader = make_loader(args, args.val_split, engine, train=False)
-    probs, targets = predict(model, loader, normalizer, engine.device, args.channels_last)
+    """Validation on every rank at once: each scores its share of the split (every sample once
+    over the ranks, plus the padding that evens the shares), the predictions are gathered, the
+    padded repeats dropped by patch name, and the metrics are those of a one-process run."""
+    loader = shards.loader(args.data, args.val_split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
+                           variant=args.variant, labels=args.labels, normalize=False, seed=args.seed,
+                           rank=engine.rank, world=engine.world, with_meta=True)
+    probs, targets, names = predict(model, loader, normalizer, engine.device, args.channels_last, with_names=True)
+    if engine.world > 1:
+        codes = np.zeros((len(names), NAME_BYTES), np.uint8)
+        for i, n in enumerate(names):
+            b = n.encode()[:NAME_BYTES]
+            codes[i, :len(b)] = np.frombuffer(b, np.uint8)
+        probs = engine.gather(torch.from_numpy(np.ascontiguousarray(probs, np.float32))).numpy()
+        targets = engine.gather(torch.from_numpy(np.ascontiguousarray(targets, np.float32))).numpy()
+        names = [bytes(c).rstrip(b"\0").decode() for c in engine.gather(torch.from_numpy(codes)).numpy()]
+    _, first = np.unique(np.asarray(names, dtype=object), return_index=True)  # drop the padding's repeats
+    probs, targets = probs[np.sort(first)], targets[np.sort(first)]
     if not len(probs):
         return {}
     eps = 1e-7
@@ -297,7 +312,7 @@ def main(args) -> int:
     peak = args.lr if args.lr is not None else scaled_lr(args.base_lr, engine.world, args.batch_size)
     milestones = tuple(args.milestones)
     # every rank gets ceil(n / world) samples of the split per epoch, each sample once (shards.load)
-    loader = None if args.synthetic_data else make_loader(args, args.train_split, engine, True)
+    loader = None if args.synthetic_data else make_loader(args, args.train_split, engine)
     steps = (loader.dataset.batches_this_rank(args.batch_size, args.workers) if loader is not None
              else steps_per_epoch(math.ceil(n_train / engine.world), args.batch_size))
     if args.steps_per_epoch:
@@ -342,9 +357,9 @@ def main(args) -> int:
             if hasattr(loader, "dataset"):
                 loader.dataset.set_epoch(epoch)
             row = train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch, steps, peak, milestones)
+            if args.val_split and args.val_split in index["splits"]:
+                row.update(validate(raw, args, engine, normalizer))  # every rank takes part
             if engine.rank == 0:
-                if args.val_split and args.val_split in index["splits"]:
-                    row.update(validate(raw, args, engine, normalizer))
                 history.append(row)
                 save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args, data_identity(index, args))
                 write_logs(out, history, tb)

@@ -360,3 +360,23 @@ def test_the_trainer_imports_no_tensorflow_and_fits_its_workers_to_the_cores(tmp
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tensorflow imported: False" in r.stdout
     assert "oneDNN" not in r.stderr and list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_validation_is_shared_by_the_ranks_and_equals_one_process(learn_data, tmp_path):
+    """Three ranks each score a third of the test split (88 patches: two padded repeats), the
+    predictions are gathered and the repeats dropped: the metrics equal a one-process run."""
+    data, index = learn_data
+    assert index["splits"]["test"]["samples"] % 3
+    script = str(ROOT / "tests" / "dist_validate.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, script, "none", str(data), str(tmp_path / "one.json")], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    three = subprocess.run([str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "3", "--master_port",
+                            str(_free_port()), script, "ddp", str(data), str(tmp_path / "three.json")], env=env,
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert three.returncode == 0, three.stdout[-2000:] + three.stderr[-3000:]
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "three.json"))
+    assert a.keys() == b.keys() and "val_micro_f1" in a
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
