@@ -212,7 +212,15 @@ def _merge_virtual(dst: h5py.File, parts: list[Path], sizes: list[int], base: Pa
 
 
 def iter_records(path, indices=None):
-    """Yield :class:`PatchRecord` objects from an archive (or a part file)."""
+    """The patches of an archive (or a part file), as records.
+
+    Args:
+        path: ``bigearth_sr.h5`` (or ``parts/<product>.h5``).
+        indices: rows to read, in this order (default: every row, in archive order).
+
+    Returns:
+        An iterator of :class:`bigearth.record.PatchRecord`, one per row.
+    """
     with h5py.File(path, "r") as f:
         n = f["name"].shape[0]
         for i in (range(n) if indices is None else indices):

@@ -527,15 +527,35 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
          rank: int | None = None, world: int | None = None, partial_batches: bool = True) -> ShardDataset:
     """A webdataset pipeline over one split of the shards.
 
-    source: the shard folder or its ``index.json``. variant: ``super`` (12x120x120),
-    ``rgb`` (B04, B03, B02 at 120x120) or ``native`` (a dict of the 10m, 20m and 60m cubes).
-    labels: 43 or 19. shuffle: buffer size in samples (0: files order; shard order is then kept
-    too). resampled: draw shards with replacement forever; an epoch is ``epoch_samples`` per
-    rank (default: the split's size / world). normalize: float32 (x - mean) / std per band from
-    the build's statistics, else the uint16 values (normalise on the GPU with
-    :class:`Normalizer`). on_error: ``raise`` or ``skip`` (logged and counted in ``.skipped``).
-    rank/world: default from torch.distributed, Horovod or the launcher's environment.
-    Yields ``(x, y)`` (``(x, y, meta)`` with ``with_meta``), batched when ``batch_size`` is set.
+    Args:
+        source: the shard folder or its ``index.json``.
+        split: ``train``, ``validation``, ``test`` (the splits the index lists).
+        variant: ``super`` (12x120x120), ``rgb`` (B04, B03, B02 at 120x120) or ``native`` (a
+            dict of the 10m, 20m and 60m cubes).
+        labels: 43 (CORINE) or 19 (BigEarthNet-19).
+        batch_size: batch this many samples (None: single samples).
+        shuffle: buffer size in samples (0: files order; shard order is then kept too).
+        resampled: draw shards with replacement forever; an epoch is ``epoch_samples`` per rank
+            (default: the split's size / world). Without it, one epoch over all ranks and
+            workers is every sample once (at most world - 1 repeats), the same count per rank.
+        epoch_samples: the epoch length per rank in resampled mode.
+        normalize: float32 (x - mean) / std per band from the build's statistics (fitted on
+            the training split); else the uint16 values (normalise on the GPU with
+            :class:`Normalizer`).
+        with_meta: also yield each sample's ``meta.json`` (name, product, tile, date, x, y,
+            crs, bounds, split).
+        on_error: ``raise`` or ``skip`` (a damaged sample or shard is logged and counted in
+            ``.skipped``; any other error is raised).
+        verify: check each sample's CRC-32C.
+        seed: shard order and shuffle buffers, reshuffled by :meth:`ShardDataset.set_epoch`.
+        rank, world: this process's place (default: from torch.distributed, Horovod or the
+            launcher's environment).
+        partial_batches: keep each worker's last, smaller batch.
+
+    Returns:
+        A :class:`ShardDataset` (an ``IterableDataset``) yielding ``(x, y)`` (``(x, y, meta)``
+        with ``with_meta``), batched when ``batch_size`` is set; it carries ``index``,
+        ``skipped``, ``set_epoch``, ``samples_this_rank`` and ``batches_this_rank``.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -592,11 +612,20 @@ def _shuffled(src, bufsize: int, epoch: _Epoch):
 
 def loader(source, split: str = "train", batch_size: int = 64, num_workers: int = 4, pin_memory: bool = True,
            prefetch_factor: int = 4, **kw) -> wds.WebLoader:
-    """A DataLoader of batches from :func:`load` (its keyword arguments pass through).
+    """A DataLoader of batches from :func:`load`.
 
-    Batches are made in the workers; ``pin_memory`` pins them for asynchronous copies to the GPU
-    (ignored without one). The pipeline is ``loader.dataset``: its ``set_epoch``, ``index`` and
-    ``skipped`` are there."""
+    Args:
+        source, split: as :func:`load`.
+        batch_size: samples per batch, made in the workers.
+        num_workers: DataLoader worker processes; each reads its own part of this rank's share.
+        pin_memory: pin batches for asynchronous copies to the GPU (ignored without one).
+        prefetch_factor: batches each worker prepares ahead.
+        **kw: passed to :func:`load` (variant, labels, shuffle, normalize, rank, world, ...).
+
+    Returns:
+        A ``webdataset.WebLoader``; the pipeline is ``loader.dataset`` (its ``set_epoch``,
+        ``index``, ``skipped``, ``batches_this_rank``).
+    """
     ds = load(source, split, batch_size=batch_size, **kw)
     dl = wds.WebLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory and torch.cuda.is_available(),
                        prefetch_factor=prefetch_factor if num_workers else None, persistent_workers=False)
