@@ -150,10 +150,11 @@ def main() -> None:
         return k
 
     def b_lean():  # the same members through the reader's own tar parsing, nothing decoded
-        from shards.reader import tar_members
+        from shards.tar import member_key, tar_members
+        wanted_ext = {"super.npy", "labels.json", "meta.json"}
         k = 0
         for u in urls:
-            for m, _ in tar_members(str(u), {"super.npy", "labels.json", "meta.json"}, {}):
+            for m, _ in tar_members(str(u), lambda name: member_key(name)[1] in wanted_ext, {}):
                 k += m.name.endswith(".meta.json")
         return k
 

@@ -137,7 +137,7 @@ def print_shards(index: dict, out: Path) -> None:
 
 
 def cmd_verify_shards(args) -> int:
-    from shards.reader import verify
+    from shards.index import verify
     problems = verify(args.shards)
     for p in problems:
         print(p)

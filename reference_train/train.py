@@ -38,7 +38,7 @@ from reference_train.metrics import summary
 from reference_train.model import build_model, param_groups, parse_layers
 from reference_train.predict import predict, to_device
 from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
-from shards.reader import shard_entries
+from shards.index import shard_entries
 
 
 class NonFiniteLoss(RuntimeError):

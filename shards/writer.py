@@ -32,9 +32,9 @@ from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
+from .index import INDEX_NAME
 from .sample import NPY_MEMBERS, encode, tar_bytes
 
-INDEX_NAME = "index.json"
 FORMAT = "bigearth-sr-shards"
 FORMAT_VERSION = 1
 DEFAULT_SHARD_BYTES = 256 * 2**20

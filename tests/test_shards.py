@@ -340,7 +340,7 @@ def test_pax_headers_and_streamed_urls_read_the_same(written, tmp_path):
                                                   pax_headers={"comment": "re-packed"}) as dst:
         for m in src.getmembers():
             dst.addfile(m, src.extractfile(m))
-    from shards.reader import tar_samples
+    from shards.stream import tar_samples
     n = index["splits"][split]["shards"][0]["samples"]
 
     def read(url):
@@ -357,12 +357,12 @@ def test_skip_policy_skips_corruption_only_never_a_programming_error(written, mo
     """on_error="skip" is for damaged samples; a bug in decoding (here a KeyError raised by
     the decoder itself) must surface, not be counted as corruption."""
     _, _, sdir, index = written
-    from shards import reader
+    from shards import stream
 
     def broken(sample):
         raise KeyError("a bug, not a damaged sample")
 
-    monkeypatch.setattr(reader, "decode_labels", broken)
+    monkeypatch.setattr(stream, "decode_labels", broken)
     split = next(iter(index["splits"]))
     ds = shards.load(sdir, split, shuffle=0, on_error="skip")
     with pytest.raises(KeyError, match="a bug"):
