@@ -1,0 +1,127 @@
+"""Running the plan: in this process, on local worker processes, or on MPI ranks, with tiles
+dealt by Algorithm 1 (serpentine); a worker that fails fatally ends the build with its error."""
+from __future__ import annotations
+
+import sys
+import traceback
+
+from bigearth.errors import EnvironmentFailure, InputError
+
+from .config import BuildConfig
+from .schedule import serpentine
+from .tasks import Task, run_task
+
+
+def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> None:
+    import torch
+    torch.set_num_threads(1)
+    for t in tasks:
+        try:
+            res = run_task(t, cfg)
+        except BaseException as e:  # strict mode, a full disk, or a bug: report it instead of dying silently
+            res = _fatal(t, e)
+        queue.put(res)
+        if res.get("fatal"):
+            return
+
+
+def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
+    """Run the plan on ``workers`` local processes (or in this process when workers == 1)."""
+    from tqdm import tqdm
+
+    results = []
+    if workers <= 1:
+        bar = tqdm(total=len(tasks), desc="tiles", unit="tile", disable=not cfg.progress)
+        for t in tasks:
+            inner = tqdm(total=max(1, int(round(t.count ** 0.5))) if t.kind == "product" else t.count,
+                         desc=t.id[:38], unit="row" if t.kind == "product" else "patch", leave=False,
+                         disable=not cfg.progress)
+            results.append(run_task(t, cfg, inner.update))
+            inner.close()
+            bar.update(1)
+            bar.set_postfix_str(_status(results[-1]))
+        bar.close()
+        return results
+
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    plan = serpentine(tasks, [t.count for t in tasks], workers)
+    procs = [ctx.Process(target=_worker_main, args=(w, plan[w], cfg, queue), daemon=True) for w in range(workers)]
+    for p in procs:
+        p.start()
+    bar = tqdm(total=len(tasks), desc=f"tiles ({workers} workers)", unit="tile", disable=not cfg.progress)
+    import queue as _q
+    while len(results) < len(tasks):
+        try:
+            res = queue.get(timeout=1.0)
+        except _q.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:  # a worker killed by a signal or crashed: end the build, never hang
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"a build worker died (exit code {dead[0].exitcode})") from None
+            continue
+        results.append(res)
+        bar.update(1)
+        bar.set_postfix_str(_status(res))
+        if res.get("fatal"):
+            for p in procs:
+                p.kill()
+            _raise_fatal(res)
+    bar.close()
+    for p in procs:
+        p.join()
+    return results
+
+
+def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
+    """Each MPI rank builds its share; rank 0 gathers the results (others return None)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = serpentine(tasks, [t.count for t in tasks], size)[rank]
+    out = []
+    for t in mine:
+        try:
+            out.append(run_task(t, cfg))
+        except BaseException as e:  # strict mode, a full disk, or a bug: this rank stops and reports it
+            sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
+            out.append(_fatal(t, e))
+            break
+        if cfg.progress:
+            sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out[-1])}\n")
+    # every rank reaches the gather (a failed one right away), so nothing hangs, and rank 0 sees a
+    # fatal result before it writes anything: no archive is merged beside a failure (an MPI_Abort
+    # here raced with rank 0's merge: an archive without a manifest was seen)
+    gathered = comm.gather(out, root=0)
+    if rank != 0:
+        return None
+    results = [r for rs in gathered for r in rs]
+    fatal = [r for r in results if r.get("fatal")]
+    if fatal:
+        _raise_fatal(fatal[0])
+    return results
+
+
+def _fatal(task: Task, e: BaseException) -> dict:
+    """A result that ends the build, as a worker or rank sends it to the parent."""
+    kind = "environment" if isinstance(e, EnvironmentFailure) else "input" if isinstance(e, InputError) else "bug"
+    return {"task": task.id, "status": "failed", "error": str(e) if kind != "bug" else f"{type(e).__name__}: {e}",
+            "kind": kind, "traceback": traceback.format_exc(), "fatal": True}
+
+
+def _raise_fatal(res: dict):
+    """In the parent: the error a worker ended with, as the same kind of exception."""
+    if res.get("kind") == "environment":
+        raise EnvironmentFailure(res["error"])
+    if res.get("kind") == "input":
+        raise InputError(res["task"], res["error"].removeprefix(f"{res['task']}: "))
+    raise RuntimeError(f"{res['task']}: {res['error']}\n{res.get('traceback', '')}")
+
+
+def _status(res: dict) -> str:
+    if res.get("status") != "ok":
+        return f"FAILED {res.get('error', '')[:60]}"
+    return f"kept {res['kept']}" + (" (resumed)" if res.get("resumed") else "")

@@ -1,0 +1,161 @@
+"""The units of Algorithm 1 and their resumable execution: planning tasks from the inputs
+(failures recorded per input), fingerprinting what each task reads, and running one task or
+reusing its part when nothing that shaped it changed."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import traceback
+from pathlib import Path
+
+from bigearth import nomenclature as nom
+from bigearth.errors import EnvironmentFailure, InputError
+from bigearth.files import atomic_path, content_digest, disk_full_error, is_disk_full, sha256_file
+
+from . import bigearthnet_v1
+from .config import BuildConfig
+from .labels import JsonLabeler
+from .products import process_product
+from .safe import Product, open_product
+
+
+@dataclasses.dataclass
+class Task:
+    """One unit of Algorithm 1: a product, or one tile_source's patches of the BigEarthNet archive."""
+
+    id: str
+    kind: str  # "product" or "bigearthnet"
+    source: object  # Product, or list of patch folders
+    count: int
+
+
+def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
+    """Open every input's metadata. An input that cannot be opened (or, in the BigEarthNet
+    archive, a patch whose label JSON cannot be read) is returned as a failure, keyed by the
+    input's name; the others are planned."""
+    tasks, failed = [], {}
+    for inp in inputs:
+        inp = Path(inp)
+        key = inp.name.removesuffix(".zip").removesuffix(".SAFE")
+        try:
+            if bigearthnet_v1.is_archive_dir(inp):
+                groups, bad = bigearthnet_v1.group_by_tile_source(inp)
+                if bad and cfg.strict:
+                    raise InputError(next(iter(bad)), next(iter(bad.values())))
+                failed.update(bad)
+                tasks.extend(Task(tid, "bigearthnet", folders, len(folders)) for tid, folders in groups.items())
+                continue
+            p = open_product(inp)
+            tasks.append(Task(p.name, "product", p, p.patch_count))
+        except (InputError, OSError) as e:
+            if cfg.strict:
+                raise
+            failed[key] = str(e) if isinstance(e, InputError) else f"{inp}: cannot read ({e.strerror or e})"
+    ids = [t.id for t in tasks]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(dup[0], f"the same product is given twice ({', '.join(dup)}): give each input once")
+    return sorted(tasks, key=lambda t: t.id), failed
+
+
+def task_inputs(task: Task, cfg: BuildConfig) -> dict:
+    """Content digests of what this task reads besides the shared label sources: its product (or
+    its patch folders) and, with --labels-json, the label JSONs of its patches."""
+    if task.kind == "product":
+        d = {"product": product_digest(task.source)}
+        if cfg.labels_json:
+            d["labels_json"] = JsonLabeler(cfg.labels_json).digest(task.source.prefix)
+        return d
+    h = hashlib.sha256()
+    for folder in sorted(task.source, key=lambda f: f.name):
+        h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
+    return {"patches": h.hexdigest()}
+
+
+def product_digest(product: Product) -> str:
+    """Content digest of what the builder reads of a product: its metadata and the 13 band files
+    it decodes (a zip: the whole file). Other files of the SAFE (TCI, AOT, the resampled copies
+    of the 10 m bands, QI data) do not shape a part and are not read."""
+    path = Path(product.path)
+    if path.is_file():
+        return content_digest(path)
+    files = [path / "MTD_MSIL2A.xml", *sorted(path.glob("GRANULE/*/MTD_TL.xml")),
+             *(Path(product.band_paths[b]) for b in sorted(product.band_paths))]
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            h.update(f"{f.relative_to(path).as_posix()}\0{content_digest(f)}\n".encode())
+        except FileNotFoundError:
+            raise InputError(f, "file is missing from the product") from None
+        except OSError as e:
+            raise InputError(f, f"cannot read ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def task_fingerprint(task: Task, cfg: BuildConfig) -> str:
+    """A part is reused only under the same fingerprint: every input that shaped it (product or
+    patches, label sources, options, method and weights) has the same content."""
+    doc = {"config": cfg.fingerprint(), "inputs": task_inputs(task, cfg)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parts_dir(cfg) -> Path:
+    return Path(cfg.out_dir) / "parts"
+
+
+def _marker(cfg, task_id) -> Path:
+    return parts_dir(cfg) / f"{task_id}.json"
+
+
+def done_result(cfg: BuildConfig, task: Task, fingerprint: str) -> dict | None:
+    """The recorded result of a finished tile, if its part is intact and was built from the same
+    inputs the same way."""
+    m = _marker(cfg, task.id)
+    if not m.exists():
+        return None
+    try:
+        res = json.loads(m.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+    part = parts_dir(cfg) / f"{task.id}.h5"
+    if not isinstance(res, dict) or res.get("fingerprint") != fingerprint or not part.exists() \
+            or sha256_file(part) != res.get("sha256"):
+        return None
+    return res
+
+
+def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
+    """Build one tile's part (or reuse it). Whatever goes wrong with this input is recorded
+    against it and the build goes on (unless ``strict``); only the environment (a full disk)
+    ends the build, as an EnvironmentFailure."""
+    part = parts_dir(cfg) / f"{task.id}.h5"
+    try:
+        fingerprint = task_fingerprint(task, cfg)
+        prev = done_result(cfg, task, fingerprint)
+        if prev is not None:
+            prev["resumed"] = True
+            return prev
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if task.kind == "product":
+            res = process_product(task.source, cfg, part, progress)
+        else:
+            res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
+        res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
+        with atomic_path(_marker(cfg, task.id)) as tmp:
+            tmp.write_text(json.dumps(res, indent=1))
+    except EnvironmentFailure:
+        raise
+    except Exception as e:  # noqa: BLE001 - sorted below: the environment, or this input
+        if is_disk_full(e):
+            raise disk_full_error(part, e) from None
+        if cfg.strict:
+            raise
+        if isinstance(e, (InputError, nom.UnknownClassError)):
+            return {"task": task.id, "status": "failed", "error": str(e)}
+        if isinstance(e, OSError):
+            return {"task": task.id, "status": "failed", "error": f"{task.id}: cannot read ({e})"}
+        return {"task": task.id, "status": "failed", "error": f"{task.id}: unexpected {type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()}
+    res["resumed"] = False
+    return res
