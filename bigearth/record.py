@@ -29,6 +29,13 @@ ARRAYS: dict[str, tuple[tuple[int, ...], str]] = {
     "classes": ((NUM_CLASSES,), "uint8"),
     "classes_19": ((NUM_CLASSES_19,), "uint8"),
 }
+# name -> (kind, shape) of the descriptive fields of a record: "str", or a numpy dtype name. The
+# archive's datasets, the shards' meta.json and the TFDS metadata are derived from this table, so
+# a field is added here (and to PatchRecord) and nowhere else.
+META_FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "name": ("str", ()), "product": ("str", ()), "tile": ("str", ()), "date": ("str", ()), "x": ("int16", ()),
+    "y": ("int16", ()), "crs": ("str", ()), "bounds": ("float64", (4,)), "split": ("str", ()),
+}
 SPLITS = ("train", "validation", "test", "none")
 
 # What the uint16 values mean, written into every output.
@@ -78,14 +85,45 @@ class PatchRecord:
     __hash__ = None  # mutable, compared by value
 
     def meta(self) -> dict[str, Any]:
-        """The non-array fields, JSON-serialisable."""
-        return {
-            "name": self.name, "product": self.product, "tile": self.tile, "date": self.date,
-            "x": int(self.x), "y": int(self.y), "crs": self.crs,
-            "bounds": [float(v) for v in self.bounds], "split": self.split,
-        }
+        """The non-array fields (``META_FIELDS``), JSON-serialisable."""
+        return {k: plain(k, getattr(self, k)) for k in META_FIELDS}
+
+    @classmethod
+    def from_fields(cls, meta: dict, arrays: dict) -> PatchRecord:
+        """A record from its descriptive fields (any container of ``META_FIELDS``, values as
+        stored: bytes, numpy scalars) and its arrays (``ARRAYS``)."""
+        fields = {k: plain(k, meta[k]) for k in META_FIELDS}
+        fields["bounds"] = tuple(fields["bounds"])
+        return cls(**fields, **{k: arrays[k] for k in ARRAYS})
+
+
+def plain(key: str, value) -> Any:
+    """A stored value of a descriptive field as a plain Python value of its kind."""
+    kind, shape = META_FIELDS[key]
+    if kind == "str":
+        return value.decode() if isinstance(value, bytes) else str(value)
+    if shape:
+        return [float(v) if kind.startswith("float") else int(v) for v in value]
+    return float(value) if kind.startswith("float") else int(value)
 
 
 def patch_name(product_prefix: str, x: int, y: int) -> str:
     """BigEarthNet v1 patch name: ``<mission>_MSIL2A_<datetime>_<x>_<y>``."""
     return f"{product_prefix}_{x}_{y}"
+
+
+def check_batch(arrays: dict, meta: list[dict]) -> None:
+    """A column batch of records, as the writers produce it (``arrays[key]`` of shape (n, ...)
+    per ``ARRAYS`` key, one ``META_FIELDS`` dict per patch), checked against the record's
+    definition: the write side of the one patch record."""
+    n = len(meta)
+    for key, (shape, dtype) in ARRAYS.items():
+        a = arrays.get(key)
+        if a is None or a.shape != (n, *shape) or a.dtype != np.dtype(dtype):
+            got = "missing" if a is None else f"{a.dtype}{a.shape}"
+            raise ValueError(f"{key}: a batch of {n} records needs {dtype}{(n, *shape)}, got {got}")
+    for m in meta:
+        if set(m) != set(META_FIELDS):
+            raise ValueError(f"{m.get('name')}: fields {sorted(m)} are not the record's {sorted(META_FIELDS)}")
+        if m["split"] not in SPLITS:
+            raise ValueError(f"{m['name']}: split must be one of {SPLITS}, got {m['split']!r}")

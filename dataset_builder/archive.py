@@ -23,16 +23,15 @@ import numpy as np
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.files import atomic_path, sha256_file
-from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER,
-                                VALUE_CONVENTION, PatchRecord)
+from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
+                             VALUE_CONVENTION, PatchRecord, check_batch)
 
 ARRAY_KEYS = ("data_super", "data_10m", "data_20m", "data_60m")
 LABEL_KEYS = ("classes", "classes_19")
 STR = h5py.string_dtype("utf-8")
+# the descriptive datasets, from the record's definition: strings as UTF-8, numbers as declared
 META: dict[str, tuple[object, tuple[int, ...]]] = {
-    "name": (STR, ()), "product": (STR, ()), "tile": (STR, ()), "date": (STR, ()), "split": (STR, ()),
-    "crs": (STR, ()), "x": (np.int16, ()), "y": (np.int16, ()), "bounds": (np.float64, (4,)),
-}
+    k: (STR if kind == "str" else np.dtype(kind), shape) for k, (kind, shape) in META_FIELDS.items()}
 # Filters for the patch arrays, measured in benchmarks/RESULTS.md. blosc-lz4 (default) writes
 # ~12x and reads ~4x faster than gzip for a 13 % larger file; readers need `import hdf5plugin`.
 # gzip (shuffle + deflate 1) is readable by every HDF5 library without plugins.
@@ -104,9 +103,11 @@ class PartWriter:
         self.n = 0
 
     def append(self, arrays: dict[str, np.ndarray], meta: list[dict]) -> None:
+        """Add a column batch of records (``bigearth.record.check_batch``)."""
         k = len(meta)
         if k == 0:
             return
+        check_batch(arrays, meta)
         for key in ARRAYS:
             ds = self.f[key]
             ds.resize(self.n + k, axis=0)
@@ -228,12 +229,8 @@ def iter_records(path, indices=None):
 
 
 def read_record(f: h5py.File, i: int) -> PatchRecord:
-    s = lambda key: f[key][i].decode() if isinstance(f[key][i], bytes) else str(f[key][i])  # noqa: E731
-    return PatchRecord(
-        name=s("name"), product=s("product"), tile=s("tile"), date=s("date"), x=int(f["x"][i]), y=int(f["y"][i]),
-        crs=s("crs"), bounds=tuple(float(v) for v in f["bounds"][i]), split=s("split"),
-        **{k: f[k][i] for k in ARRAYS},
-    )
+    """Row ``i`` of an open archive as a record."""
+    return PatchRecord.from_fields({k: f[k][i] for k in META_FIELDS}, {k: f[k][i] for k in ARRAYS})
 
 
 # --------------------------------------------------------------------------- reading, checked

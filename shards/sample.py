@@ -131,6 +131,5 @@ def decode(sample: dict, verify: bool = True) -> PatchRecord:
     """A whole sample back to the PatchRecord it was written from."""
     meta = check(sample, MEMBERS, verify)
     classes, classes_19 = decode_labels(sample)
-    fields = {k: meta[k] for k in ("name", "product", "tile", "date", "x", "y", "crs", "split")}
-    return PatchRecord(**fields, bounds=tuple(meta["bounds"]), classes=classes, classes_19=classes_19,
-                       **{key: decode_array(sample, m).copy() for m, key in NPY_MEMBERS.items()})
+    arrays = {key: decode_array(sample, m).copy() for m, key in NPY_MEMBERS.items()}
+    return PatchRecord.from_fields(meta, {**arrays, "classes": classes, "classes_19": classes_19})

@@ -28,7 +28,7 @@ from bigearth import __version__, options
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.files import atomic_path, disk_full_error, folder_lock, is_disk_full, sha256_file
-from bigearth.record import ARRAYS, SPLITS, VALUE_CONVENTION
+from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
@@ -178,7 +178,7 @@ def members_doc() -> dict:
     doc = {m: {"field": key, "dtype": ARRAYS[key][1], "shape": list(ARRAYS[key][0]), "bands": with_bands[key],
                "resolution_m": archive.BAND_ATTRS[key][1]} for m, key in NPY_MEMBERS.items()}
     doc["labels.json"] = {"keys": ["names", "names_19", "multi_hot", "multi_hot_19"]}
-    doc["meta.json"] = {"keys": ["name", "product", "tile", "date", "x", "y", "crs", "bounds", "split", "crc32c"]}
+    doc["meta.json"] = {"keys": [*META_FIELDS, "crc32c"]}
     return doc
 
 

@@ -30,3 +30,44 @@ def test_records_check_their_arrays_and_split():
         _record(data_20m=np.zeros((6, 60, 60), np.float32))
     with pytest.raises(ValueError, match="split must be one of"):
         _record(split="holdout")
+
+
+def test_the_outputs_take_their_fields_from_the_record(built, tmp_path):
+    """One definition: the archive's datasets, the shards' meta.json and the TFDS metadata are
+    the record's fields, and a record survives archive -> shard -> record unchanged."""
+    import json
+
+    import h5py
+
+    import shards
+    from bigearth.record import META_FIELDS
+    from dataset_builder import archive
+    from dataset_builder.build import ARCHIVE_NAME
+
+    path = built[0] / ARCHIVE_NAME
+    with h5py.File(path, "r") as f:
+        assert set(f) == set(ARRAYS) | set(META_FIELDS)
+    rec = next(archive.iter_records(path))
+    sample = shards.encode(rec)
+    assert list(json.loads(sample["meta.json"])) == [*META_FIELDS, "crc32c"]
+    assert shards.decode(sample) == rec
+    index = shards.write_shards(path, tmp_path / "s", "4MB", progress=False)
+    assert index["members"]["meta.json"]["keys"] == [*META_FIELDS, "crc32c"]
+
+
+def test_writers_are_held_to_the_record(tmp_path):
+    from bigearth.record import check_batch
+    from dataset_builder import archive
+
+    good = _record()
+    arrays = {k: getattr(good, k)[None] for k in ARRAYS}
+    check_batch(arrays, [good.meta()])
+    with pytest.raises(ValueError, match="fields"):
+        check_batch(arrays, [{**good.meta(), "cloud_cover": 0.1}])  # a field the record does not have
+    with pytest.raises(ValueError, match="classes_19"):
+        check_batch({**arrays, "classes_19": arrays["classes_19"][:, :5]}, [good.meta()])
+    w = archive.PartWriter(tmp_path / "p.h5")
+    with pytest.raises(ValueError, match="split must be one of"):
+        w.append(arrays, [{**good.meta(), "split": "holdout"}])
+    w.abort()
+    assert not list(tmp_path.iterdir())

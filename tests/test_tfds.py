@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bigearth import nomenclature as nom
-from bigearth.record import BANDS_SUPER, RGB
+from bigearth.record import BANDS_SUPER, META_FIELDS, RGB
 from dataset_builder import archive, inputs, upsample
 from dataset_builder.build import ARCHIVE_NAME
 
@@ -50,6 +50,7 @@ def check_example(ex, r, variant: str) -> None:
     assert sorted(int(i) for i in ex["labels"]) == np.flatnonzero(r.classes).tolist()
     assert sorted(int(i) for i in ex["labels_19"]) == np.flatnonzero(r.classes_19).tolist()
     m = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in ex["metadata"].items()}
+    assert set(m) == {k for k in META_FIELDS if k not in ("name", "split")}  # from the record's definition
     assert (m["product"], m["tile"], m["date"], m["crs"]) == (r.product, r.tile, r.date, r.crs)
     assert (int(m["x"]), int(m["y"])) == (r.x, r.y) and list(m["bounds"]) == list(r.bounds)
 

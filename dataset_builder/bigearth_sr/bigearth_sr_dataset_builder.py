@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigearth import nomenclature as nom
-from bigearth.record import ARRAYS, RGB_INDEX, SPLITS
+from bigearth.record import ARRAYS, META_FIELDS, RGB_INDEX, SPLITS, plain
 from dataset_builder import inputs, upsample
 
 CHUNK = 256  # archive rows per Beam element
@@ -24,6 +24,22 @@ VARIANT_ARRAYS = {
     "rgb": {"data_rgb": ("data_super", RGB_INDEX)},
     "native": {"data_10m": ("data_10m", None), "data_20m": ("data_20m", None), "data_60m": ("data_60m", None)},
 }
+
+
+# the record's descriptive fields (bigearth.record.META_FIELDS), but the name (the "filename"
+# feature) and the split (the TFDS split)
+METADATA = tuple(k for k in META_FIELDS if k not in ("name", "split"))
+
+
+def _feature(key: str):
+    """The TFDS feature of a descriptive field, from its kind in the record's definition."""
+    kind, shape = META_FIELDS[key]
+    if kind == "str":
+        return tfds.features.Text()
+    if shape:
+        return tfds.features.Tensor(shape=shape, dtype=np.dtype(kind),
+                                    doc="ulx, uly, lrx, lry in the CRS" if key == "bounds" else None)
+    return np.int32 if np.dtype(kind).kind in "iu" else np.dtype(kind)
 
 
 @dataclasses.dataclass
@@ -81,11 +97,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             "labels_19": tfds.features.Sequence(tfds.features.ClassLabel(names=nom.CLASS_NAMES_19),
                                                 doc="BigEarthNet-19 classes"),
             "filename": tfds.features.Text(doc="patch name <mission>_MSIL2A_<datetime>_<x>_<y>"),
-            "metadata": tfds.features.FeaturesDict({
-                "product": tfds.features.Text(), "tile": tfds.features.Text(), "date": tfds.features.Text(),
-                "x": np.int32, "y": np.int32, "crs": tfds.features.Text(),
-                "bounds": tfds.features.Tensor(shape=(4,), dtype=np.float64, doc="ulx, uly, lrx, lry in the CRS"),
-            }),
+            "metadata": tfds.features.FeaturesDict({k: _feature(k) for k in METADATA}),
         })
         main = next(iter(arrays)) if cfg.variant != "native" else None
         return self.dataset_info_from_configs(
@@ -119,7 +131,7 @@ def examples(rows, path: str, variant: str):
     lo, hi = min(rows), max(rows) + 1  # the span of these rows: a Beam chunk reads its own, not whole columns
     with h5py.File(path, "r") as f:
         cols = {k: f[k].asstr()[lo:hi] if f[k].dtype.kind == "O" else f[k][lo:hi]
-                for k in ("name", "product", "tile", "date", "crs", "x", "y", "bounds", "classes", "classes_19")}
+                for k in ("name", *METADATA, "classes", "classes_19")}
         for i in rows:
             ex = {}
             for feat, (key, idx) in VARIANT_ARRAYS[variant].items():
@@ -129,6 +141,5 @@ def examples(rows, path: str, variant: str):
             ex["labels"] = np.flatnonzero(cols["classes"][j]).tolist()
             ex["labels_19"] = np.flatnonzero(cols["classes_19"][j]).tolist()
             ex["filename"] = cols["name"][j]
-            ex["metadata"] = {k: cols[k][j] for k in ("product", "tile", "date", "crs", "bounds")}
-            ex["metadata"].update(x=int(cols["x"][j]), y=int(cols["y"][j]))
+            ex["metadata"] = {k: plain(k, cols[k][j]) for k in METADATA}
             yield cols["name"][j], ex
