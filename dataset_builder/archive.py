@@ -26,8 +26,9 @@ from bigearth.files import atomic_path, sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
                              VALUE_CONVENTION, PatchRecord, check_batch)
 
-ARRAY_KEYS = ("data_super", "data_10m", "data_20m", "data_60m")
-LABEL_KEYS = ("classes", "classes_19")
+# from the record's definition: the image cubes, then the label vectors
+ARRAY_KEYS = tuple(k for k in ARRAYS if k.startswith("data_"))
+LABEL_KEYS = tuple(k for k in ARRAYS if k not in ARRAY_KEYS)
 STR = h5py.string_dtype("utf-8")
 # the descriptive datasets, from the record's definition: strings as UTF-8, numbers as declared
 META: dict[str, tuple[object, tuple[int, ...]]] = {

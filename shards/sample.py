@@ -21,7 +21,8 @@ from crc32c import crc32c
 from bigearth import nomenclature as nom
 from bigearth.record import ARRAYS, PatchRecord
 
-NPY_MEMBERS = {"super.npy": "data_super", "10m.npy": "data_10m", "20m.npy": "data_20m", "60m.npy": "data_60m"}
+# one .npy member per image cube of the record: data_super -> super.npy, data_10m -> 10m.npy, ...
+NPY_MEMBERS = {f"{k.removeprefix('data_')}.npy": k for k, (shape, _) in ARRAYS.items() if len(shape) == 3}
 MEMBERS = (*NPY_MEMBERS, "labels.json", "meta.json")
 
 
