@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -39,6 +40,25 @@ def write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return Path(path)
+
+
+def read_json(path, what: str, missing=None, invalid=None, hint: str = "") -> dict:
+    """A JSON object file, read as data; errors name the file: ``missing(path, problem)`` when
+    there is none, ``invalid(path, problem)`` when it is not JSON or not an object (both
+    InputError unless given: the callers' own subclasses); ``hint`` follows the first message."""
+    from .errors import InputError
+
+    missing, invalid = missing or InputError, invalid or InputError
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise missing(path, f"{what} is missing{hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise invalid(path, f"malformed {what} ({e})") from None
+    if not isinstance(doc, dict):
+        raise invalid(path, f"{what} is not a JSON object")
+    return doc
 
 
 def load_torch(path, what: str = "checkpoint"):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rasterio.warp import transform_bounds
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import content_digest
+from bigearth.files import content_digest, read_json
 from bigearth.nomenclature import UnknownClassError
 from bigearth.record import PATCH_M
 
@@ -117,14 +116,7 @@ class ClcLabeler:
 def read_label_json(path) -> dict:
     """A BigEarthNet ``_labels_metadata.json``: labels (validated), coordinates, projection, source."""
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, "label file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"malformed label JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise InputError(path, "label JSON is not an object")
+    meta = read_json(path, "label JSON")
     for key in ("labels", "coordinates", "projection", "tile_source", "acquisition_date"):
         if key not in meta:
             raise InputError(path, f"label JSON has no {key!r}")

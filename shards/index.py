@@ -2,11 +2,10 @@
 against it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bigearth.errors import InputError
-from bigearth.files import sha256_file
+from bigearth.files import read_json, sha256_file
 
 INDEX_NAME = "index.json"
 
@@ -28,14 +27,8 @@ def read_index(source) -> tuple[dict, Path]:
     path = Path(source)
     if path.is_dir():
         path = path / INDEX_NAME
-    try:
-        index = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IndexMissing(path, "no shard index (write shards with `bigearth-sr shards`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexInvalid(path, f"the shard index is not valid JSON ({e})") from None
-    if not isinstance(index, dict) or index.get("format") != "bigearth-sr-shards" \
-            or not isinstance(index.get("splits"), dict):
+    index = read_json(path, "shard index", IndexMissing, IndexInvalid, " (write shards with `bigearth-sr shards`)")
+    if index.get("format") != "bigearth-sr-shards" or not isinstance(index.get("splits"), dict):
         raise IndexInvalid(path, "not a bigearth-sr shard index")
     return index, path.parent
 

@@ -571,7 +571,7 @@ CASES = [
          others_built),
     Case(ben_malformed_json, BEN, 1, r"labels_metadata\.json: malformed label JSON",
          others_built),
-    Case(ben_files_do_not_match_folder, BEN, 1, "label file is missing",
+    Case(ben_files_do_not_match_folder, BEN, 1, "label JSON is missing",
          others_built),
     Case(clc_garbage_one_of_several, BUILD, 1,
          r"CLC_T29UPU\S*\.tif: cannot open CORINE raster", others_built),
