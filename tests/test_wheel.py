@@ -3,6 +3,7 @@ environment, then ``tfds build`` from another folder, as TFDS's CLI runs it. The
 reach the built dataset (the wheel carries the dataset folder's data files)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,13 @@ def _run(cmd, **kw):
 
 @pytest.mark.slow
 def test_wheel_with_the_tfds_extra_builds_the_dataset_outside_the_checkout(tmp_path):
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheel"), str(ROOT)],
+    src = tmp_path / "src"  # the tracked files only: no build/ leftovers or ignored outputs reach the wheel
+    files = _run(["git", "-C", str(ROOT), "ls-files", "-z"]).stdout.split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "wheel"), str(src)],
          timeout=600)
     wheel = next((tmp_path / "wheel").glob("bigearth_sr-*.whl"))
     _run([sys.executable, "-m", "venv", str(tmp_path / "env")], timeout=300)
