@@ -109,9 +109,8 @@ def test_cli_folder_form_array_record_then_data_source(synth_dir, reference, tmp
         assert len(names) == len(set(names)) == len(recs)
 
 
-def test_beam_generation_equals_the_generator(synth_dir, reference, tmp_path, monkeypatch):
+def test_beam_generation_equals_the_generator(synth_dir, reference, tmp_path):
     pytest.importorskip("apache_beam")
-    monkeypatch.setenv("BIGEARTH_SR_BEAM", "1")
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from dataset_builder.bigearth_sr import Builder

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import h5py
@@ -15,9 +14,6 @@ from bigearth.record import ARRAYS, META_FIELDS, RGB_INDEX, SPLITS, plain
 from dataset_builder import inputs, upsample
 
 CHUNK = 256  # archive rows per Beam element
-# Beam example generation when set (with `tfds build --beam_pipeline_options=...`); else a plain
-# generator, which the small default needs and which needs no pipeline
-BEAM_ENV = "BIGEARTH_SR_BEAM"
 # feature name -> (archive dataset, band indices or None)
 VARIANT_ARRAYS = {
     "super": {"data_super": ("data_super", None)},
@@ -106,6 +102,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://doi.org/10.3390/rs11243056",
         )
 
+    def download_and_prepare(self, *, download_config=None, **kwargs):
+        # Beam when the user asks for it (`tfds build --beam_pipeline_options=...` or a runner),
+        # else a plain generator: the small default needs no pipeline
+        self.use_beam = download_config is not None and (download_config.beam_options is not None
+                                                          or download_config.beam_runner is not None)
+        return super().download_and_prepare(download_config=download_config, **kwargs)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
         path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
@@ -117,7 +120,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, path: str, rows: list[int]):
         variant = self.builder_config.variant
-        if os.environ.get(BEAM_ENV, "") not in ("", "0"):
+        if getattr(self, "use_beam", False):
             beam = tfds.core.lazy_imports.apache_beam
             chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
             return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)
