@@ -1,4 +1,7 @@
-"""File helpers shared by the builder and the shards."""
+"""Files, one helper per mechanism: atomic writes (``atomic_path``, ``write_text``), content
+digests (``sha256_file``, ``content_digest``), output-folder locks (``folder_lock``), a full disk
+named (``is_disk_full``, ``disk_full_error``), and files from elsewhere read as data
+(``read_json``, ``load_torch``)."""
 from __future__ import annotations
 
 import contextlib
