@@ -161,12 +161,23 @@ def disk_full_error(path, e: BaseException, needed: int | None = None):
 
 
 @contextlib.contextmanager
+def disk_full_named(path, needed=None):
+    """Writes inside this block that run out of disk (``is_disk_full``) end as the named
+    ``disk_full_error`` for ``path``; ``needed()`` (called only then) gives the bytes needed."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if is_disk_full(e):
+            raise disk_full_error(path, e, needed() if needed else None) from None
+        raise
+
+
+@contextlib.contextmanager
 def folder_lock(folder, wait: bool = False, what: str = "run"):
     """Hold ``folder/.lock`` (an flock) while writing into ``folder``: a second run into the same
     folder ends at once naming the holder (or, with ``wait``, waits for it). The lock goes with
     the process, so a killed run never leaves the folder locked."""
     import fcntl
-    import json
     import socket
     import sys
     import time

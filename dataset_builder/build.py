@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bigearth import __version__
-from bigearth.files import atomic_path, disk_full_error, folder_lock, is_disk_full, sha256_file
+from bigearth.files import atomic_path, disk_full_named, folder_lock, sha256_file, write_text
 from bigearth.record import VALUE_CONVENTION
 
 from . import archive
@@ -42,7 +42,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     parts = [parts_dir(cfg) / f"{i}.h5" for i in ok]
     archive_path, manifest_path = out / ARCHIVE_NAME, out / MANIFEST_NAME
     n = 0
-    try:
+    with disk_full_named(archive_path, lambda: sum(p.stat().st_size for p in parts)):
         if parts and sum(by_id[i]["kept"] for i in ok):
             with atomic_path(archive_path) as tmp:
                 n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge)
@@ -50,10 +50,6 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         else:
             manifest_path.unlink(missing_ok=True)
             archive_path.unlink(missing_ok=True)
-    except (OSError, RuntimeError) as e:
-        if is_disk_full(e):
-            raise disk_full_error(archive_path, e, sum(p.stat().st_size for p in parts)) from None
-        raise
     drops: dict[str, int] = {}
     for i in ok:
         for k, v in by_id[i]["drops"].items():
@@ -96,13 +92,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     }
     if not manifest["tracebacks"]:
         del manifest["tracebacks"]
-    try:
-        with atomic_path(manifest_path) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1))
-    except OSError as e:
-        if is_disk_full(e):
-            raise disk_full_error(manifest_path, e) from None
-        raise
+    with disk_full_named(manifest_path):
+        write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bigearth import nomenclature as nom
 from bigearth.errors import EnvironmentFailure, InputError
-from bigearth.files import atomic_path, content_digest, disk_full_error, is_disk_full, sha256_file
+from bigearth.files import content_digest, disk_full_error, is_disk_full, sha256_file, write_text
 
 from . import bigearthnet_v1
 from .config import BuildConfig
@@ -142,8 +142,7 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
         else:
             res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
         res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
-        with atomic_path(_marker(cfg, task.id)) as tmp:
-            tmp.write_text(json.dumps(res, indent=1))
+        write_text(_marker(cfg, task.id), json.dumps(res, indent=1))
     except EnvironmentFailure:
         raise
     except Exception as e:  # noqa: BLE001 - sorted below: the environment, or this input

@@ -22,6 +22,11 @@ class SplitMissing(InputError, KeyError):
     __str__ = Exception.__str__  # KeyError would quote the message
 
 
+def listed_files(index: dict) -> set[str]:
+    """The shard files an index lists, over all its splits."""
+    return {e["file"] for d in index["splits"].values() for e in d["shards"]}
+
+
 def read_index(source) -> tuple[dict, Path]:
     """``index.json`` (or the folder holding it) -> (index, folder of the shards)."""
     path = Path(source)
@@ -45,7 +50,7 @@ def verify(source) -> list[str]:
     """Check every shard's size and sha256 against the index, and that the folder holds no tar
     the index does not list; returns the problems found."""
     index, base = read_index(source)
-    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    listed = listed_files(index)
     problems = [f"{p}: not listed in {INDEX_NAME} (left from another run? readers that glob *.tar would read it)"
                 for p in sorted(base.glob("*.tar")) if p.name not in listed]
     for doc in index["splits"].values():

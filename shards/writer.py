@@ -27,12 +27,12 @@ from tqdm import tqdm
 from bigearth import __version__, options
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import atomic_path, disk_full_error, folder_lock, is_disk_full, sha256_file
+from bigearth.files import atomic_path, disk_full_named, folder_lock, sha256_file, write_text
 from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
-from .index import INDEX_NAME
+from .index import INDEX_NAME, listed_files
 from .sample import NPY_MEMBERS, encode, tar_bytes
 
 FORMAT = "bigearth-sr-shards"
@@ -94,15 +94,19 @@ def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, sp
 
 
 def write_shard(archive_path, p: ShardPlan, out_dir) -> dict:
-    """Write one shard atomically; returns its index entry."""
+    """Write one shard atomically; returns its index entry, with the key of its first sample (a
+    reader tells a shard of another build from a truncated one by it)."""
     final = Path(out_dir) / p.file
+    first = None
     with atomic_path(final) as tmp, open(tmp, "wb") as fh, h5py.File(archive_path, "r") as f:
         tw = wds.TarWriter(fh, mtime=MTIME)
         for i in p.indices:
-            tw.write(encode(_record(f, i, archive_path)))
+            sample = encode(_record(f, i, archive_path))
+            first = first or sample["__key__"]
+            tw.write(sample)
         tw.close()
     return {"file": p.file, "samples": len(p.indices), "bytes": final.stat().st_size, "sha256": sha256_file(final),
-            "first_key": _first_key(archive_path, p)}
+            "first_key": first}
 
 
 def _record(f, i: int, path):
@@ -122,15 +126,6 @@ def _readable(ds, i: int) -> bool:
         return True
     except Exception:  # noqa: BLE001 - probing which dataset is damaged
         return False
-
-
-def _first_key(archive_path, p: ShardPlan) -> str | None:
-    """The key of the shard's first sample, kept in the index so that a reader can tell a shard
-    of another build from a truncated one."""
-    if not p.indices:
-        return None
-    with h5py.File(archive_path, "r") as f:
-        return str(f["name"].asstr()[p.indices[0]])
 
 
 def _marker(out_dir: Path, p: ShardPlan) -> Path:
@@ -157,8 +152,7 @@ def _done(out_dir: Path, p: ShardPlan, fp: str) -> dict | None:
 
 def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
     entry = write_shard(archive_path, p, out_dir)
-    with atomic_path(_marker(Path(out_dir), p)) as tmp:
-        tmp.write_text(json.dumps({"fingerprint": fp, "entry": entry}))
+    write_text(_marker(Path(out_dir), p), json.dumps({"fingerprint": fp, "entry": entry}))
     return entry
 
 
@@ -191,13 +185,8 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
     shard_bytes = parse_size(shard_bytes)
     if manifest_path is None:
         manifest_path = archive_path.with_name("manifest.json")
-    with folder_lock(out_dir, wait, "shards run"):
-        try:
-            return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress)
-        except OSError as e:
-            if is_disk_full(e):
-                raise disk_full_error(out_dir, e) from None
-            raise
+    with folder_lock(out_dir, wait, "shards run"), disk_full_named(out_dir):
+        return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress)
 
 
 def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
@@ -242,8 +231,7 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
         "samples": sum(d["samples"] for d in split_docs.values()),
         "splits": split_docs,
     }
-    with atomic_path(out_dir / INDEX_NAME) as tmp:
-        tmp.write_text(json.dumps(index, indent=1))
+    write_text(out_dir / INDEX_NAME, json.dumps(index, indent=1))
     remove_unlisted(out_dir, index)
     return index
 
@@ -251,14 +239,14 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
 def unlisted(out_dir: Path, index: dict) -> list[Path]:
     """Files of the writer's own naming in ``out_dir`` that ``index`` does not list (shards of an
     earlier run with other options): glob-based readers would read them as part of the set."""
-    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    listed = listed_files(index)
     return sorted(p for p in Path(out_dir).iterdir() if OWN_FILES.match(p.name) and p.name not in listed)
 
 
 def remove_unlisted(out_dir: Path, index: dict) -> None:
     """A writer owns its folder: its own files that the new index does not list are removed, with
     their progress markers."""
-    listed = {e["file"] for d in index["splits"].values() for e in d["shards"]}
+    listed = listed_files(index)
     for p in unlisted(out_dir, index):
         p.unlink(missing_ok=True)
     progress = Path(out_dir) / ".progress"

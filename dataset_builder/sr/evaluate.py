@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 
 from bigearth.errors import InputError
-from bigearth.files import atomic_path
+from bigearth.files import atomic_path, write_text
 from bigearth.options import choice_list, float_in, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER
 
@@ -184,10 +184,8 @@ def main(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         doc = {"input": str(args.input), "east": args.east, "degradation": args.degradation, "results": results}
-        with atomic_path(out / "sr_eval.json") as tmp:
-            tmp.write_text(json.dumps(doc, indent=1))
-        with atomic_path(out / "sr_eval.md") as tmp:
-            tmp.write_text(md)
+        write_text(out / "sr_eval.json", json.dumps(doc, indent=1))
+        write_text(out / "sr_eval.md", md)
         with atomic_path(out / "sr_eval.csv") as tmp:
             with open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
