@@ -233,8 +233,8 @@ def validate(model, args, engine, normalizer) -> dict:
         probs = engine.gather(torch.from_numpy(np.ascontiguousarray(probs, np.float32))).numpy()
         targets = engine.gather(torch.from_numpy(np.ascontiguousarray(targets, np.float32))).numpy()
         names = [bytes(c).rstrip(b"\0").decode() for c in engine.gather(torch.from_numpy(codes)).numpy()]
-    _, first = np.unique(np.asarray(names, dtype=object), return_index=True)  # drop the padding's repeats
-    probs, targets = probs[np.sort(first)], targets[np.sort(first)]
+    keep = np.sort(np.unique(np.asarray(names, dtype=object), return_index=True)[1])  # drop the padding's repeats
+    probs, targets = probs[keep], targets[keep]
     if not len(probs):
         return {}
     eps = 1e-7
