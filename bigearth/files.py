@@ -1,5 +1,6 @@
 """Files, one helper per mechanism: atomic writes (``atomic_path``, ``write_text``), content
-digests (``sha256_file``, ``content_digest``), output-folder locks (``folder_lock``), a full disk
+digests (``sha256_file``, ``content_digest``), resume markers (``mark_done``, ``done_record``),
+output-folder locks (``folder_lock``), a full disk
 named (``is_disk_full``, ``disk_full_error``), and files from elsewhere read as data
 (``read_json``, ``load_torch``)."""
 from __future__ import annotations
@@ -43,6 +44,34 @@ def write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return Path(path)
+
+
+def mark_done(marker, output, fingerprint: str, record: dict, sha256: str | None = None) -> dict:
+    """Record that ``output`` is finished: its sha256 and size, the ``fingerprint`` of every input
+    that shaped it, and the caller's ``record`` (returned by ``done_record`` on a rerun). Written
+    atomically after ``output`` itself, so a marker never describes a file that is not there. The
+    one resume marker of this package (build parts, shards)."""
+    output = Path(output)
+    doc = {"fingerprint": fingerprint, "sha256": sha256 or sha256_file(output),
+           "bytes": output.stat().st_size, "record": record}
+    write_text(marker, json.dumps(doc, indent=1))
+    return record
+
+
+def done_record(marker, output, fingerprint: str) -> dict | None:
+    """The record of an earlier ``mark_done``, if its output is intact (size and sha256 as recorded)
+    and was made from inputs with the same ``fingerprint``; otherwise None: the work is redone. An
+    unreadable or foreign marker is no marker."""
+    output = Path(output)
+    try:
+        doc = json.loads(Path(marker).read_text())
+        if (not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or not output.is_file()
+                or output.stat().st_size != doc.get("bytes") or sha256_file(output) != doc.get("sha256")
+                or not isinstance(doc.get("record"), dict)):
+            return None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return doc["record"]
 
 
 def read_json(path, what: str, missing=None, invalid=None, hint: str = "") -> dict:

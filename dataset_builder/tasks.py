@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bigearth import nomenclature as nom
 from bigearth.errors import EnvironmentFailure, InputError
-from bigearth.files import content_digest, disk_full_error, is_disk_full, sha256_file, write_text
+from bigearth.files import content_digest, disk_full_error, done_record, is_disk_full, mark_done, sha256_file
 
 from . import bigearthnet_v1
 from .config import BuildConfig
@@ -111,18 +111,7 @@ def _marker(cfg, task_id) -> Path:
 def done_result(cfg: BuildConfig, task: Task, fingerprint: str) -> dict | None:
     """The recorded result of a finished tile, if its part is intact and was built from the same
     inputs the same way."""
-    m = _marker(cfg, task.id)
-    if not m.exists():
-        return None
-    try:
-        res = json.loads(m.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return None
-    part = parts_dir(cfg) / f"{task.id}.h5"
-    if not isinstance(res, dict) or res.get("fingerprint") != fingerprint or not part.exists() \
-            or sha256_file(part) != res.get("sha256"):
-        return None
-    return res
+    return done_record(_marker(cfg, task.id), parts_dir(cfg) / f"{task.id}.h5", fingerprint)
 
 
 def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
@@ -142,7 +131,7 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
         else:
             res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
         res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
-        write_text(_marker(cfg, task.id), json.dumps(res, indent=1))
+        mark_done(_marker(cfg, task.id), part, fingerprint, res, sha256=res["sha256"])
     except EnvironmentFailure:
         raise
     except Exception as e:  # noqa: BLE001 - sorted below: the environment, or this input

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from bigearth import __version__, options
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import atomic_path, disk_full_named, folder_lock, sha256_file, write_text
+from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
 from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
@@ -135,25 +135,12 @@ def _marker(out_dir: Path, p: ShardPlan) -> Path:
 def _done(out_dir: Path, p: ShardPlan, fp: str) -> dict | None:
     """The entry of a shard finished by an earlier run with the same plan, if its file is intact
     (size and sha256 as recorded: a damaged shard is written again)."""
-    m = _marker(out_dir, p)
-    if not m.exists():
-        return None
-    try:
-        info = json.loads(m.read_text())
-        entry = info["entry"]
-        path = out_dir / p.file
-        if info.get("fingerprint") != fp or not path.exists() or path.stat().st_size != entry["bytes"] \
-                or sha256_file(path) != entry["sha256"]:
-            return None
-    except (ValueError, KeyError, TypeError, OSError):
-        return None
-    return entry
+    return done_record(_marker(out_dir, p), out_dir / p.file, fp)
 
 
 def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
     entry = write_shard(archive_path, p, out_dir)
-    write_text(_marker(Path(out_dir), p), json.dumps({"fingerprint": fp, "entry": entry}))
-    return entry
+    return mark_done(_marker(Path(out_dir), p), Path(out_dir) / p.file, fp, entry, sha256=entry["sha256"])
 
 
 def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
