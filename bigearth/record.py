@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -112,18 +112,40 @@ def patch_name(product_prefix: str, x: int, y: int) -> str:
     return f"{product_prefix}_{x}_{y}"
 
 
-def check_batch(arrays: dict, meta: list[dict]) -> None:
-    """A column batch of records, as the writers produce it (``arrays[key]`` of shape (n, ...)
-    per ``ARRAYS`` key, one ``META_FIELDS`` dict per patch), checked against the record's
-    definition: the write side of the one patch record."""
-    n = len(meta)
-    for key, (shape, dtype) in ARRAYS.items():
-        a = arrays.get(key)
-        if a is None or a.shape != (n, *shape) or a.dtype != np.dtype(dtype):
-            got = "missing" if a is None else f"{a.dtype}{a.shape}"
-            raise ValueError(f"{key}: a batch of {n} records needs {dtype}{(n, *shape)}, got {got}")
-    for m in meta:
-        if set(m) != set(META_FIELDS):
-            raise ValueError(f"{m.get('name')}: fields {sorted(m)} are not the record's {sorted(META_FIELDS)}")
-        if m["split"] not in SPLITS:
-            raise ValueError(f"{m['name']}: split must be one of {SPLITS}, got {m['split']!r}")
+@dataclasses.dataclass(eq=False)
+class RecordBatch:
+    """Records as columns, the form the writers produce and the archive stores: ``arrays[key]``
+    of shape (n, ...) per ``ARRAYS`` key, one ``META_FIELDS`` dict per record. Checked against
+    the record's definition when made: the write side of the one patch record."""
+
+    arrays: dict[str, np.ndarray]
+    meta: list[dict]
+
+    def __post_init__(self):
+        n = len(self.meta)
+        for key, (shape, dtype) in ARRAYS.items():
+            a = self.arrays.get(key)
+            if a is None or a.shape != (n, *shape) or a.dtype != np.dtype(dtype):
+                got = "missing" if a is None else f"{a.dtype}{a.shape}"
+                raise ValueError(f"{key}: a batch of {n} records needs {dtype}{(n, *shape)}, got {got}")
+        if set(self.arrays) != set(ARRAYS):
+            raise ValueError(f"arrays {sorted(set(self.arrays) - set(ARRAYS))} are not fields of the record")
+        for m in self.meta:
+            if set(m) != set(META_FIELDS):
+                raise ValueError(f"{m.get('name')}: fields {sorted(m)} are not the record's {sorted(META_FIELDS)}")
+            if m["split"] not in SPLITS:
+                raise ValueError(f"{m['name']}: split must be one of {SPLITS}, got {m['split']!r}")
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __iter__(self) -> Iterator[PatchRecord]:
+        for i, m in enumerate(self.meta):
+            yield PatchRecord.from_fields(m, {k: self.arrays[k][i] for k in ARRAYS})
+
+    @classmethod
+    def of(cls, records: list[PatchRecord]) -> RecordBatch:
+        """The batch of these records (in order)."""
+        arrays = {k: np.stack([getattr(r, k) for r in records]) if records
+                  else np.zeros((0, *shape), dtype) for k, (shape, dtype) in ARRAYS.items()}
+        return cls(arrays, [r.meta() for r in records])

@@ -24,7 +24,7 @@ from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.files import atomic_path, sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
-                             VALUE_CONVENTION, PatchRecord, check_batch)
+                             VALUE_CONVENTION, PatchRecord, RecordBatch)
 
 # from the record's definition: the image cubes, then the label vectors
 ARRAY_KEYS = tuple(k for k in ARRAYS if k.startswith("data_"))
@@ -103,12 +103,13 @@ class PartWriter:
         self.pool = ThreadPoolExecutor(threads or os.cpu_count() or 1) if self.level is not None else None
         self.n = 0
 
-    def append(self, arrays: dict[str, np.ndarray], meta: list[dict]) -> None:
-        """Add a column batch of records (``bigearth.record.check_batch``)."""
-        k = len(meta)
+    def append(self, batch: RecordBatch) -> None:
+        """Add a batch of records (checked against the record's definition when it was made)."""
+        if not isinstance(batch, RecordBatch):
+            raise TypeError(f"PartWriter.append takes a RecordBatch, not {type(batch).__name__}")
+        arrays, meta, k = batch.arrays, batch.meta, len(batch)
         if k == 0:
             return
-        check_batch(arrays, meta)
         for key in ARRAYS:
             ds = self.f[key]
             ds.resize(self.n + k, axis=0)

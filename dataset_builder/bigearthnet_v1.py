@@ -20,7 +20,7 @@ from rasterio.errors import RasterioIOError
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX, RecordBatch
 
 from . import archive, upsample
 from .labels import read_label_json
@@ -243,7 +243,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                     "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
                     "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
                     "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])]}
-            writer.append(arrays, [meta])
+            writer.append(RecordBatch(arrays, [meta]))
             stats.add(arrays, [meta["split"]])
         n = writer.n
         writer.close()

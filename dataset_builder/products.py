@@ -13,7 +13,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, patch_name
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, RecordBatch, patch_name
 
 from . import archive, screening, upsample
 from .config import BuildConfig
@@ -74,7 +74,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                 reasons[x] = "no_labels"
         keep = [x for x in range(ncols) if reasons[x] is None]
         if not keep:
-            return reasons, None, [], None
+            return reasons, None, None
         strip = {}
         for key, names, f in (("data_10m", BANDS_10M, 1), ("data_20m", BANDS_20M, 2), ("data_60m", BANDS_60M, 6)):
             strip[key] = np.stack([native_uint16(product, n, bands[n][r0 // f:r1 // f]) for n in names])
@@ -91,7 +91,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                  "bounds": _bounds(geo, x, y)} for x in keep]
         part = BandStats()
         part.add(arrays)
-        return reasons, arrays, meta, part
+        return reasons, RecordBatch(arrays, meta), part
 
     drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
     stats = SplitStats()  # one split per product: the tile's
@@ -103,12 +103,12 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
-            reasons, arrays, meta, part = pending.popleft().result()
+            reasons, batch, part = pending.popleft().result()
             for r in reasons:
                 if r is not None:
                     drops[r] += 1
-            if arrays is not None:
-                writer.append(arrays, meta)
+            if batch is not None:
+                writer.append(batch)
                 stats.merge({split: part.sums})
             if progress is not None:
                 progress(1)

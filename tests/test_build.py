@@ -8,6 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
+from bigearth.record import RecordBatch
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
@@ -230,8 +232,8 @@ def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
              "x": i, "y": 0, "bounds": [0, 0, 0, 0]} for i in range(5)]
     for comp in ("gzip", "none", "lzf", "blosc-lz4", "blosc2-zstd"):
         w = archive.PartWriter(tmp_path / f"{comp}.h5", comp, threads=2)
-        w.append({k: v[:2] for k, v in arrays.items()}, meta[:2])
-        w.append({k: v[2:] for k, v in arrays.items()}, meta[2:])
+        w.append(RecordBatch({k: v[:2] for k, v in arrays.items()}, meta[:2]))
+        w.append(RecordBatch({k: v[2:] for k, v in arrays.items()}, meta[2:]))
         w.close()
         with h5py.File(tmp_path / f"{comp}.h5", "r") as f:
             for k, v in arrays.items():

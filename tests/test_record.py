@@ -56,18 +56,30 @@ def test_the_outputs_take_their_fields_from_the_record(built, tmp_path):
 
 
 def test_writers_are_held_to_the_record(tmp_path):
-    from bigearth.record import check_batch
+    from bigearth.record import RecordBatch
     from dataset_builder import archive
 
-    good = _record()
+    good, other = _record(), _record(name="S2A_MSIL2A_20170613T101031_3_2", x=3)
+    other.data_super[0, 0, 0] = 7  # a different patch, so order matters
     arrays = {k: getattr(good, k)[None] for k in ARRAYS}
-    check_batch(arrays, [good.meta()])
+    assert len(RecordBatch(arrays, [good.meta()])) == 1
     with pytest.raises(ValueError, match="fields"):
-        check_batch(arrays, [{**good.meta(), "cloud_cover": 0.1}])  # a field the record does not have
+        RecordBatch(arrays, [{**good.meta(), "cloud_cover": 0.1}])  # a field the record does not have
     with pytest.raises(ValueError, match="classes_19"):
-        check_batch({**arrays, "classes_19": arrays["classes_19"][:, :5]}, [good.meta()])
-    w = archive.PartWriter(tmp_path / "p.h5")
+        RecordBatch({**arrays, "classes_19": arrays["classes_19"][:, :5]}, [good.meta()])
+    with pytest.raises(ValueError, match="not fields of the record"):
+        RecordBatch({**arrays, "data_5m": arrays["data_10m"]}, [good.meta()])
     with pytest.raises(ValueError, match="split must be one of"):
-        w.append(arrays, [{**good.meta(), "split": "holdout"}])
+        RecordBatch(arrays, [{**good.meta(), "split": "holdout"}])
+    w = archive.PartWriter(tmp_path / "p.h5")
+    with pytest.raises(TypeError, match="RecordBatch"):
+        w.append(arrays)  # a bare column dict is not a batch of records
     w.abort()
     assert not list(tmp_path.iterdir())
+    # records -> batch -> part -> records: the same records, in order
+    batch = RecordBatch.of([good, other])
+    assert list(batch) == [good, other]
+    w = archive.PartWriter(tmp_path / "p.h5")
+    w.append(batch)
+    w.close()
+    assert list(archive.iter_records(tmp_path / "p.h5")) == [good, other]
