@@ -122,3 +122,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         item.add_marker(pytest.mark.xdist_group("launchers" if module in _LAUNCHERS else module))
+
+
+# shards of the reference build, shared by the tests of shards/*
+SHARD_BYTES = 1_100_000  # two samples per shard
+
+
+@pytest.fixture(scope="session")
+def written(built, tmp_path_factory):
+    """The reference build written as shards (two samples each, seed 7): (archive, manifest, folder, index)."""
+    import shards
+    from dataset_builder.build import ARCHIVE_NAME
+
+    out, manifest, _ = built
+    sdir = tmp_path_factory.mktemp("shards")
+    index = shards.write_shards(out / ARCHIVE_NAME, sdir, SHARD_BYTES, seed=7, progress=False)
+    return out / ARCHIVE_NAME, manifest, sdir, index
+
+
+def archive_by_name(path) -> dict:
+    from dataset_builder import archive
+    return {r.name: r for r in archive.iter_records(path)}
+
+
+def read_tar(path) -> dict[str, dict[str, bytes]]:
+    """Independent of the reader: Python's tarfile, members grouped by the name before the first dot."""
+    import tarfile
+
+    out: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tf:
+        for m in tf.getmembers():
+            key, ext = m.name.split(".", 1)
+            out.setdefault(key, {})[ext] = tf.extractfile(m).read()
+    return out
+
+
+def keys_of(sdir, split, rank, world, workers, **kw) -> list[str]:
+    """The patch names one rank reads in an epoch, through a DataLoader with ``workers``."""
+    import torch
+
+    import shards
+    ds = shards.load(sdir, split, rank=rank, world=world, with_meta=True, normalize=False, **kw)
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
+    return [m["name"] for _, _, m in dl]

@@ -83,3 +83,14 @@ def test_writers_are_held_to_the_record(tmp_path):
     w.append(batch)
     w.close()
     assert list(archive.iter_records(tmp_path / "p.h5")) == [good, other]
+
+
+def test_record_schema_is_enforced():
+    good = dict(name="n", product="p", tile="T33UUP", date="2017-01-01T00:00:00", x=0, y=0, crs="EPSG:32633",
+                bounds=(0, 0, 0, 0), split="train", data_super=np.zeros((12, 120, 120), np.uint16),
+                data_10m=np.zeros((4, 120, 120), np.uint16), data_20m=np.zeros((6, 60, 60), np.uint16),
+                data_60m=np.zeros((2, 20, 20), np.uint16), classes=np.zeros(43, np.uint8),
+                classes_19=np.zeros(19, np.uint8))
+    PatchRecord(**good)
+    with pytest.raises(ValueError, match="data_20m"):
+        PatchRecord(**{**good, "data_20m": np.zeros((6, 120, 120), np.uint16)})

@@ -1,6 +1,5 @@
-"""The reference trainer: recipe functions against their formulas, 1 vs N processes (DDP and
-Horovod), kill and resume, a non-finite loss, a failing worker, evaluation against an
-independent computation, and a small run that learns."""
+"""reference_train/train.py: 1 vs N processes (DDP and Horovod), kill and resume, a non-finite
+loss, a failing worker, shared validation, and a small run that learns."""
 from __future__ import annotations
 
 import json
@@ -16,79 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from bigearth import nomenclature as nom
-from reference_train.metrics import report, score, to_19
-from reference_train.model import build_model, param_groups
-from reference_train.recipe import augment, lr_at, mixup, rot_flip, scaled_lr
 
 from .conftest import ROOT
+from .test_metrics import independent_prf
 
 BIN = Path(sys.executable).parent
 TINY = ["--arch", "resnet18", "--layers", "1,1,1,1", "--workers", "0", "--print-freq", "0"]
 
-
-# --------------------------------------------------------------------------- recipe
-
-@pytest.mark.parametrize("k", [1, 2, 8])
-def test_learning_rate_rule_and_schedule(k):
-    peak = scaled_lr(0.1, k, 64)
-    assert peak == pytest.approx(0.1 * k * 64 / 256)
-    one = 0.1 * 64 / 256  # one worker's rate: where the warm-up starts
-    expect = {0.0: one, 1.25: one + (peak - one) * 0.25, 2.5: one + (peak - one) * 0.5, 4.999: one + (peak - one) * 4.999 / 5,
-              5.0: peak, 29.9: peak, 30.0: peak * 0.1, 59.5: peak * 0.1, 60.0: peak * 0.01, 80.0: peak * 0.001,
-              99.9: peak * 0.001}
-    for epoch, lr in expect.items():
-        assert lr_at(epoch, peak, k) == pytest.approx(lr, rel=1e-12), epoch
-
-
-def test_weight_decay_reaches_convolution_weights_only():
-    model = build_model("super", 43, "resnet18", 0.5, (1, 1, 1, 1))
-    groups = param_groups(model, 1e-4)
-    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
-    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in convs} and groups[0]["weight_decay"] == 1e-4
-    assert groups[1]["weight_decay"] == 0 and len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)  # no loss gradient: only the decay moves anything
-    opt.step()
-    conv_names = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    for n, p in model.named_parameters():
-        moved = not torch.equal(p, before[n])
-        assert moved == (n.rsplit(".", 1)[0] in conv_names and n.endswith("weight")), n
-        if moved:
-            torch.testing.assert_close(p, before[n] * (1 - 0.1 * 1e-4))
-
-
-def test_rotations_flips_and_mixup_on_known_tensors():
-    x = torch.arange(4 * 2 * 3 * 3, dtype=torch.float32).reshape(4, 2, 3, 3)
-    k = torch.tensor([0, 1, 2, 3])
-    flip = torch.tensor([False, True, False, True])
-    out = rot_flip(x, k, flip).numpy()
-    for i in range(4):
-        ref = np.rot90(x[i].numpy(), int(k[i]), axes=(1, 2))
-        ref = ref[:, :, ::-1] if flip[i] else ref
-        np.testing.assert_array_equal(out[i], ref)
-    native = {"10m": torch.rand(4, 4, 12, 12), "20m": torch.rand(4, 6, 6, 6), "60m": torch.rand(4, 2, 2, 2)}
-    rot = rot_flip(native, k, flip)
-    for name, v in native.items():
-        for i in range(4):
-            ref = np.rot90(v[i].numpy(), int(k[i]), axes=(1, 2))
-            np.testing.assert_array_equal(rot[name][i].numpy(), ref[:, :, ::-1] if flip[i] else ref)
-    y = torch.eye(4)
-    perm = torch.tensor([1, 0, 3, 2])
-    mx, my = mixup(x, y, 0.7, perm)
-    torch.testing.assert_close(mx[0], 0.7 * x[0] + 0.3 * x[1])
-    torch.testing.assert_close(my, torch.tensor([[0.7, 0.3, 0, 0], [0.3, 0.7, 0, 0], [0, 0, 0.7, 0.3], [0, 0, 0.3, 0.7]]))
-    a = augment(x, y, torch.Generator().manual_seed(5), 0.2)
-    b = augment(x, y, torch.Generator().manual_seed(5), 0.2)
-    torch.testing.assert_close(a, b)  # the same seed, the same transforms (what resume relies on)
-    assert not torch.equal(a[0], x)
-
-
-# --------------------------------------------------------------------------- 1 vs N processes
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -229,7 +162,6 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
               "--steps-per-epoch", "3", "--global-bn"]
     runs = {"ddp": [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_port())]}
     try:
-        import horovod.torch  # noqa: F401
         runs["horovod"] = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable]
     except ImportError:
         pass
@@ -248,64 +180,6 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
 
 # --------------------------------------------------------------------------- evaluation
 
-def _independent_prf(y: np.ndarray, p: np.ndarray):
-    tp = (y & p).sum(0).astype(float)
-    fp = ((1 - y) & p).sum(0).astype(float)
-    fn = (y & (1 - p)).sum(0).astype(float)
-    prec = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
-    rec = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
-    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=prec + rec > 0)
-    return tp, fp, fn, prec, rec, f1
-
-
-def _independent_ap(y: np.ndarray, s: np.ndarray) -> float:
-    order = np.argsort(-s, kind="stable")
-    y = y[order]
-    hits = np.cumsum(y)
-    return float((hits / np.arange(1, len(y) + 1))[y == 1].sum() / y.sum())
-
-
-def test_evaluation_matches_an_independent_computation(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 200
-    targets = (rng.random((n, 43)) < 0.15).astype(np.int64)
-    targets[:, 5] = 0  # a class absent from the split
-    probs = np.clip(targets * 0.55 + rng.random((n, 43)) * 0.5, 0, 1)
-    probs += rng.random((n, 43)) * 1e-6  # no ties: AP is then unambiguous
-    rep = report(probs, targets, nom.CLASS_NAMES, 0.5)
-    pred = (probs >= 0.5).astype(np.int64)
-    tp, fp, fn, prec, rec, f1 = _independent_prf(targets, pred)
-    present = targets.sum(0) > 0
-    for c, row in enumerate(rep["per_class"]):
-        assert row["support"] == targets[:, c].sum()
-        assert row["precision"] == pytest.approx(prec[c]) and row["recall"] == pytest.approx(rec[c])
-        assert row["f1"] == pytest.approx(f1[c])
-        if present[c]:
-            assert row["ap"] == pytest.approx(_independent_ap(targets[:, c], probs[:, c]))
-    micro_p, micro_r = tp[present].sum() / (tp[present].sum() + fp[present].sum()), tp[present].sum() / (tp[present].sum() + fn[present].sum())
-    assert rep["averages"]["micro"]["f1"] == pytest.approx(2 * micro_p * micro_r / (micro_p + micro_r))
-    assert rep["averages"]["macro"]["f1"] == pytest.approx(f1[present].mean())
-    w = targets.sum(0)[present]
-    assert rep["averages"]["weighted"]["f1"] == pytest.approx((f1[present] * w).sum() / w.sum())
-    inter = (targets[:, present] & pred[:, present]).sum(1)
-    denom = targets[:, present].sum(1) + pred[:, present].sum(1)
-    assert rep["averages"]["samples"]["f1"] == pytest.approx(np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 0).mean())
-    assert rep["mAP"] == pytest.approx(np.mean([_independent_ap(targets[:, c], probs[:, c]) for c in np.flatnonzero(present)]))
-    p19, t19 = to_19(probs, targets)
-    for j, (_, codes) in enumerate(nom.CLASSES_19):
-        cols = [nom.CLC_CODES.index(code) for code in codes]
-        np.testing.assert_array_equal(p19[:, j], probs[:, cols].max(1))
-        np.testing.assert_array_equal(t19[:, j], targets[:, cols].max(1))
-    reps = score(probs, targets, 43)
-    from reference_train.evaluate import write_reports
-    write_reports(tmp_path, reps)
-    for name in ("per_class_43.csv", "per_class_43.md", "per_class_19.csv", "per_class_19.md", "report.json",
-                 "f1_43.png", "f1_19.png"):
-        assert (tmp_path / name).stat().st_size > 0
-    md = (tmp_path / "per_class_43.md").read_text()
-    assert nom.CLASS_NAMES[0] in md and nom.CLASS_NAMES[5] not in md.split("| average")[0]
-
-
 def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path):
     data, index = learn_data
     _train(data, tmp_path / "run", "--epochs", "12", "--batch-size", "32", "--lr", "0.1", "--warmup-epochs", "1",
@@ -322,7 +196,7 @@ def test_a_small_run_learns_and_evaluate_writes_its_tables(learn_data, tmp_path)
     train_y = np.stack([y.numpy() for _, y in shards.load(data, "train", shuffle=0, normalize=False)])
     test_y = np.stack([y.numpy() for _, y in shards.load(data, "test", shuffle=0, normalize=False)]).astype(np.int64)
     base = np.broadcast_to(train_y.mean(0) > 0.5, test_y.shape).astype(np.int64)
-    tp, fp, fn, *_ = _independent_prf(test_y, base)
+    tp, fp, fn, *_ = independent_prf(test_y, base)
     base_f1 = 2 * tp.sum() / max(2 * tp.sum() + fp.sum() + fn.sum(), 1)
     assert model_f1 > base_f1 + 0.08, (model_f1, base_f1)  # measured: 0.58 against 0.43
     assert rep["checkpoint"]["epoch"] == 12 and rep["43"]["samples"] == index["splits"]["test"]["samples"]

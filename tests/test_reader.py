@@ -1,0 +1,143 @@
+"""shards/reader.py: the reader against the archive, corruption and the error policy, bad arguments, the README snippets."""
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import shards
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_SUPER
+
+from .conftest import ROOT, archive_by_name
+
+def test_reader_equals_archive_all_variants(written):
+    path, _, sdir, index = written
+    recs = archive_by_name(path)
+    split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
+    rgb = [BANDS_SUPER.index(b) for b in ("B04", "B03", "B02")]
+    got = {}
+    for x, y, meta in shards.load(sdir, split, shuffle=0, normalize=False, with_meta=True):
+        r = recs[meta["name"]]
+        assert x.dtype == torch.uint16
+        np.testing.assert_array_equal(x.numpy(), r.data_super)
+        np.testing.assert_array_equal(y.numpy(), r.classes.astype(np.float32))
+        assert meta == r.meta()
+        got[meta["name"]] = 1
+    assert len(got) == index["splits"][split]["samples"]
+    for x, y, meta in shards.load(sdir, split, variant="rgb", labels=19, shuffle=0, normalize=False, with_meta=True):
+        r = recs[meta["name"]]
+        np.testing.assert_array_equal(x.numpy(), r.data_super[rgb])
+        np.testing.assert_array_equal(y.numpy(), r.classes_19)
+    for x, y, meta in shards.load(sdir, split, variant="native", shuffle=0, normalize=False, with_meta=True):
+        r = recs[meta["name"]]
+        for k in ("10m", "20m", "60m"):
+            np.testing.assert_array_equal(x[k].numpy(), getattr(r, f"data_{k}"))
+
+
+def _corrupt_copy(sdir, tmp_path, how):
+    import shutil
+    out = tmp_path / how
+    shutil.copytree(sdir, out)
+    index = json.loads((out / "index.json").read_text())
+    split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
+    victim = out / index["splits"][split]["shards"][0]["file"]
+    data = bytearray(victim.read_bytes())
+    with tarfile.open(victim) as tf:
+        members = tf.getmembers()
+    if how == "truncated":  # in the middle of the second sample's super.npy
+        second = [m for m in members if m.name.endswith("super.npy")][1]
+        data = data[:second.offset_data + 1000]
+    elif how == "boundary":  # clean cut after the first sample's 10m.npy member
+        m = next(m for m in members if m.name.endswith("10m.npy"))
+        data = data[:m.offset_data + -(-m.size // 512) * 512]
+    elif how == "flipped":  # one byte inside the first sample's super.npy pixels
+        m = next(m for m in members if m.name.endswith("super.npy"))
+        data[m.offset_data + 5000] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    return out, split, victim, index["splits"][split]["samples"]
+
+
+@pytest.mark.parametrize("how,lost", [("truncated", 1), ("boundary", 2), ("flipped", 1)])
+def test_corrupt_shard_raises_with_shard_and_offset_or_is_skipped_and_counted(written, tmp_path, how, lost):
+    _, _, sdir, _ = written
+    out, split, victim, n = _corrupt_copy(sdir, tmp_path, how)
+    with pytest.raises(shards.ShardError, match=rf"{re.escape(victim.name)}.*byte offset \d+"):
+        for _ in shards.load(out, split, shuffle=0):
+            pass
+    ds = shards.load(out, split, shuffle=0, on_error="skip")
+    got = sum(1 for _ in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
+    assert got == n - lost
+    assert ds.skipped.samples == lost and ds.skipped.shards == (0 if how == "flipped" else 1)
+    assert any(victim.name in p for p in shards.verify(out))
+
+
+def _snippet(name: str, shards_dir: Path) -> str:
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", readme, re.S)
+    assert m, f"README snippet {name} not found"
+    return m.group(1).replace("out/demo/shards", str(shards_dir))
+
+
+def test_readme_snippet_plain_webdataset(written):
+    path, _, sdir, index = written
+    ns: dict = {}
+    code = _snippet("webdataset", sdir) + "\n    seen.append((sample['__key__'], x, names, tile))\n"
+    exec(code.replace("for sample in ds:", "seen = []\nfor sample in ds:"), ns)
+    recs = archive_by_name(path)
+    assert len(ns["seen"]) == index["splits"]["train"]["samples"]
+    for key, x, names, tile in ns["seen"]:
+        np.testing.assert_array_equal(x, recs[key].data_super)
+        assert names == nom.names_of(recs[key].classes) and tile == recs[key].tile
+
+
+def test_readme_snippet_hugging_face_datasets(written, tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    path, _, sdir, index = written
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ns: dict = {}
+    exec(_snippet("hf", sdir), ns)
+    ds = ns["ds"]
+    assert len(ds) == index["splits"]["train"]["samples"]
+    r = archive_by_name(path)[ds[0]["__key__"]]
+    np.testing.assert_array_equal(ns["x"], r.data_super)
+    np.testing.assert_array_equal(ns["y"], r.classes)
+
+
+def test_bad_arguments_are_named(written, tmp_path):
+    _, _, sdir, _ = written
+    with pytest.raises(KeyError, match="split 'nope'"):
+        shards.load(sdir, "nope")
+    with pytest.raises(ValueError, match="variant"):
+        shards.load(sdir, "train", variant="nir")
+    with pytest.raises(FileNotFoundError, match="shard index is missing"):
+        shards.load(tmp_path, "train")
+    (tmp_path / "index.json").write_text("{")
+    with pytest.raises(ValueError, match="index.json: malformed shard index"):
+        shards.load(tmp_path, "train")
+    with pytest.raises(ValueError, match="must be a size such as"):
+        shards.parse_size("lots")
+    assert shards.parse_size("1.5GiB") == int(1.5 * 2**30) and shards.parse_size("256MB") == 256 * 10**6
+
+
+def test_skip_policy_skips_corruption_only_never_a_programming_error(written, monkeypatch):
+    """on_error="skip" is for damaged samples; a bug in decoding (here a KeyError raised by
+    the decoder itself) must surface, not be counted as corruption."""
+    _, _, sdir, index = written
+    from shards import stream
+
+    def broken(sample):
+        raise KeyError("a bug, not a damaged sample")
+
+    monkeypatch.setattr(stream, "decode_labels", broken)
+    split = next(iter(index["splits"]))
+    ds = shards.load(sdir, split, shuffle=0, on_error="skip")
+    with pytest.raises(KeyError, match="a bug"):
+        next(iter(ds))
+    assert ds.skipped.samples == 0
