@@ -1,4 +1,5 @@
-"""Rank and world size of this process, whichever launcher or engine started it.
+"""Rank and world size of this process (and its share of the node's cores), whichever launcher
+or engine started it.
 
 The shard reader needs them to give each rank its own shards, before the training engine may
 even be set up; the trainer asks the same function, so both always agree.
@@ -34,3 +35,46 @@ def rank_world() -> tuple[int, int]:
         if r in os.environ and w in os.environ:
             return int(os.environ[r]), int(os.environ[w])
     return 0, 1
+
+
+# (local rank, local size) variables: the ranks sharing this node, by launcher. Horovod's gloo
+# launcher sets HOROVOD_LOCAL_*, torchrun LOCAL_*, Open MPI OMPI_COMM_WORLD_LOCAL_*, MPICH's
+# Hydra MPI_LOCALRANKID/MPI_LOCALNRANKS, srun SLURM_LOCALID and SLURM_TASKS_PER_NODE.
+_LOCAL_ENV = (("HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE"), ("LOCAL_RANK", "LOCAL_WORLD_SIZE"),
+              ("OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"), ("MPI_LOCALRANKID", "MPI_LOCALNRANKS"))
+
+
+def local_world() -> tuple[int, int]:
+    """(local rank, local size): this process's place among the ranks on its node, from an
+    initialised Horovod or the launcher's environment, else (0, 1)."""
+    hvd = sys.modules.get("horovod.torch")
+    if hvd is not None:
+        try:
+            if hvd.is_initialized():
+                return hvd.local_rank(), hvd.local_size()
+        except (AttributeError, ValueError):
+            pass
+    for r, s in _LOCAL_ENV:
+        if r in os.environ and s in os.environ:
+            return int(os.environ[r]), int(os.environ[s])
+    per_node = os.environ.get("SLURM_TASKS_PER_NODE")
+    if "SLURM_LOCALID" in os.environ and per_node:
+        return int(os.environ["SLURM_LOCALID"]), int(per_node.split("(")[0].split(",")[0])  # "4(x2),2" -> 4
+    return 0, 1
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which batch systems and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_share(local_size: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """(intra-op threads, DataLoader workers) for one of ``local_size`` ranks on a node with
+    ``cores``: the node's cores divided among its ranks, so N ranks never run N x cores compute
+    threads. The model's threads take the whole share; loader workers, which mostly wait on the
+    disk and decode light tar members, are half the share (at most 4), and a one-core share
+    loads in the main process (0 workers)."""
+    local_size = local_size or local_world()[1]
+    cores = cores or usable_cores()
+    share = max(1, cores // max(1, local_size))
+    return share, min(4, share // 2)

@@ -75,7 +75,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     ap.add_argument("--threshold", type=fraction, default=0.5)
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch-size", type=positive_int, default=128)
-    ap.add_argument("--workers", type=nonneg_int, default=2)
+    ap.add_argument("--workers", type=nonneg_int, default=None,
+                    help="DataLoader workers (default: half the usable cores, at most 4)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return ap
 
@@ -88,6 +89,10 @@ def main(args) -> int:
     from reference_train.model import build_model, parse_layers
     from reference_train.predict import predict
 
+    from bigearth.distinfo import cpu_share
+    threads, workers = cpu_share(1)
+    torch.set_num_threads(threads)
+    args.workers = workers if args.workers is None else args.workers
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = read_checkpoint(Path(args.checkpoint))
     targs = state["args"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -157,9 +158,12 @@ def test_a_failing_worker_ends_the_job(learn_data, tmp_path, engine):
 
 def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
     data, _ = learn_data
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    common = ["-m", "reference_train.train", "--data", str(data), *TINY, "--epochs", "1", "--batch-size", "4",
+    # no OMP_NUM_THREADS and no --workers: each rank sizes itself to its share of the node
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    tiny = [a for i, a in enumerate(TINY) if "--workers" not in TINY[max(0, i - 1):i + 1]]
+    common = ["-m", "reference_train.train", "--data", str(data), *tiny, "--epochs", "1", "--batch-size", "4",
               "--steps-per-epoch", "3", "--global-bn"]
+    cores = len(os.sched_getaffinity(0))
     runs = {"ddp": [str(BIN / "torchrun"), "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_port())]}
     try:
         runs["horovod"] = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", sys.executable]
@@ -171,6 +175,11 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
         assert "2 rank(s)" in r.stdout and "global batch 8 (2 x 4)" in r.stdout and "lr 0.003125" in r.stdout
+        m = re.search(r"(\d+) rank\(s\) on this node of (\d+) usable cores: (\d+) threads and (\d+) loader workers",
+                      r.stdout)
+        assert m, r.stdout[-2000:]
+        local, seen, threads, workers = map(int, m.groups())
+        assert (local, seen) == (2, cores) and 2 * threads <= max(cores, 2) and workers <= threads // 2  # no oversubscription
         hist = json.loads(json.dumps(torch.load(tmp_path / engine / "checkpoint.pt", weights_only=True)["history"]))
         assert hist[0]["steps"] == 3 and np.isfinite(hist[0]["train_loss"])
         # the script applies the schedule per step: its last step (2 of 3) is 2/3 into the warm-up's first epoch
@@ -222,18 +231,29 @@ def test_variants_precision_and_synthetic_input_train(learn_data, tmp_path, extr
         assert 0 <= row["val_micro_f1"] <= 1
 
 
-def test_the_trainer_imports_no_tensorflow_and_fits_its_workers_to_the_cores(tmp_path):
-    code = ("import os, sys\n"
-            "from reference_train.train import default_workers, get_args_parser, summary_writer\n"
+def test_the_trainer_imports_no_tensorflow_and_sizes_itself_to_its_share_of_the_node(tmp_path):
+    code = ("import os, sys, torch\n"
+            "from reference_train.train import get_args_parser, size_to_node, summary_writer\n"
             f"w = summary_writer({str(tmp_path)!r}); w.add_scalar('loss', 1.0, 0); w.close()\n"
-            "cores = len(os.sched_getaffinity(0))\n"
-            "assert default_workers() == min(4, cores), (default_workers(), cores)\n"
-            "assert get_args_parser().parse_args(['--data', 'x', '--output-dir', 'y']).workers == min(4, cores)\n"
+            "args = get_args_parser().parse_args(['--data', 'x', '--output-dir', 'y'])\n"
+            "local, cores = size_to_node(args)\n"
+            "print('chosen', local, cores, args.threads, args.workers, torch.get_num_threads())\n"
             "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "tensorflow imported: False" in r.stdout
-    assert "oneDNN" not in r.stderr and list(tmp_path.glob("events.out.tfevents.*"))
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    cores = len(os.sched_getaffinity(0))
+    for env, local in (({}, 1), ({"LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2"}, 2),
+                       ({"HOROVOD_LOCAL_RANK": "1", "HOROVOD_LOCAL_SIZE": "3"}, 3), ({"OMP_NUM_THREADS": "1"}, 1)):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                           env={**base, **env})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "tensorflow imported: False" in r.stdout
+        assert "oneDNN" not in r.stderr and list(tmp_path.glob("events.out.tfevents.*"))
+        got_local, got_cores, threads, workers, torch_threads = map(int, r.stdout.split("chosen ")[1].split()[:5])
+        assert (got_local, got_cores) == (local, cores) and torch_threads == threads >= 1
+        if "OMP_NUM_THREADS" in env:
+            assert threads == 1  # the user's setting wins
+        else:  # the ranks of a node together run at most its cores in compute threads, and use them all
+            assert threads == max(1, cores // local) and workers <= max(1, cores // local) // 2, (local, cores, threads, workers)
 
 
 def test_validation_is_shared_by_the_ranks_and_equals_one_process(learn_data, tmp_path):
