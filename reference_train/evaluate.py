@@ -14,6 +14,7 @@ of their probabilities); a 19-class model is scored on the 19 only.
 from __future__ import annotations
 
 import argparse
+import os
 import csv
 import json
 from pathlib import Path
@@ -91,7 +92,8 @@ def main(args) -> int:
 
     from bigearth.distinfo import cpu_share
     threads, workers = cpu_share(1)
-    torch.set_num_threads(threads)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(threads)
     args.workers = workers if args.workers is None else args.workers
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = read_checkpoint(Path(args.checkpoint))

@@ -1,4 +1,4 @@
-"""ResNet-50 (torchvision's) for multilabel Sentinel-2 patches.
+"""ResNet-50 (torchvision's v1.5, or the paper's v1) for multilabel Sentinel-2 patches.
 
 The first convolution takes the bands of the input variant (12 for ``super``, 3 for ``rgb``);
 for ``native`` a multi-resolution stem brings the 10, 20 and 60 m cubes to one 60x60 grid
@@ -13,8 +13,23 @@ from torchvision.models import resnet
 
 from bigearth.record import BANDS_SUPER, RGB
 
+class BottleneckV1(resnet.Bottleneck):
+    """The original ResNet bottleneck (He et al. 2016; Keras 2.2.4's ResNet50, which the paper
+    used): a downsampling block strides in its first 1x1 convolution. torchvision's Bottleneck is
+    "v1.5", striding in the 3x3 convolution; everything else (widths, BatchNorm, the shortcut's
+    strided 1x1 projection) is the same."""
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1,
+                 norm_layer=None):
+        super().__init__(inplanes, planes, stride, downsample, groups, base_width, dilation, norm_layer)
+        width = self.conv1.out_channels
+        self.conv1 = resnet.conv1x1(inplanes, width, stride)
+        self.conv2 = resnet.conv3x3(width, width, 1, groups, dilation)
+
+
 ARCHS = {"resnet18": (resnet.BasicBlock, (2, 2, 2, 2)), "resnet34": (resnet.BasicBlock, (3, 4, 6, 3)),
-         "resnet50": (resnet.Bottleneck, (3, 4, 6, 3)), "resnet101": (resnet.Bottleneck, (3, 4, 23, 3))}
+         "resnet50": (resnet.Bottleneck, (3, 4, 6, 3)), "resnet50_v1": (BottleneckV1, (3, 4, 6, 3)),
+         "resnet101": (resnet.Bottleneck, (3, 4, 23, 3))}
 IN_CHANS = {"super": len(BANDS_SUPER), "rgb": len(RGB)}
 
 

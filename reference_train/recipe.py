@@ -39,18 +39,26 @@ def rot_flip(x, k: torch.Tensor, flip: torch.Tensor):
     return out
 
 
-def mixup(x, y: torch.Tensor, lam: float, perm: torch.Tensor):
-    """lam * (x, y) + (1 - lam) * (x, y)[perm]: inputs and labels mixed alike (Zhang et al. 2018)."""
+def mixup(x, y: torch.Tensor, lam, perm: torch.Tensor):
+    """lam * (x, y) + (1 - lam) * (x, y)[perm]: inputs and labels mixed alike (Zhang et al. 2018).
+    ``lam`` is one number for the batch or one per sample (a tensor of the batch's length)."""
+    def mix(v):
+        w = lam.to(v.dtype).reshape(-1, *([1] * (v.dim() - 1))) if torch.is_tensor(lam) else lam
+        return w * v + (1 - w) * v[perm]
     if isinstance(x, dict):
-        mixed = {k: lam * v + (1 - lam) * v[perm] for k, v in x.items()}
-    else:
-        mixed = lam * x + (1 - lam) * x[perm]
-    return mixed, lam * y + (1 - lam) * y[perm]
+        return {k: mix(v) for k, v in x.items()}, mix(y)
+    return mix(x), mix(y)
 
 
-def augment(x, y: torch.Tensor, gen: torch.Generator, alpha: float, rotate: bool = True):
+MIXUP_MODES = ("per-patch", "per-batch")
+
+
+def augment(x, y: torch.Tensor, gen: torch.Generator, alpha: float, rotate: bool = True, mode: str = "per-patch"):
     """The random transforms of one batch, drawn from ``gen`` (seeded per epoch, step and rank,
-    so a resumed run repeats them exactly)."""
+    so a resumed run repeats them exactly). Mixup draws lambda ~ Beta(alpha, alpha) for each
+    patch, as the paper does (``mode="per-batch"``: one lambda for the whole batch)."""
+    if mode not in MIXUP_MODES:
+        raise ValueError(f"mixup mode must be one of {MIXUP_MODES}, got {mode!r}")
     b = y.shape[0]
     if rotate:
         k = torch.randint(0, 4, (b,), generator=gen)
@@ -58,7 +66,11 @@ def augment(x, y: torch.Tensor, gen: torch.Generator, alpha: float, rotate: bool
         dev = y.device
         x = rot_flip(x, k.to(dev), flip.to(dev))
     if alpha > 0:
-        lam = float(np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))).beta(alpha, alpha))
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        if mode == "per-patch":
+            lam = torch.from_numpy(rng.beta(alpha, alpha, size=b)).float().to(y.device)
+        else:
+            lam = float(rng.beta(alpha, alpha))
         perm = torch.randperm(b, generator=gen).to(y.device)
         x, y = mixup(x, y, lam, perm)
     return x, y

@@ -36,9 +36,9 @@ from bigearth.record import ARRAYS, RGB
 from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, save_checkpoint
 from reference_train.distributed import make_engine
 from reference_train.metrics import summary
-from reference_train.model import build_model, param_groups, parse_layers
+from reference_train.model import ARCHS, build_model, param_groups, parse_layers
 from reference_train.predict import predict, to_device
-from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
+from reference_train.recipe import MIXUP_MODES, augment, lr_at, scaled_lr, steps_per_epoch
 from shards.index import shard_entries
 
 
@@ -69,7 +69,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--synthetic-data", action="store_true",
                    help="random tensors in memory instead of the shards (to measure the model alone)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", default="resnet50", choices=("resnet18", "resnet34", "resnet50", "resnet101"))
+    g.add_argument("--arch", default="resnet50", choices=tuple(ARCHS),
+                   help="torchvision's ResNets (v1.5: a block downsamples in its 3x3 convolution); resnet50_v1 is the "
+                        "paper's Keras ResNet-50 (v1: the stride in the block's first 1x1 convolution)")
     g.add_argument("--layers", default=None, help="blocks per stage, e.g. 1,1,1,1 (a shallower net for CPU tests)")
     g.add_argument("--dropout", type=float_in(0.0, 1.0, hi_open=True), default=0.5, help="dropout before the last dense layer")
     g = p.add_argument_group("recipe")
@@ -84,6 +86,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--no-nesterov", action="store_true")
     g.add_argument("--weight-decay", type=float_in(0.0), default=1e-4, help="L2 on convolution weights only")
     g.add_argument("--mixup-alpha", type=float_in(0.0), default=0.2, help="mixup lambda ~ Beta(alpha, alpha); 0 disables")
+    g.add_argument("--mixup", default="per-patch", choices=MIXUP_MODES,
+                   help="draw lambda for each patch (the paper) or once per batch")
     g.add_argument("--no-rotate", action="store_true", help="no random rot90 + flip")
     g.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on steps per epoch (default: one pass)")
     g.add_argument("--seed", type=nonneg_int, default=0)
@@ -171,7 +175,7 @@ def train_step(model, opt, scaler, x, y, normalizer, gen: torch.Generator, args,
     (under AMP if asked), BCE, backward, update. Returns the loss (on the device, not synced)."""
     x = normalizer(to_device(x, device, args.channels_last))
     y = y.to(device, non_blocking=True)
-    x, y = augment(x, y, gen, args.mixup_alpha, rotate=not args.no_rotate)
+    x, y = augment(x, y, gen, args.mixup_alpha, rotate=not args.no_rotate, mode=args.mixup)
     amp_dtype = AMP_DTYPES.get(args.amp)
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         logits = model(x)

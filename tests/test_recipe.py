@@ -46,4 +46,34 @@ def test_rotations_flips_and_mixup_on_known_tensors():
     assert not torch.equal(a[0], x)
 
 
+def test_mixup_draws_lambda_per_patch_by_default_and_per_batch_on_request():
+    """Per patch (the paper): sample i is lam_i * x_i + (1 - lam_i) * x_perm(i) with its own
+    lam_i, the same for its labels and for every cube of a native sample."""
+    torch.manual_seed(0)
+    b = 64
+    x = torch.rand(b, 3, 4, 4)
+    native = {"10m": x, "20m": torch.rand(b, 6, 2, 2)}
+    y = torch.eye(b)  # one-hot rows: a mixed row reads lam_i at i and 1 - lam_i at perm(i)
+    for mode in ("per-patch", "per-batch"):
+        mx, my = augment(x, y, torch.Generator().manual_seed(3), 0.4, rotate=False, mode=mode)
+        nx, ny = augment(native, y, torch.Generator().manual_seed(3), 0.4, rotate=False, mode=mode)
+        lam = my.diagonal().clone()
+        partner = torch.where(my.fill_diagonal_(0) > 0, 1, 0).argmax(1)  # where the rest of each row went
+        keep = lam < 1  # a row with lam == 1 (or a fixed point of the permutation) shows no partner
+        for i in torch.nonzero(keep).flatten():
+            j = partner[i]
+            torch.testing.assert_close(mx[i], lam[i] * x[i] + (1 - lam[i]) * x[j])
+            torch.testing.assert_close(nx["20m"][i], lam[i] * native["20m"][i] + (1 - lam[i]) * native["20m"][j])
+        torch.testing.assert_close(ny, augment(native, y, torch.Generator().manual_seed(3), 0.4, rotate=False,
+                                               mode=mode)[1])
+        if mode == "per-patch":
+            assert lam[keep].unique().numel() > b // 2  # one draw per patch
+            # Beta(0.4, 0.4): mean 1/2, variance ab/((a+b)^2 (a+b+1)) = 0.16/(0.64 * 1.8) = 0.139
+            assert abs(lam[keep].mean() - 0.5) < 0.15 and abs(lam[keep].var() - 0.139) < 0.07
+        else:
+            assert lam[keep].unique().numel() == 1
+    with pytest.raises(ValueError, match="mixup mode"):
+        augment(x, y, torch.Generator(), 0.2, mode="per-pixel")
+
+
 # --------------------------------------------------------------------------- 1 vs N processes
