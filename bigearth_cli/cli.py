@@ -11,6 +11,10 @@ from bigearth.errors import run_command
 from bigearth.record import SPLITS
 
 
+class DemoHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 def _add_synth_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic products")
     g.add_argument("--products", type=options.positive_int, default=4, help="number of products (cycles over real tiles T33UUP, T29UPU, T35VPK, T34VFJ)")
@@ -146,26 +150,39 @@ def cmd_verify_shards(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Synthesize the default products and build them: the project's main job."""
-    from dataset_builder.build import build
-    products_dir = Path(args.out) / "products"
-    args_synth = argparse.Namespace(**{**vars(args), "out": str(products_dir)})
-    cmd_synth(args_synth)
-    args.clc = [str(products_dir)]
-    cfg = _build_config(args)
-    cfg.out_dir = str(Path(args.out) / "dataset")
-    manifest = build(sorted(products_dir.glob("*.SAFE")), cfg, workers=args.workers, engine=args.engine,
-                     wait=args.wait)
-    if manifest is None:
-        return 0
-    print_summary(manifest, Path(cfg.out_dir))
-    if manifest["patches"]:
-        from shards.writer import write_shards
-        shards_dir = Path(args.out) / "shards"
-        index = write_shards(Path(cfg.out_dir) / "bigearth_sr.h5", shards_dir, args.shard_size, args.shard_seed,
-                             workers=args.shard_workers, progress=not args.no_progress)
-        print_shards(index, shards_dir)
-    return 1 if manifest["tiles_failed"] else 0
+    """The project's main job on the embedded default (bigearth_cli/demo.py)."""
+    from . import demo
+    return demo.run(args)
+
+
+def _add_demo_train_args(p: argparse.ArgumentParser) -> None:
+    from .demo import DEMO_TRAIN
+    g = p.add_argument_group("training and evaluation (the paper's recipe, shortened to learn in minutes on a CPU)")
+    g.add_argument("--ranks", type=options.positive_int, default=2, help="training processes on this machine")
+    g.add_argument("--train-engine", choices=("horovod", "ddp"), default="horovod",
+                   help="horovod (horovodrun; falls back to ddp, saying so, where Horovod is not built) or ddp (torchrun)")
+    g.add_argument("--arch", default=DEMO_TRAIN["arch"],
+                   choices=("resnet18", "resnet34", "resnet50", "resnet50_v1", "resnet101"),
+                   help="the paper's model is resnet50 (--arch resnet50 --layers ''), which does not visibly learn "
+                        "on the small default in a few epochs")
+    g.add_argument("--layers", default=DEMO_TRAIN["layers"], help="blocks per stage ('' for the architecture's own)")
+    for key in ("epochs", "batch_size", "lr", "warmup_epochs", "milestones", "mixup_alpha", "dropout"):
+        kind = {int: options.positive_int, float: float, str: str}[type(DEMO_TRAIN[key])]
+        g.add_argument(f"--{key.replace('_', '-')}", type=kind, default=DEMO_TRAIN[key],
+                       help={"batch_size": "images per rank", "lr": "peak learning rate (the paper scales 0.1 x k x n / 256)",
+                             "mixup_alpha": "0: no mixup (the paper uses it; it slows learning on a tiny set)"}.get(
+                                 key, "the demo's value"))
+    g.add_argument("--eval-split", default="test", choices=("test", "validation"), help="split of Table 2 and 3")
+
+
+DEMO_EPILOG = """scaling up:
+  more data      --products 20 --tile-size-m 24000   (5 real tiles revisited; 400 patches per product)
+  longer         --epochs 40 --milestones 30
+  more ranks     --ranks 4                           (each rank takes cores / ranks threads)
+  the paper      --arch resnet50 --layers '' --batch-size 64 --lr 0.1 --mixup-alpha 0.2 --dropout 0.5
+  DSen2 inputs   --upsampling dsen2
+  real data      see docs/real-data.md (BigEarthNet v1 -> archive -> shards -> GPUs / SLURM)
+"""
 
 
 def print_summary(manifest: dict, out: Path) -> None:
@@ -241,12 +258,14 @@ def main(argv=None) -> int:
     _add_build_args(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default: synthesize products, then build",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("demo", help="the main job on the embedded default: synthesize, build, shard, train with "
+                                    "Horovod on 2 ranks, evaluate (Tables 2 and 3)",
+                       formatter_class=DemoHelp, epilog=DEMO_EPILOG)
     _add_synth_args(p)
     _add_build_args(p)
     _add_shard_args(p)
-    p.set_defaults(func=cmd_demo)
+    _add_demo_train_args(p)
+    p.set_defaults(func=cmd_demo, products=12)
 
     p = sub.add_parser("shards", help="write an archive's splits as WebDataset tar shards with an index.json",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -11,6 +11,7 @@ matches, so a killed build resumes and ends with the archive an uninterrupted bu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bigearth import __version__
-from bigearth.files import atomic_path, disk_full_named, folder_lock, sha256_file, write_text
+from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
 from bigearth.record import VALUE_CONVENTION
 
 from . import archive
@@ -42,12 +43,25 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     parts = [parts_dir(cfg) / f"{i}.h5" for i in ok]
     archive_path, manifest_path = out / ARCHIVE_NAME, out / MANIFEST_NAME
     n = 0
+    # the archive is a function of its parts (by content, in order) and the options: when neither
+    # changed it is kept as it is, so what was made from it (shards, a trained model) stays valid
+    merge_fp = hashlib.sha256(json.dumps({"parts": [by_id[i]["sha256"] for i in ok], "config": cfg.public(),
+                                          "version": __version__}, sort_keys=True).encode()).hexdigest()[:16]
+    merge_marker = parts_dir(cfg) / ".archive.json"
     with disk_full_named(archive_path, lambda: sum(p.stat().st_size for p in parts)):
-        if parts and sum(by_id[i]["kept"] for i in ok):
+        reused = done_record(merge_marker, archive_path, merge_fp) if parts else None
+        archive_sha = None
+        if reused is not None:
+            n, archive_sha = int(reused["patches"]), reused["sha256"]
+        elif parts and sum(by_id[i]["kept"] for i in ok):
+            merge_marker.unlink(missing_ok=True)
             with atomic_path(archive_path) as tmp:
                 n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge)
                 manifest_path.unlink(missing_ok=True)
+            archive_sha = sha256_file(archive_path)
+            mark_done(merge_marker, archive_path, merge_fp, {"patches": n, "sha256": archive_sha}, sha256=archive_sha)
         else:
+            merge_marker.unlink(missing_ok=True)
             manifest_path.unlink(missing_ok=True)
             archive_path.unlink(missing_ok=True)
     drops: dict[str, int] = {}
@@ -69,7 +83,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         with h5py.File(archive_path, "r") as f:
             for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
                 split_counts[str(s)] = int(c)
-    outputs = {ARCHIVE_NAME: sha256_file(archive_path)} if n else {}
+    outputs = {ARCHIVE_NAME: archive_sha} if n else {}
     if cfg.merge == "virtual" and n:  # the parts are outputs too; their checksums are in the markers already
         outputs.update({f"parts/{i}.h5": by_id[i]["sha256"] for i in ok})
     manifest = {

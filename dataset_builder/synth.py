@@ -411,6 +411,8 @@ DEFAULT_SCENES = (
     ("T29UPU", "20170617T113321", "S2A", "02.14"),
     ("T35VPK", "20180204T094159", "S2B", "05.09"),
     ("T34VFJ", "20170823T094031", "S2A", "04.00"),
+    # a fifth tile so that the tile-disjoint 60/20/20 split of the default set has a test tile
+    ("T34UCF", "20180412T094031", "S2A", "02.07"),
 )
 
 

@@ -5,8 +5,9 @@ for the 43 classes and the 19-class nomenclature (``metrics.py`` computes them w
     bigearth-sr evaluate --checkpoint runs/demo/checkpoint.pt --data out/demo/shards \\
         --split test --out runs/demo/eval_test
 
-Writes ``per_class_43.csv``/``.md``, ``per_class_19.csv``/``.md``, ``report.json`` and
-``f1_43.png``/``f1_19.png``. Averages are over the classes present in the split (support > 0):
+Writes ``per_class_43.csv``/``.md``, ``per_class_19.csv``/``.md``, ``report.json``,
+``f1_43.png``/``f1_19.png`` and ``predictions.npz`` (the patch names, probabilities and targets
+the tables are computed from, so anyone can recompute them). Averages are over the classes present in the split (support > 0):
 a class the split lacks has no recall to average. A 43-class model is scored on the 19 classes
 by mapping (a 19-class label is predicted when any of its CORINE classes is, with the highest
 of their probabilities); a 19-class model is scored on the 19 only.
@@ -19,11 +20,45 @@ import csv
 import json
 from pathlib import Path
 
-from bigearth.files import atomic_path, write_text
+from bigearth.files import atomic_path, sha256_file, write_text
 from bigearth.options import fraction, nonneg_int, positive_int
 from reference_train.metrics import score
 
 NOMENCLATURES = ("43", "19")
+PREDICTIONS = "predictions.npz"
+
+
+def write_predictions(path: Path, names, probs, targets, threshold: float) -> None:
+    """The scored predictions as plain arrays (``np.load(path)`` reads them without pickle)."""
+    import numpy as np
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, names=np.asarray(names, dtype=str), probs=probs.astype(np.float32),
+                            targets=targets.astype(np.uint8), threshold=np.float64(threshold))
+
+
+def tables_text(reports: dict, key: str = "43", baseline: tuple[dict, str] | None = None) -> str:
+    """The paper's Table 2 (averages, micro first: the averaging its F1 implies) and Table 3
+    (per class precision/recall/F1/support, classes present) layouts as text; ``baseline``
+    (micro P/R/F1, description) is printed beside Table 2."""
+    rep = reports[key]
+    c = reports.get("checkpoint", {})
+    lines = [f"Table 2 layout: {key} classes, {c.get('split', '?')} split, {rep['samples']} patches, "
+             f"threshold {rep['threshold']}", f"  {'average':<28}{'precision':>10}{'recall':>10}{'F1':>10}"]
+    for name, v in rep["averages"].items():
+        lines.append(f"  {name:<28}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}")
+    if baseline is not None:
+        b, how = baseline
+        lines.append(f"  {'label-frequency baseline':<28}{b['precision']:>10.3f}{b['recall']:>10.3f}{b['f1']:>10.3f}"
+                     f"   (micro; {how})")
+    if rep.get("mAP") is not None:
+        lines.append(f"  mAP {rep['mAP']:.3f} over the {rep['classes_present']} classes present")
+    rows = [r for r in rep["per_class"] if r["support"] > 0]
+    width = max(len(r["class"]) for r in rows) if rows else 10
+    lines += ["", f"Table 3 layout: per class ({len(rows)} of {len(rep['per_class'])} classes present in the split)",
+              f"  {'class':<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>9}"]
+    lines += [f"  {r['class']:<{width}}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>9d}"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def write_reports(out: Path, reports: dict) -> None:
@@ -79,6 +114,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=nonneg_int, default=None,
                     help="DataLoader workers (default: half the usable cores, at most 4)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the tables")
     return ap
 
 
@@ -104,12 +140,23 @@ def main(args) -> int:
     model.to(device)
     index = shards.read_index(args.data)[0]
     loader = shards.loader(args.data, args.split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
-                           variant=targs["variant"], labels=targs["labels"], normalize=False, rank=0, world=1)
+                           variant=targs["variant"], labels=targs["labels"], normalize=False, rank=0, world=1,
+                           with_meta=True)
     normalizer = shards.Normalizer(index, targs["variant"]).to(device)
-    probs, targets = predict(model, loader, normalizer, device)
+    probs, targets, names = predict(model, loader, normalizer, device, with_names=True)
     reports = score(probs, targets, targs["labels"], args.threshold)
-    reports["checkpoint"] = {"path": str(args.checkpoint), "epoch": state["epoch"], "split": args.split}
-    write_reports(Path(args.out), reports)
+    # what was scored, by content: a rerun can tell whether these tables are still this checkpoint's
+    reports["checkpoint"] = {"path": str(args.checkpoint), "epoch": state["epoch"], "split": args.split,
+                             "sha256": sha256_file(args.checkpoint),
+                             "data_sha256": sha256_file(Path(args.data) / shards.INDEX_NAME)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out / PREDICTIONS, names, probs, targets, args.threshold)
+    write_reports(out, reports)
+    if not args.quiet:
+        for key in NOMENCLATURES:
+            if key in reports:
+                print(tables_text(reports, key) + "\n")
     for key in NOMENCLATURES:
         if key in reports:
             a = reports[key]["averages"]

@@ -115,7 +115,7 @@ def assert_same_archive(a, b) -> None:
 # Tests that launch process groups (mpirun, torchrun, horovodrun) run on one xdist worker, one
 # after another: on 2 cores, launchers started side by side were seen to fail to start (mpirun
 # exiting 2 with no output while horovodrun ran beside it). Every other file stays on one worker.
-_LAUNCHERS = {"test_mpi", "test_train"}
+_LAUNCHERS = {"test_mpi", "test_train", "test_demo"}
 
 
 def pytest_collection_modifyitems(config, items):
