@@ -1,4 +1,5 @@
 """dataset_builder/build.py: the manifest, splits, workers and merge modes, kill and resume, `info`."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -88,3 +89,22 @@ def test_cli_info_reports_the_archive(built, capsys):
     assert f"{manifest['patches']} patches; merge=copy compression=blosc-lz4" in text
     assert str(manifest["patches_per_split"]) in text
     assert "data_super   uint16" in text and "chunks=(1, 12, 120, 120)" in text
+
+
+def test_a_rebuild_keeps_the_archive_unless_a_part_changed(products, synth_dir, tmp_path):
+    """Nothing changed: the archive file is kept as it is (what was made from it stays valid);
+    one part changed: it is merged again."""
+    import os
+    cfg = BuildConfig(out_dir=str(tmp_path / "b"), clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")),
+                      progress=False)
+    build(products[:2], cfg)
+    path = tmp_path / "b" / ARCHIVE_NAME
+    first = (path.stat().st_ino, path.stat().st_mtime_ns, h5py.File(path, "r")["name"].shape)
+    again = build(products[:2], cfg)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == first[:2]
+    assert again["outputs"][ARCHIVE_NAME] == hashlib.sha256(path.read_bytes()).hexdigest()
+    os.utime(path, ns=(0, 0))
+    third = build(products[:1], cfg)  # another set of parts: merged anew
+    assert path.stat().st_mtime_ns != 0 and third["patches"] < again["patches"]
+    with h5py.File(path, "r") as f:
+        assert f["name"].shape[0] == third["patches"]
