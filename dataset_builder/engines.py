@@ -46,7 +46,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    plan = serpentine(tasks, [t.count for t in tasks], workers)
+    plan = serpentine(tasks, [t.work for t in tasks], workers)
     procs = [ctx.Process(target=_worker_main, args=(w, plan[w], cfg, queue), daemon=True) for w in range(workers)]
     for p in procs:
         p.start()
@@ -81,7 +81,7 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
-    mine = serpentine(tasks, [t.count for t in tasks], size)[rank]
+    mine = serpentine(tasks, [t.work for t in tasks], size)[rank]
     out = []
     for t in mine:
         try:

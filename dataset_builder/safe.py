@@ -67,6 +67,24 @@ class Product:
     band_paths: dict  # band id -> path
     quantification: float
     offsets: dict  # band id -> BOA add offset (0 before baseline 04.00)
+    # Image_Content_QI percentages the product states (NODATA_PIXEL_PERCENTAGE, ...) and
+    # CLOUD_COVERAGE_ASSESSMENT; empty when its metadata has none
+    quality: dict = dataclasses.field(default_factory=dict)
+
+    def expected_kept_share(self) -> float:
+        """The share of the tile's patches that screening is expected to keep, from what the
+        metadata states: 1 - (no data + clouds + cirrus + shadow + snow); 1 when it states nothing.
+        An estimate (clouds cluster, so more patches survive than pixels), used to balance work."""
+        q = self.quality
+        if not q:
+            return 1.0
+        nodata = q.get("NODATA_PIXEL_PERCENTAGE", 0.0) / 100
+        lost = sum(q.get(k, 0.0) for k in ("MEDIUM_PROBA_CLOUDS_PERCENTAGE", "HIGH_PROBA_CLOUDS_PERCENTAGE",
+                                           "THIN_CIRRUS_PERCENTAGE", "CLOUD_SHADOW_PERCENTAGE",
+                                           "SNOW_ICE_PERCENTAGE")) / 100
+        if not any(k in q for k in ("MEDIUM_PROBA_CLOUDS_PERCENTAGE", "HIGH_PROBA_CLOUDS_PERCENTAGE")):
+            lost += q.get("CLOUD_COVERAGE_ASSESSMENT", 0.0) / 100  # older products state only the total
+        return float(min(1.0, max(0.0, (1 - nodata) * (1 - min(1.0, lost)))))
 
     @property
     def prefix(self) -> str:
@@ -247,8 +265,21 @@ def open_product(path) -> Product:
         raise InputError(box.display("GRANULE"), f"expected one granule MTD_TL.xml, found {len(granules)}")
     tl_src = box.display(granules[0])
     geocoding = parse_tile_geocoding(_parse_xml(box.read(granules[0]), tl_src), tl_src)
+    quality = {}
+    for el in _find_all(mtd, "Image_Content_QI")[:1]:
+        for child in el:
+            if _local(child.tag).endswith("_PERCENTAGE") and child.text:
+                try:
+                    quality[_local(child.tag)] = float(child.text)
+                except ValueError:
+                    pass  # informative only: a bad value is left out, never fatal
+    for el in _find_all(mtd, "Cloud_Coverage_Assessment")[:1]:
+        try:
+            quality["CLOUD_COVERAGE_ASSESSMENT"] = float(el.text)
+        except (TypeError, ValueError):
+            pass
     return Product(path, name, m["mission"], m["datetime"], baseline, m["tile"], geocoding,
-                   band_paths, quant, offsets)
+                   band_paths, quant, offsets, quality)
 
 
 def open_band(product: Product, band: str):

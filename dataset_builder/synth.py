@@ -246,7 +246,29 @@ def _write_jp2(path: Path, arr: np.ndarray, crs: str, transform: Affine) -> None
         ds.write(arr, 1)
 
 
-def _mtd_msil2a(name: str, cfg: SynthConfig, granule: str, files: list[str]) -> str:
+# Image_Content_QI percentages of the SCL classes, as Sen2Cor writes them into MTD_MSIL2A.xml
+QI_CLASSES = {"NODATA_PIXEL_PERCENTAGE": (0,), "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE": (1,),
+              "DARK_FEATURES_PERCENTAGE": (2,), "CLOUD_SHADOW_PERCENTAGE": (3,), "VEGETATION_PERCENTAGE": (4,),
+              "NOT_VEGETATED_PERCENTAGE": (5,), "WATER_PERCENTAGE": (6,), "UNCLASSIFIED_PERCENTAGE": (7,),
+              "MEDIUM_PROBA_CLOUDS_PERCENTAGE": (8,), "HIGH_PROBA_CLOUDS_PERCENTAGE": (9,),
+              "THIN_CIRRUS_PERCENTAGE": (10,), "SNOW_ICE_PERCENTAGE": (11,)}
+
+
+def _quality_xml(scl: np.ndarray) -> str:
+    """The product's Quality_Indicators_Info from its SCL: Cloud_Coverage_Assessment (medium +
+    high probability clouds + thin cirrus) and the per-class percentages. Sen2Cor gives the
+    class percentages over the valid pixels; NODATA over all."""
+    counts = np.bincount(scl.ravel(), minlength=12).astype(float)
+    valid = max(counts.sum() - counts[0], 1.0)
+    pct = {k: 100 * counts[list(v)].sum() / (counts.sum() if k.startswith("NODATA") else valid)
+           for k, v in QI_CLASSES.items()}
+    cloud = pct["MEDIUM_PROBA_CLOUDS_PERCENTAGE"] + pct["HIGH_PROBA_CLOUDS_PERCENTAGE"] + pct["THIN_CIRRUS_PERCENTAGE"]
+    items = "".join(f"      <{k}>{v:.6f}</{k}>\n" for k, v in pct.items())
+    return (f"  <n1:Quality_Indicators_Info>\n    <Cloud_Coverage_Assessment>{cloud:.6f}</Cloud_Coverage_Assessment>\n"
+            f"    <Image_Content_QI>\n{items}    </Image_Content_QI>\n  </n1:Quality_Indicators_Info>\n")
+
+
+def _mtd_msil2a(name: str, cfg: SynthConfig, granule: str, files: list[str], scl_map: np.ndarray | None = None) -> str:
     start = dt.datetime.strptime(cfg.date, "%Y%m%dT%H%M%S").strftime("%Y-%m-%dT%H:%M:%S.024Z")
     offsets = ""
     if float(cfg.baseline) >= 4.0:
@@ -266,6 +288,7 @@ def _mtd_msil2a(name: str, cfg: SynthConfig, granule: str, files: list[str]) -> 
                   f"<SCENE_CLASSIFICATION_INDEX>{i}</SCENE_CLASSIFICATION_INDEX></Scene_Classification_ID>\n"
                   for i, t in enumerate(scl_names))
     sat = {"S2A": "Sentinel-2A", "S2B": "Sentinel-2B", "S2C": "Sentinel-2C"}.get(cfg.mission, cfg.mission)
+    quality = _quality_xml(scl_map) if scl_map is not None else ""
     return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 <n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">
   <n1:General_Info>
@@ -310,7 +333,7 @@ def _mtd_msil2a(name: str, cfg: SynthConfig, granule: str, files: list[str]) -> 
 {scl}      </Scene_Classification_List>
     </Product_Image_Characteristics>
   </n1:General_Info>
-</n1:Level-2A_User_Product>
+{quality}</n1:Level-2A_User_Product>
 """
 
 
@@ -382,7 +405,7 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
             _write_jp2(tmp / f"{rel}.jp2", np.full((size, size), value, np.uint16), crs, Affine(10, 0, ulx, 0, -10, uly))
             files.append(rel)
         files.sort(key=lambda p: (p.split("/")[-2], p))
-        (tmp / "MTD_MSIL2A.xml").write_text(_mtd_msil2a(name, cfg, granule, files))
+        (tmp / "MTD_MSIL2A.xml").write_text(_mtd_msil2a(name, cfg, granule, files, scl))
         (tmp / "GRANULE" / granule / "MTD_TL.xml").write_text(_mtd_tl(cfg, granule, epsg, ulx, uly, size))
         (tmp / "manifest.safe").write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l2a_user_product"><!-- synthetic: {name} --></xfdu:XFDU>\n')
         if cfg.write_truth:

@@ -27,7 +27,25 @@ class Task:
     id: str
     kind: str  # "product" or "bigearthnet"
     source: object  # Product, or list of patch folders
-    count: int
+    count: int  # grid patches (products) or patch folders: the progress bars' unit
+    work: float = 0.0  # expected seconds of one core: what Algorithm 1 balances
+
+
+# Expected cost, in seconds of one core (benchmarks/RESULTS.md, measured on 2 cores): decoding a
+# product is paid for every grid patch (44 s for a full tile of 8,281), everything after it per
+# kept patch (bilinear: (55.7 - 44) s over 5,465 kept; DSen2: 0.065 s); a BigEarthNet patch
+# folder costs its GeoTIFF reads (~90 patches/s per core) and the same per kept patch. With equal
+# grids (every full tile has 8,281 patches) only the kept share tells products apart.
+DECODE_S_PER_GRID_PATCH = 44.0 / 8281
+KEPT_PATCH_S = {"bilinear": 11.7 / 5465, "bicubic": 11.7 / 5465, "dsen2": 0.065}
+READ_S_PER_FOLDER = 1 / 90
+
+
+def expected_work(task_kind: str, source, count: int, upsampling: str) -> float:
+    per_kept = KEPT_PATCH_S.get(upsampling, KEPT_PATCH_S["bilinear"])
+    if task_kind == "product":
+        return count * (DECODE_S_PER_GRID_PATCH + per_kept * source.expected_kept_share())
+    return count * (READ_S_PER_FOLDER + per_kept)
 
 
 def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
@@ -44,10 +62,13 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
                 if bad and cfg.strict:
                     raise InputError(next(iter(bad)), next(iter(bad.values())))
                 failed.update(bad)
-                tasks.extend(Task(tid, "bigearthnet", folders, len(folders)) for tid, folders in groups.items())
+                tasks.extend(Task(tid, "bigearthnet", folders, len(folders),
+                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling))
+                             for tid, folders in groups.items())
                 continue
             p = open_product(inp)
-            tasks.append(Task(p.name, "product", p, p.patch_count))
+            tasks.append(Task(p.name, "product", p, p.patch_count,
+                              expected_work("product", p, p.patch_count, cfg.upsampling)))
         except (InputError, OSError) as e:
             if cfg.strict:
                 raise
