@@ -163,45 +163,57 @@ def _row_col(folder: Path) -> tuple[int, int]:
     return int(m["y"]), int(m["x"])
 
 
-def _cubes(p: dict) -> dict:
+def cubes_of(p: dict) -> dict:
     return {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
             for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
 
 
-def _sr_inputs(cubes: dict, up) -> tuple:
+def sr_inputs(cubes: dict, up) -> tuple:
     return (cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
             cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
 
 
-class _Neighbours:
+class Neighbours:
     """The adjacent patches of the same tile_source, as context for super-resolution: the
     archive cut the tile into patches, and a whole-tile run would have seen these pixels.
     Patches on the official snow/cloud lists count too (they are imagery; only their labels are
-    unusable); a missing or unreadable neighbour leaves that side mirrored. Patches are read at
-    most once per row pass: rows above the previous one are dropped from the cache."""
+    unusable); a missing or unreadable neighbour leaves that side mirrored. Every patch is read
+    once: what was read as a neighbour is what ``patch`` hands the build later, and rows above
+    the previous one are dropped from the cache."""
 
-    def __init__(self, folders: list[Path], up):
-        self.by_xy = {_row_col(f)[::-1]: f for f in folders}
+    def __init__(self, folders: list[Path], up, xy=None, read=None):
+        # xy: folder -> (x, y); read: folder -> the patch (a dict with its "bands"); v1's by default
+        self.xy = xy or (lambda f: _row_col(f)[::-1])
+        self.by_xy = {self.xy(f): f for f in folders}
         self.up = up
+        self.read = read or read_patch
         self.cache: dict = {}
 
-    def _inputs(self, x: int, y: int):
+    def _entry(self, x: int, y: int) -> tuple:
         if (x, y) not in self.cache:
             folder = self.by_xy.get((x, y))
-            try:
-                self.cache[(x, y)] = None if folder is None else _sr_inputs(_cubes(read_patch(folder)), self.up)
-            except (InputError, nom.UnknownClassError):  # reported when that patch itself is built
-                self.cache[(x, y)] = None
+            entry = (None, None)
+            if folder is not None:
+                try:
+                    p = self.read(folder)
+                    entry = (p, sr_inputs(cubes_of(p), self.up))
+                except (InputError, nom.UnknownClassError):  # reported when that patch itself is built
+                    pass
+            self.cache[(x, y)] = entry
         return self.cache[(x, y)]
 
-    def remember(self, x: int, y: int, inputs: tuple) -> None:
-        """The patch being built, so that its neighbours do not read it again."""
-        self.cache[(x, y)] = inputs
+    def patch(self, folder: Path) -> dict:
+        """The patch in ``folder``, read once (a bad one raises its error here)."""
+        p = self._entry(*self.xy(folder))[0]
+        return p if p is not None else self.read(folder)
+
+    def inputs(self, x: int, y: int):
+        return self._entry(x, y)[1]
 
     def around(self, x: int, y: int) -> dict:
         for key in [k for k in self.cache if k[1] < y - 1]:
             del self.cache[key]
-        return {(dy, dx): self._inputs(x + dx, y + dy)
+        return {(dy, dx): self.inputs(x + dx, y + dy)
                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
 
 
@@ -212,7 +224,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     writer = archive.PartWriter(part_path, cfg.compression)
-    context = _Neighbours(folders, up)
+    context = Neighbours(folders, up)
     failed: dict[str, str] = {}  # patch name -> error: a bad patch is recorded, the others go on
     try:
         for folder in sorted(folders, key=_row_col):
@@ -225,14 +237,13 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                 drops["cloud_list"] += 1
                 continue
             try:
-                p = read_patch(folder)
+                p = context.patch(folder)
                 tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
                 continue
-            cubes = _cubes(p)
-            inputs = _sr_inputs(cubes, up)
-            context.remember(p["x"], p["y"], inputs)
+            cubes = cubes_of(p)
+            inputs = context.inputs(p["x"], p["y"])
             sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
             cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
             arrays = {key: a[None] for key, a in cubes.items()}
