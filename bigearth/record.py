@@ -35,7 +35,10 @@ ARRAYS: dict[str, tuple[tuple[int, ...], str]] = {
 META_FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
     "name": ("str", ()), "product": ("str", ()), "tile": ("str", ()), "date": ("str", ()), "x": ("int16", ()),
     "y": ("int16", ()), "crs": ("str", ()), "bounds": ("float64", (4,)), "split": ("str", ()),
+    "v1_name": ("str", ()), "s1_name": ("str", ()),
 }
+# fields added after the first archives: read as these defaults from files written before them
+META_DEFAULTS = {"v1_name": "", "s1_name": ""}
 SPLITS = ("train", "validation", "test", "none")
 
 # What the uint16 values mean, written into every output.
@@ -65,6 +68,10 @@ class PatchRecord:
     data_60m: np.ndarray
     classes: np.ndarray
     classes_19: np.ndarray
+    # other names of the patch: its BigEarthNet v1 name (v1 and v2 inputs) and its Sentinel-1
+    # partner (v2 inputs); "" when the input has none
+    v1_name: str = ""
+    s1_name: str = ""
 
     def __post_init__(self):
         for key, (shape, dtype) in ARRAYS.items():
@@ -92,7 +99,8 @@ class PatchRecord:
     def from_fields(cls, meta: dict, arrays: dict) -> PatchRecord:
         """A record from its descriptive fields (any container of ``META_FIELDS``, values as
         stored: bytes, numpy scalars) and its arrays (``ARRAYS``)."""
-        fields = {k: plain(k, meta[k]) for k in META_FIELDS}
+        fields = {k: plain(k, meta[k]) if k in meta or k not in META_DEFAULTS else META_DEFAULTS[k]
+                  for k in META_FIELDS}
         fields["bounds"] = tuple(fields["bounds"])
         return cls(**fields, **{k: arrays[k] for k in ARRAYS})
 

@@ -10,6 +10,9 @@ from bigearth import options
 from bigearth.errors import run_command
 from bigearth.record import SPLITS
 
+from .configs import build_config
+from .summaries import print_shards, print_summary
+
 
 class DemoHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
@@ -63,6 +66,9 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                        help=f"drop a patch when more than this share of its SCL pixels is {key} (SCL {codes})")
     g.add_argument("--split-fractions", type=options.split_fractions, default="0.6,0.2,0.2",
                    help="train,validation,test shares for products (tile-disjoint, by a hash of the tile id)")
+    g.add_argument("--min-label-share", type=options.fraction, default=0.0,
+                   help="BigEarthNet v2 input: share of a patch's pixels a CORINE class of its reference map needs "
+                        "to count as a 43-class label (0: any pixel, as the 19-class labels were made)")
     g.add_argument("--official-lists", default=None,
                    help="folder with BigEarthNet's official lists (snow, cloud, train/val/test .csv[.bz2]) for archive input")
     g.add_argument("--workers", type=options.positive_int, default=1, help="local worker processes (tiles dealt by Algorithm 1)")
@@ -72,24 +78,6 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wait", action="store_true",
                    help="when another run holds the output folder, wait for it instead of exiting")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _expand_clc(paths) -> list[str]:
-    out = []
-    for p in paths:
-        p = Path(p)
-        out.extend(sorted(str(q) for q in p.glob("*.tif")) if p.is_dir() else [str(p)])
-    return out
-
-
-def _build_config(args):
-    from dataset_builder.build import BuildConfig
-    thresholds = {k: getattr(args, f"max_{k}") for k in ("nodata", "cloud", "cirrus", "shadow", "snow")}
-    return BuildConfig(out_dir=args.out, upsampling=args.upsampling, sr_weights=args.sr_weights,
-                       sr_device=args.sr_device, sr_precision=args.sr_precision, clc=_expand_clc(args.clc),
-                       labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
-                       compression=args.compression, merge=args.merge, split_fractions=args.split_fractions,
-                       official_lists=args.official_lists, strict=args.strict, progress=not args.no_progress)
 
 
 def cmd_synth(args) -> int:
@@ -103,7 +91,7 @@ def cmd_synth(args) -> int:
 
 def cmd_build(args) -> int:
     from dataset_builder.build import build
-    cfg = _build_config(args)
+    cfg = build_config(args)
     manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank
         return 0
@@ -127,17 +115,6 @@ def cmd_shards(args) -> int:
                          splits=args.splits, wait=args.wait)
     print_shards(index, Path(args.out))
     return 0
-
-
-def print_shards(index: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    t = Table(title=f"shards -> {out}")
-    for col in ("split", "shards", "samples", "MB"):
-        t.add_column(col, justify="right" if col != "split" else "left")
-    for split, doc in index["splits"].items():
-        t.add_row(split, str(len(doc["shards"])), str(doc["samples"]), f"{doc['bytes'] / 1e6:.1f}")
-    Console().print(t)
 
 
 def cmd_verify_shards(args) -> int:
@@ -183,31 +160,6 @@ DEMO_EPILOG = """scaling up:
   DSen2 inputs   --upsampling dsen2
   real data      see docs/real-data.md (BigEarthNet v1 -> archive -> shards -> GPUs / SLURM)
 """
-
-
-def print_summary(manifest: dict, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    t = Table(title=f"bigearth-sr build -> {out}")
-    t.add_column("tile / product")
-    t.add_column("kept", justify="right")
-    t.add_column("dropped", justify="right")
-    t.add_column("decode s", justify="right")
-    t.add_column("total s", justify="right")
-    for tid, info in manifest["tiles"].items():
-        t.add_row(tid, str(info["kept"]), str(sum(info["drops"].values())),
-                  str(info.get("seconds_decode", "")), str(info.get("seconds_total", "")))
-    for tid, err in manifest["tiles_failed"].items():
-        t.add_row(f"[red]{tid}[/red]", "-", "-", "", f"[red]{err[:80]}[/red]")
-    con.print(t)
-    con.print(f"patches: {manifest['patches']}  per split: {manifest['patches_per_split']}")
-    con.print(f"dropped by reason: {manifest['dropped']}")
-    for name, sha in manifest["outputs"].items():
-        con.print(f"{name}  sha256 {sha[:16]}…")
-    if manifest["tiles_failed"]:
-        con.print(f"[red]{len(manifest['tiles_failed'])} input(s) failed; see manifest.json[/red]")
 
 
 def cmd_sr_convert(args) -> int:

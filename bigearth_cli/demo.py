@@ -204,7 +204,8 @@ def run(args) -> int:
     """The whole chain; returns the exit status."""
     from dataset_builder.build import ARCHIVE_NAME, build
     from shards.writer import write_shards
-    from . import cli
+    from .configs import build_config
+    from .summaries import print_shards, print_summary
     from reference_train import evaluate as ev
 
     out = Path(args.out)
@@ -218,12 +219,12 @@ def run(args) -> int:
 
     t = stage(2, f"build the archive ({args.upsampling} super-resolution) -> {dataset_dir}")
     args.clc = [str(products_dir)]
-    cfg = cli._build_config(args)
+    cfg = build_config(args)
     cfg.out_dir = str(dataset_dir)
     manifest = build(products, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank of the build
         return 0
-    cli.print_summary(manifest, dataset_dir)
+    print_summary(manifest, dataset_dir)
     done(t, f"{manifest['patches']} patches")
     if manifest["tiles_failed"]:
         print(f"{len(manifest['tiles_failed'])} input(s) failed; the demo stops here (see {dataset_dir / 'manifest.json'})")
@@ -236,7 +237,7 @@ def run(args) -> int:
     t = stage(3, f"write WebDataset shards -> {shards_dir}")
     index = write_shards(dataset_dir / ARCHIVE_NAME, shards_dir, args.shard_size, args.shard_seed,
                          workers=args.shard_workers, progress=not args.no_progress)
-    cli.print_shards(index, shards_dir)
+    print_shards(index, shards_dir)
     done(t, "shards written")
 
     archive_sha = index.get("source", {}).get("sha256")

@@ -24,7 +24,7 @@ from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.files import atomic_path, sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
-                             VALUE_CONVENTION, PatchRecord, RecordBatch)
+                             VALUE_CONVENTION, META_DEFAULTS, PatchRecord, RecordBatch)
 
 # from the record's definition: the image cubes, then the label vectors
 ARRAY_KEYS = tuple(k for k in ARRAYS if k.startswith("data_"))
@@ -232,7 +232,7 @@ def iter_records(path, indices=None):
 
 def read_record(f: h5py.File, i: int) -> PatchRecord:
     """Row ``i`` of an open archive as a record."""
-    return PatchRecord.from_fields({k: f[k][i] for k in META_FIELDS}, {k: f[k][i] for k in ARRAYS})
+    return PatchRecord.from_fields({k: f[k][i] for k in META_FIELDS if k in f}, {k: f[k][i] for k in ARRAYS})
 
 
 # --------------------------------------------------------------------------- reading, checked
@@ -249,7 +249,7 @@ def reading(path):
     except OSError as e:
         raise InputError(path, f"not a readable HDF5 archive ({str(e).splitlines()[0][:200]})") from None
     with f:
-        missing = [k for k in (*ARRAYS, *META) if k not in f]
+        missing = [k for k in (*ARRAYS, *META) if k not in f and k not in META_DEFAULTS]
         if missing:
             raise InputError(path, f"not a bigearth-sr archive: no dataset {', '.join(missing)}")
         yield f

@@ -253,7 +253,8 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             meta = {"name": p["name"], "product": task_id, "tile": p["tile"],
                     "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
                     "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
-                    "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])]}
+                    "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])],
+                    "v1_name": p["name"], "s1_name": ""}
             writer.append(RecordBatch(arrays, [meta]))
             stats.add(arrays, [meta["split"]])
         n = writer.n

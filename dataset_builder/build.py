@@ -74,6 +74,14 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         if r.get("status") != "ok":
             failed[t.id] = r.get("error", "no result (the worker ended without reporting)")
         failed.update(r.get("failed_inputs") or {})  # bad patches of a BigEarthNet tile_source
+    checks = [by_id[i]["label_check"] for i in ok if "label_check" in by_id[i]]
+    label_check = None
+    if checks:  # BigEarthNet v2: the 43 classes from the reference maps, mapped to 19, against the parquet
+        label_check = {"patches": sum(c["patches"] for c in checks), "disagree": sum(c["disagree"] for c in checks),
+                       "by_class_19": {}}
+        for c in checks:
+            for k, v in c["by_class_19"].items():
+                label_check["by_class_19"][k] = label_check["by_class_19"].get(k, 0) + v
     totals = SplitStats()
     for i in ok:
         totals.merge(by_id[i]["stats"])
@@ -106,6 +114,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     }
     if not manifest["tracebacks"]:
         del manifest["tracebacks"]
+    if label_check is not None:
+        manifest["labels_43_vs_19"] = label_check
     with disk_full_named(manifest_path):
         write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest

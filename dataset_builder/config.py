@@ -11,7 +11,7 @@ from bigearth.files import content_digest
 
 from . import archive, screening, upsample
 
-PART_FORMAT = 2  # what a part's marker records (2: statistics per split); older parts are rebuilt
+PART_FORMAT = 3  # what a part holds (2: statistics per split; 3: v1_name, s1_name); older parts are rebuilt
 
 
 @dataclasses.dataclass
@@ -30,6 +30,7 @@ class BuildConfig:
     merge: str = "copy"
     split_fractions: tuple = (0.6, 0.2, 0.2)
     official_lists: str | None = None
+    min_label_share: float = 0.0  # BigEarthNet v2: share of a patch a reference-map class needs
     strict: bool = False
     progress: bool = True
 
@@ -62,7 +63,8 @@ class BuildConfig:
     def fingerprint(self) -> str:
         """What decides every part's content besides its own inputs (options, the method and its
         weights, the label sources' content, the version): see ``task_fingerprint``."""
-        keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions")
+        keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions",
+                "min_label_share")
         d = {k: getattr(self, k) for k in keys}
         d["super_resolution"] = self.super_resolution()
         d["label_sources"] = self.label_sources()

@@ -4,6 +4,7 @@ A folder may hold (checked in this order)
   * ``bigearth_sr.h5`` (with its ``manifest.json``): an archive built by ``bigearth-sr build``;
   * Level-2A products (``*.SAFE`` folders or ``S2?_MSIL2A_*.zip``) with CORINE rasters
     (``*.tif`` beside them or in ``clc/``), as ``bigearth-sr synth`` writes them;
+  * BigEarthNet v2.0 (reBEN): ``BigEarthNet-S2/``, ``Reference_Maps/`` and ``metadata.parquet``;
   * the BigEarthNet v1 archive: patch folders, in the folder itself or in ``BigEarthNet-v1.0/``,
     with the official lists (optional) in ``lists/``.
 """
@@ -17,6 +18,7 @@ import h5py
 
 from .archive import check_manifest
 from .bigearthnet_v1 import is_archive_dir
+from .bigearthnet_v2 import is_v2_root
 from .build import ARCHIVE_NAME, BuildConfig, build
 
 
@@ -30,11 +32,14 @@ def describe(folder) -> tuple[str, list[Path]]:
     products = sorted([*folder.glob("*.SAFE"), *folder.glob("S2?_MSIL2A_*.zip")])
     if products:
         return "products", products
+    if is_v2_root(folder):
+        return "bigearthnet", [folder]
     for cand in (folder, folder / "BigEarthNet-v1.0"):
         if is_archive_dir(cand):
             return "bigearthnet", [cand]
     raise FileNotFoundError(f"{folder}: holds neither {ARCHIVE_NAME}, nor Level-2A products (*.SAFE, "
-                            f"S2?_MSIL2A_*.zip), nor BigEarthNet v1 patch folders")
+                            f"S2?_MSIL2A_*.zip), nor BigEarthNet v2 (BigEarthNet-S2/ + metadata.parquet), "
+                            f"nor BigEarthNet v1 patch folders")
 
 
 def default_workers() -> int:

@@ -88,7 +88,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         arrays["classes_19"] = nom.to_19(arrays["classes"])
         meta = [{"name": patch_name(product.prefix, x, y), "product": product.name, "tile": product.tile,
                  "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
-                 "bounds": _bounds(geo, x, y)} for x in keep]
+                 "bounds": _bounds(geo, x, y), "v1_name": "", "s1_name": ""} for x in keep]
         part = BandStats()
         part.add(arrays)
         return reasons, RecordBatch(arrays, meta), part

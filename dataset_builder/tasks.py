@@ -13,7 +13,7 @@ from bigearth import nomenclature as nom
 from bigearth.errors import EnvironmentFailure, InputError
 from bigearth.files import content_digest, disk_full_error, done_record, is_disk_full, mark_done, sha256_file
 
-from . import bigearthnet_v1
+from . import bigearthnet_v1, bigearthnet_v2
 from .config import BuildConfig
 from .labels import JsonLabeler
 from .products import process_product
@@ -25,7 +25,7 @@ class Task:
     """One unit of Algorithm 1: a product, or one tile_source's patches of the BigEarthNet archive."""
 
     id: str
-    kind: str  # "product" or "bigearthnet"
+    kind: str  # "product", "bigearthnet" (v1 tile_source) or "bigearthnet_v2" (v2 product)
     source: object  # Product, or list of patch folders
     count: int  # grid patches (products) or patch folders: the progress bars' unit
     work: float = 0.0  # expected seconds of one core: what Algorithm 1 balances
@@ -57,6 +57,15 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
         inp = Path(inp)
         key = inp.name.removesuffix(".zip").removesuffix(".SAFE")
         try:
+            if bigearthnet_v2.is_v2_root(inp):
+                groups, bad, screened = bigearthnet_v2.group_by_product(inp)
+                if bad and cfg.strict:
+                    raise InputError(next(iter(bad)), next(iter(bad.values())))
+                failed.update(bad)
+                tasks.extend(Task(pid, "bigearthnet_v2", (folders, screened.get(pid)), len(folders),
+                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling))
+                             for pid, folders in groups.items())
+                continue
             if bigearthnet_v1.is_archive_dir(inp):
                 groups, bad = bigearthnet_v1.group_by_tile_source(inp)
                 if bad and cfg.strict:
@@ -88,10 +97,21 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
         if cfg.labels_json:
             d["labels_json"] = JsonLabeler(cfg.labels_json).digest(task.source.prefix)
         return d
+    folders = task.source[0] if task.kind == "bigearthnet_v2" else task.source
     h = hashlib.sha256()
-    for folder in sorted(task.source, key=lambda f: f.name):
+    for folder in sorted(folders, key=lambda f: f.name):
         h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
-    return {"patches": h.hexdigest()}
+        if task.kind == "bigearthnet_v2":  # its reference map and the parquet rows label it
+            root = folder.parents[2]
+            ref = root / bigearthnet_v2.MAPS_DIR / folder.parent.name / folder.name
+            h.update((content_digest(ref) if ref.exists() else "missing").encode())
+    d = {"patches": h.hexdigest()}
+    if task.kind == "bigearthnet_v2":
+        root = folders[0].parents[2]
+        d["metadata"] = [content_digest(root / n) for n in (bigearthnet_v2.METADATA, bigearthnet_v2.SCREENED)
+                         if (root / n).exists()]
+        d["screened"] = task.source[1]
+    return d
 
 
 def product_digest(product: Product) -> str:
@@ -149,6 +169,8 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
         part.parent.mkdir(parents=True, exist_ok=True)
         if task.kind == "product":
             res = process_product(task.source, cfg, part, progress)
+        elif task.kind == "bigearthnet_v2":
+            res = bigearthnet_v2.process_product(task.id, task.source[0], cfg, part, progress, task.source[1])
         else:
             res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
         res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))

@@ -32,7 +32,7 @@ def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
     arrays = {k: rng.integers(0, 3000 if "data" in k else 2, (5, *shape)).astype(dtype)
               for k, (shape, dtype) in __import__("bigearth.record", fromlist=["ARRAYS"]).ARRAYS.items()}
     meta = [{"name": f"n{i}", "product": "p", "tile": "T", "date": "d", "split": "train", "crs": "EPSG:1",
-             "x": i, "y": 0, "bounds": [0, 0, 0, 0]} for i in range(5)]
+             "x": i, "y": 0, "bounds": [0, 0, 0, 0], "v1_name": "", "s1_name": ""} for i in range(5)]
     for comp in ("gzip", "none", "lzf", "blosc-lz4", "blosc2-zstd"):
         w = archive.PartWriter(tmp_path / f"{comp}.h5", comp, threads=2)
         w.append(RecordBatch({k: v[:2] for k, v in arrays.items()}, meta[:2]))

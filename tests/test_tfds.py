@@ -76,7 +76,9 @@ def test_cli_imports_form_tfrecord_then_tfds_load(synth_dir, reference, tmp_path
     data_dir = tmp_path / "data"
     run_tfds(["bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr", f"--manual_dir={synth_dir}",
               f"--data_dir={data_dir}", "--file_format=tfrecord"], tmp_path, tmp_path)
-    assert list((data_dir / "bigearth_sr" / "super_bilinear" / "1.0.0").glob("*.tfrecord*"))
+    from dataset_builder.bigearth_sr.bigearth_sr_dataset_builder import Builder
+    version = str(Builder.VERSION)
+    assert list((data_dir / "bigearth_sr" / "super_bilinear" / version).glob("*.tfrecord*"))
     seen = []
     for split, n in manifest["patches_per_split"].items():
         ds = tfds.load("bigearth_sr/super_bilinear", data_dir=str(data_dir), split=split)

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from bigearth import nomenclature as nom
-from bigearth.record import ARRAYS, META_FIELDS, RGB_INDEX, SPLITS, plain
+from bigearth.record import ARRAYS, META_DEFAULTS, META_FIELDS, RGB_INDEX, SPLITS, plain
 from dataset_builder import inputs, upsample
 
 CHUNK = 256  # archive rows per Beam element
@@ -62,8 +62,9 @@ def _configs() -> list[BigearthSrConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """BigEarthNet-style patches from Sentinel-2 Level-2A products, super-resolved to 10 m."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native.",
+                     "1.1.0": "BigEarthNet v2 as input; metadata v1_name and s1_name (the patch's other names)."}
     BUILDER_CONFIGS = _configs()
     DEFAULT_CONFIG_NAME = "super_bilinear"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -72,6 +73,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         and rgb configs its upsampling must be the config's);
       * Sentinel-2 Level-2A products (*.SAFE folders or S2?_MSIL2A_*.zip) with CORINE Land
         Cover rasters (*.tif beside them or in clc/), e.g. from `bigearth-sr synth --out DIR`;
+      * BigEarthNet v2.0 (reBEN): BigEarthNet-S2/, Reference_Maps/ and metadata.parquet (with
+        metadata_for_patches_with_snow_cloud_or_shadow.parquet), as its archives unpack;
       * the BigEarthNet v1 archive (its patch folders, directly or in BigEarthNet-v1.0/), with
         the official lists (train/val/test, snow, cloud .csv[.bz2]) in lists/.
     Products and patches are built into <download_dir>/bigearth_sr_build/<upsampling>/ with
@@ -134,7 +137,7 @@ def examples(rows, path: str, variant: str):
     lo, hi = min(rows), max(rows) + 1  # the span of these rows: a Beam chunk reads its own, not whole columns
     with h5py.File(path, "r") as f:
         cols = {k: f[k].asstr()[lo:hi] if f[k].dtype.kind == "O" else f[k][lo:hi]
-                for k in ("name", *METADATA, "classes", "classes_19")}
+                for k in ("name", *METADATA, "classes", "classes_19") if k in f}  # older archives lack META_DEFAULTS
         for i in rows:
             ex = {}
             for feat, (key, idx) in VARIANT_ARRAYS[variant].items():
@@ -144,5 +147,5 @@ def examples(rows, path: str, variant: str):
             ex["labels"] = np.flatnonzero(cols["classes"][j]).tolist()
             ex["labels_19"] = np.flatnonzero(cols["classes_19"][j]).tolist()
             ex["filename"] = cols["name"][j]
-            ex["metadata"] = {k: plain(k, cols[k][j]) for k in METADATA}
+            ex["metadata"] = {k: plain(k, cols[k][j]) if k in cols else META_DEFAULTS[k] for k in METADATA}
             yield cols["name"][j], ex

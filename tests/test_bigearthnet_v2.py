@@ -1,0 +1,135 @@
+"""dataset_builder/bigearthnet_v2.py: BigEarthNet v2 (reBEN) as input, on a v2-layout fixture made
+from the real v1 patches: values, both label sets, names, splits and screening against the
+files themselves; bad inputs named while the other patches are kept."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+
+from bigearth import nomenclature as nom
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
+from dataset_builder import archive
+from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
+
+from .conftest import fixtures_dir, make_v2
+
+
+@pytest.fixture
+def v2(tmp_path):
+    src = fixtures_dir("bigearthnet-v1")
+    root = tmp_path / "BigEarthNet"
+    made = make_v2(src, root)
+    return root, made
+
+
+def _build(root, out, **kw):
+    return build([root], BuildConfig(out_dir=str(out), progress=False, **kw))
+
+
+def test_v2_patches_equal_their_files_and_v1(v2, tmp_path):
+    root, made = v2
+    m = _build(root, tmp_path / "o")
+    assert not m["tiles_failed"] and m["patches"] == len(made) == 4
+    assert m["dropped"] == {"snow_list": 1, "cloud_list": 0}  # the copy listed as snowy
+    assert m["labels_43_vs_19"] == {"patches": 4, "disagree": 0, "by_class_19": {}}
+    rows = {r["patch_id"]: r for r in pq.read_table(root / "metadata.parquet").to_pylist()}
+    recs = {r.name: r for r in archive.iter_records(tmp_path / "o" / ARCHIVE_NAME)}
+    assert set(recs) == set(made)
+    for pid, v1 in made.items():
+        r, row = recs[pid], rows[pid]
+        for key, bands in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M)):
+            for k, band in enumerate(bands):  # v2 values are stored unchanged, as v1's are
+                with rasterio.open(v1 / f"{v1.name}_{band}.tif") as ds:
+                    np.testing.assert_array_equal(getattr(r, key)[k], ds.read(1), err_msg=f"{pid} {band}")
+        v1_labels = json.loads((v1 / f"{v1.name}_labels_metadata.json").read_text())["labels"]
+        assert nom.names_of(r.classes) == sorted(v1_labels, key=nom.CLASS_NAMES.index)  # 43 from the map
+        assert nom.names_of(r.classes_19, nom.CLASS_NAMES_19) == sorted(row["labels"], key=nom.CLASS_NAMES_19.index)
+        assert r.split == row["split"] and (r.v1_name, r.s1_name) == (row["s2v1_name"], row["s1_name"])
+        x, y = map(int, pid.split("_")[-2:])
+        assert (r.x, r.y) == (x, y) and r.tile == pid.split("_")[5]
+        with rasterio.open(v1 / f"{v1.name}_B02.tif") as ds:
+            assert r.bounds == (ds.bounds.left, ds.bounds.top, ds.bounds.right, ds.bounds.bottom)
+
+
+def test_min_label_share_drops_small_classes_and_the_check_counts_them(v2, tmp_path):
+    root, made = v2
+    m = _build(root, tmp_path / "o", min_label_share=0.01)  # the last label covers one column: 0.83 %
+    recs = list(archive.iter_records(tmp_path / "o" / ARCHIVE_NAME))
+    multi = [r for r in recs if json.loads((made[r.name] / f"{made[r.name].name}_labels_metadata.json")
+                                           .read_text())["labels"][1:]]
+    assert multi  # patches with more than one label: their last one is the one-column class
+    for r in multi:
+        v1_labels = json.loads((made[r.name] / f"{made[r.name].name}_labels_metadata.json").read_text())["labels"]
+        assert nom.names_of(r.classes) == sorted(v1_labels[:-1], key=nom.CLASS_NAMES.index)
+    differ = sum(bool((nom.to_19(r.classes) != r.classes_19).any()) for r in recs)
+    assert m["labels_43_vs_19"]["disagree"] == differ > 0  # counted, not hidden
+
+
+def _rewrite_parquet(path, change):
+    rows = pq.read_table(path).to_pylist()
+    schema = pq.read_schema(path)
+    pq.write_table(pa.Table.from_pylist(change(rows), schema=schema), path)
+
+
+@pytest.mark.parametrize("fault", ["parquet missing", "listed but not on disk", "on disk but not listed",
+                                   "unknown label", "code outside CLC", "band of the wrong size", "split val"])
+def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
+    root, made = v2
+    victim = sorted(made)[0]
+    product = "_".join(victim.split("_")[:6])
+    expect = 3
+    if fault == "parquet missing":
+        (root / "metadata.parquet").unlink()
+        names, expect = ["metadata.parquet: not found"], 0
+    elif fault == "listed but not on disk":
+        shutil.rmtree(root / "BigEarthNet-S2" / product / victim)
+        names = ["metadata.parquet", victim, "is missing"]
+    elif fault == "on disk but not listed":
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: [r for r in rows if r["patch_id"] != victim])
+        names = [victim, "in neither metadata.parquet"]
+    elif fault == "unknown label":
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: [
+            {**r, "labels": ["Lunar regolith"]} if r["patch_id"] == victim else r for r in rows])
+        names = ["metadata.parquet", victim, "Lunar regolith"]
+    elif fault == "code outside CLC":
+        path = root / "Reference_Maps" / product / victim / f"{victim}_reference_map.tif"
+        with rasterio.open(path, "r+") as ds:
+            a = ds.read(1)
+            a[0, 0] = 777
+            ds.write(a, 1)
+        names = [f"{victim}_reference_map.tif", "777"]
+    elif fault == "band of the wrong size":
+        path = root / "BigEarthNet-S2" / product / victim / f"{victim}_B05.tif"
+        with rasterio.open(path) as ds:
+            profile = {**ds.profile, "width": 61, "height": 61}
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(np.zeros((1, 61, 61), np.uint16))
+        names = [f"{victim}_B05.tif", "61 x 61"]
+    elif fault == "split val":  # the known pitfall: the value is 'validation'
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: [
+            {**r, "split": "val"} if r["patch_id"] == victim else r for r in rows])
+        names = ["metadata.parquet", victim, "'val'"]
+    m = _build(root, tmp_path / "o")
+    errors = " | ".join(m["tiles_failed"].values())
+    for n in names:
+        assert n in errors, (n, errors)
+    assert m["patches"] == expect
+    if expect:
+        with h5py.File(tmp_path / "o" / ARCHIVE_NAME, "r") as f:
+            assert victim not in set(f["name"].asstr()[:])
+
+
+def test_the_v2_folder_is_a_tfds_manual_dir(v2, tmp_path):
+    from dataset_builder import inputs
+    root, made = v2
+    assert inputs.describe(root) == ("bigearthnet", [root])
+    path = inputs.archive_for(root, tmp_path / "w", "bilinear")
+    with h5py.File(path, "r") as f:
+        assert sorted(f["name"].asstr()[:]) == sorted(made)
