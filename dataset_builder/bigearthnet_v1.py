@@ -20,7 +20,7 @@ from rasterio.errors import RasterioIOError
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX, RecordBatch
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from . import archive, upsample
 from .labels import read_label_json
@@ -246,17 +246,16 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             inputs = context.inputs(p["x"], p["y"])
             sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
             cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
-            arrays = {key: a[None] for key, a in cubes.items()}
-            arrays["classes"] = p["meta"]["classes"][None]
-            arrays["classes_19"] = nom.to_19(arrays["classes"])
+            arrays = dict(cubes, classes=p["meta"]["classes"], classes_19=nom.to_19(p["meta"]["classes"]))
             c = p["meta"]["coordinates"]
             meta = {"name": p["name"], "product": task_id, "tile": p["tile"],
                     "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
                     "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
                     "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])],
                     "v1_name": p["name"], "s1_name": ""}
-            writer.append(RecordBatch(arrays, [meta]))
-            stats.add(arrays, [meta["split"]])
+            writer.add_one(arrays, meta)
+            stats.add({k: a[None] for k, a in arrays.items()}, [meta["split"]])
+        writer.flush()
         n = writer.n
         writer.close()
     except BaseException:

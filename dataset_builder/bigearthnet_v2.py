@@ -201,8 +201,6 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     """One v2 product's patches into a part file: super-resolved with the neighbouring patches as
     context (as the v1 ingest does), labelled with both nomenclatures; a bad patch is recorded
     against its id and the others go on."""
-    from bigearth.record import RecordBatch
-
     from . import archive, upsample
     from .bigearthnet_v1 import Neighbours, cubes_of
     from .stats import SplitStats
@@ -229,8 +227,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
             inputs = context.inputs(p["x"], p["y"])
             sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
             cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
-            arrays = {key: a[None] for key, a in cubes.items()}
-            arrays["classes"], arrays["classes_19"] = p["classes"][None], p["classes_19"][None]
+            arrays = dict(cubes, classes=p["classes"], classes_19=p["classes_19"])
             # the 43 classes recovered from the map, mapped to 19, against the parquet's 19
             diff = np.flatnonzero(nom.to_19(p["classes"]) != p["classes_19"])
             check["patches"] += 1
@@ -241,8 +238,9 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
                     check["by_class_19"][name] = check["by_class_19"].get(name, 0) + 1
             meta = {k: p[k] for k in ("name", "product", "tile", "date", "split", "crs", "x", "y", "bounds",
                                       "v1_name", "s1_name")}
-            writer.append(RecordBatch(arrays, [meta]))
-            stats.add(arrays, [meta["split"]])
+            writer.add_one(arrays, meta)
+            stats.add({k: a[None] for k, a in arrays.items()}, [meta["split"]])
+        writer.flush()
         n = writer.n
         writer.close()
     except BaseException:
