@@ -15,6 +15,23 @@ _ENV = (("RANK", "WORLD_SIZE"), ("HOROVOD_RANK", "HOROVOD_SIZE"), ("OMPI_COMM_WO
         ("PMI_RANK", "PMI_SIZE"), ("PMIX_RANK", "PMIX_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
 
 
+def _horovod():
+    """horovod.torch when this process imported and initialised it, else None."""
+    hvd = sys.modules.get("horovod.torch")
+    try:
+        return hvd if hvd is not None and hvd.is_initialized() else None
+    except (AttributeError, ValueError):
+        return None
+
+
+def _from_env(pairs) -> tuple[int, int] | None:
+    """The first (index, size) pair of variables the environment sets."""
+    for i, n in pairs:
+        if i in os.environ and n in os.environ:
+            return int(os.environ[i]), int(os.environ[n])
+    return None
+
+
 def rank_world() -> tuple[int, int]:
     """(rank, world size): from an initialised torch.distributed group, else an initialised
     Horovod, else the launcher's environment, else (0, 1)."""
@@ -24,16 +41,12 @@ def rank_world() -> tuple[int, int]:
             return dist.get_rank(), dist.get_world_size()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    hvd = sys.modules.get("horovod.torch")
+    hvd = _horovod()
     if hvd is not None:
-        try:
-            if hvd.is_initialized():
-                return hvd.rank(), hvd.size()
-        except (AttributeError, ValueError):
-            pass
-    for r, w in _ENV:
-        if r in os.environ and w in os.environ:
-            return int(os.environ[r]), int(os.environ[w])
+        return hvd.rank(), hvd.size()
+    found = _from_env(_ENV)
+    if found is not None:
+        return found
     return 0, 1
 
 
@@ -47,16 +60,12 @@ _LOCAL_ENV = (("HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE"), ("LOCAL_RANK", "LOCA
 def local_world() -> tuple[int, int]:
     """(local rank, local size): this process's place among the ranks on its node, from an
     initialised Horovod or the launcher's environment, else (0, 1)."""
-    hvd = sys.modules.get("horovod.torch")
+    hvd = _horovod()
     if hvd is not None:
-        try:
-            if hvd.is_initialized():
-                return hvd.local_rank(), hvd.local_size()
-        except (AttributeError, ValueError):
-            pass
-    for r, s in _LOCAL_ENV:
-        if r in os.environ and s in os.environ:
-            return int(os.environ[r]), int(os.environ[s])
+        return hvd.local_rank(), hvd.local_size()
+    found = _from_env(_LOCAL_ENV)
+    if found is not None:
+        return found
     per_node = os.environ.get("SLURM_TASKS_PER_NODE")
     if "SLURM_LOCALID" in os.environ and per_node:
         return int(os.environ["SLURM_LOCALID"]), int(per_node.split("(")[0].split(",")[0])  # "4(x2),2" -> 4

@@ -117,6 +117,31 @@ def tile_origin(tile: str, meta: dict, x: int, y: int, path) -> tuple[float, flo
     return ulx, uly
 
 
+def read_bands(folder: Path, stem: str) -> tuple[dict, object, dict]:
+    """The 12 band GeoTIFFs of a patch folder (``<stem>_<band>.tif``, as BigEarthNet v1 and v2
+    store them), checked: one uint16 band each, the patch's size at the band's resolution, one
+    CRS for all. Returns (band -> array, CRS, band -> geotransform)."""
+    bands, transforms, crs = {}, {}, None
+    for band in BANDS_10M + BANDS_20M + BANDS_60M:
+        path = folder / f"{stem}_{band}.tif"
+        want = PATCH_PX * 10 // BAND_RESOLUTION[band]
+        try:
+            with rasterio.open(path) as ds:
+                if ds.count != 1 or ds.dtypes[0] != "uint16":
+                    raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes[0]}")
+                if (ds.height, ds.width) != (want, want):
+                    raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
+                if ds.crs is None or (crs is not None and ds.crs != crs):
+                    raise InputError(path, f"CRS {ds.crs} differs from the patch's other bands ({crs})"
+                                     if crs is not None else "raster has no CRS")
+                bands[band] = ds.read(1)
+                transforms[band] = ds.transform
+                crs = crs or ds.crs
+        except RasterioIOError as e:
+            raise InputError(path, "band file is missing" if not path.exists() else f"cannot read ({e})") from None
+    return bands, crs, transforms
+
+
 def read_patch(folder: Path) -> dict:
     """One patch folder: its bands (checked for size), labels and metadata."""
     name = folder.name
@@ -125,31 +150,13 @@ def read_patch(folder: Path) -> dict:
         raise InputError(folder, "folder name is not a BigEarthNet patch name")
     meta = read_label_json(folder / f"{name}_labels_metadata.json")
     c = meta["coordinates"]
-    bands = {}
-    crs = None
-    for band in BANDS_10M + BANDS_20M + BANDS_60M:
-        path = folder / f"{name}_{band}.tif"
+    bands, crs, transforms = read_bands(folder, name)
+    for band, t in transforms.items():  # on the grid the label JSON's coordinates give
         res = BAND_RESOLUTION[band]
-        want = PATCH_PX * 10 // res
-        try:
-            with rasterio.open(path) as ds:
-                # what the archive's GeoTIFFs are: one uint16 band of the patch's size, on the grid
-                # the label JSON's coordinates give, all bands in one CRS
-                if ds.count != 1 or ds.dtypes[0] != "uint16":
-                    raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes[0]}")
-                if (ds.height, ds.width) != (want, want):
-                    raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
-                if ds.crs is None or (crs is not None and ds.crs != crs):
-                    raise InputError(path, f"CRS {ds.crs} differs from the patch's other bands ({crs})"
-                                     if crs is not None else "raster has no CRS")
-                expect = (float(res), 0.0, float(c["ulx"]), 0.0, -float(res), float(c["uly"]))
-                if any(abs(a - b) > 1e-6 for a, b in zip(tuple(ds.transform)[:6], expect)):
-                    raise InputError(path, f"geotransform {tuple(ds.transform)[:6]} is not the {res} m grid at the "
-                                           f"label JSON's corner ({c['ulx']}, {c['uly']})")
-                bands[band] = ds.read(1)
-                crs = crs or ds.crs
-        except RasterioIOError as e:
-            raise InputError(path, "band file is missing" if not path.exists() else f"cannot read ({e})") from None
+        expect = (float(res), 0.0, float(c["ulx"]), 0.0, -float(res), float(c["uly"]))
+        if any(abs(a - b) > 1e-6 for a, b in zip(tuple(t)[:6], expect)):
+            raise InputError(folder / f"{name}_{band}.tif", f"geotransform {tuple(t)[:6]} is not the {res} m grid at "
+                                                            f"the label JSON's corner ({c['ulx']}, {c['uly']})")
     x, y = int(m["x"]), int(m["y"])
     tm = _TILE_RE.search(str(meta["tile_source"]))
     tile = tm.group(1) if tm else "unknown"
@@ -210,6 +217,13 @@ class Neighbours:
     def inputs(self, x: int, y: int):
         return self._entry(x, y)[1]
 
+    def cubes(self, p: dict) -> dict:
+        """The patch's native cubes and its ``data_super``, super-resolved with the neighbours as context."""
+        cubes = cubes_of(p)
+        sr = upsample.upsample_with_context(self.up, *self.inputs(p["x"], p["y"]), self.around(p["x"], p["y"]))
+        cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
+        return cubes
+
     def around(self, x: int, y: int) -> dict:
         for key in [k for k in self.cache if k[1] < y - 1]:
             del self.cache[key]
@@ -220,13 +234,12 @@ class Neighbours:
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
     up = cfg.upsampler()
     drops = {"snow_list": 0, "cloud_list": 0}
-    stats = SplitStats()
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
-    writer = archive.PartWriter(part_path, cfg.compression)
     context = Neighbours(folders, up)
     failed: dict[str, str] = {}  # patch name -> error: a bad patch is recorded, the others go on
-    try:
+
+    def patches():
         for folder in sorted(folders, key=_row_col):
             if progress is not None:
                 progress(1)
@@ -242,10 +255,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
                 continue
-            cubes = cubes_of(p)
-            inputs = context.inputs(p["x"], p["y"])
-            sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
-            cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
+            cubes = context.cubes(p)
             arrays = dict(cubes, classes=p["meta"]["classes"], classes_19=nom.to_19(p["meta"]["classes"]))
             c = p["meta"]["coordinates"]
             meta = {"name": p["name"], "product": task_id, "tile": p["tile"],
@@ -253,12 +263,23 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                     "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
                     "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])],
                     "v1_name": p["name"], "s1_name": ""}
+            yield arrays, meta
+
+    n, stats = write_part(part_path, cfg.compression, patches())
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}
+
+
+def write_part(part_path: Path, compression: str, patches) -> tuple[int, SplitStats]:
+    """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
+    on an error) with their per-split statistics; the BigEarthNet ingests' one writer."""
+    stats = SplitStats()
+    writer = archive.PartWriter(part_path, compression)
+    try:
+        for arrays, meta in patches:
             writer.add_one(arrays, meta)
             stats.add({k: a[None] for k, a in arrays.items()}, [meta["split"]])
-        writer.flush()
-        n = writer.n
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}
+    return writer.n, stats

@@ -30,8 +30,9 @@ from rasterio.errors import RasterioIOError
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX
+from bigearth.record import PATCH_M, PATCH_PX
 
+from .bigearthnet_v1 import read_bands
 from .tiles import REAL_TILES
 
 S2_DIR, MAPS_DIR = "BigEarthNet-S2", "Reference_Maps"
@@ -150,26 +151,8 @@ def read_patch(folder: Path, row: dict, root: Path, min_share: float = 0.0) -> d
     m = _PATCH_RE.match(pid)
     if not m:
         raise InputError(folder, "folder name is not a BigEarthNet v2 patch id (<product>_<x>_<y>)")
-    bands, crs, transform = {}, None, None
-    for band in BANDS_10M + BANDS_20M + BANDS_60M:
-        path = folder / f"{pid}_{band}.tif"
-        res = BAND_RESOLUTION[band]
-        want = PATCH_PX * 10 // res
-        try:
-            with rasterio.open(path) as ds:
-                if ds.count != 1 or ds.dtypes[0] != "uint16":
-                    raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes[0]}")
-                if (ds.height, ds.width) != (want, want):
-                    raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
-                if ds.crs is None or (crs is not None and ds.crs != crs):
-                    raise InputError(path, f"CRS {ds.crs} differs from the patch's other bands ({crs})"
-                                     if crs is not None else "raster has no CRS")
-                bands[band] = ds.read(1)
-                crs = crs or ds.crs
-                if band == "B02":
-                    transform = ds.transform
-        except RasterioIOError as e:
-            raise InputError(path, "band file is missing" if not path.exists() else f"cannot read ({e})") from None
+    bands, crs, transforms = read_bands(folder, pid)
+    transform = transforms["B02"]
     ref_map = root / MAPS_DIR / m["product"] / pid / f"{pid}_reference_map.tif"
     c43 = labels_43(ref_map, min_share)
     c19 = labels_19(row, root / METADATA)
@@ -201,20 +184,17 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     """One v2 product's patches into a part file: super-resolved with the neighbouring patches as
     context (as the v1 ingest does), labelled with both nomenclatures; a bad patch is recorded
     against its id and the others go on."""
-    from . import archive, upsample
-    from .bigearthnet_v1 import Neighbours, cubes_of
-    from .stats import SplitStats
+    from .bigearthnet_v1 import Neighbours, write_part
 
     root = Path(folders[0]).parents[2]
     rows, _ = read_metadata(root)
     share = cfg.min_label_share
     up = cfg.upsampler()
-    stats = SplitStats()
-    writer = archive.PartWriter(part_path, cfg.compression)
     context = Neighbours(folders, up, xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share))
     failed: dict[str, str] = {}
     check = {"patches": 0, "disagree": 0, "by_class_19": {}}
-    try:
+
+    def patches():
         for folder in sorted(folders, key=lambda f: _xy(f)[::-1]):
             if progress is not None:
                 progress(1)
@@ -223,10 +203,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
                 continue
-            cubes = cubes_of(p)
-            inputs = context.inputs(p["x"], p["y"])
-            sr = upsample.upsample_with_context(up, *inputs, context.around(p["x"], p["y"]))
-            cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
+            cubes = context.cubes(p)
             arrays = dict(cubes, classes=p["classes"], classes_19=p["classes_19"])
             # the 43 classes recovered from the map, mapped to 19, against the parquet's 19
             diff = np.flatnonzero(nom.to_19(p["classes"]) != p["classes_19"])
@@ -238,13 +215,8 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
                     check["by_class_19"][name] = check["by_class_19"].get(name, 0) + 1
             meta = {k: p[k] for k in ("name", "product", "tile", "date", "split", "crs", "x", "y", "bounds",
                                       "v1_name", "s1_name")}
-            writer.add_one(arrays, meta)
-            stats.add({k: a[None] for k, a in arrays.items()}, [meta["split"]])
-        writer.flush()
-        n = writer.n
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+            yield arrays, meta
+
+    n, stats = write_part(part_path, cfg.compression, patches())
     return {"kept": n, "drops": dict(screened or {"snow_list": 0, "cloud_list": 0}), "stats": stats.to_json(),
             "failed_inputs": failed, "label_check": check}
