@@ -151,7 +151,10 @@ def is_disk_full(e: BaseException | None) -> bool:
             return True
         if isinstance(e, (OSError, RuntimeError)) and any(
                 s in str(e) for s in ("No space left", "Disk quota exceeded", "File too large",
-                                      "errno = 28", "errno = 27", "errno = 122")):
+                                      "errno = 28", "errno = 27", "errno = 122",
+                                      # torch.save's zip writer drops the errno: its stream fails,
+                                      # then the archive's end no longer matches what it wrote
+                                      "basic_ios::clear: iostream error")):
             return True
         e, seen = e.__context__, seen + 1
     return False

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bigearth.errors import InputError
-from bigearth.files import atomic_path, load_torch
+from bigearth.files import atomic_path, disk_full_named, load_torch
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -30,7 +30,8 @@ def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, histo
              "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
              "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)},
              "data": data or {}}
-    with atomic_path(path) as tmp:
+    # a full disk is named (and the last good checkpoint, never overwritten by a partial one, stays)
+    with disk_full_named(path), atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
