@@ -15,7 +15,6 @@ of their probabilities); a 19-class model is scored on the 19 only.
 from __future__ import annotations
 
 import argparse
-import os
 import csv
 import json
 from pathlib import Path
@@ -126,11 +125,8 @@ def main(args) -> int:
     from reference_train.model import build_model, parse_layers
     from reference_train.predict import predict
 
-    from bigearth.distinfo import cpu_share
-    threads, workers = cpu_share(1)
-    if not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(threads)
-    args.workers = workers if args.workers is None else args.workers
+    from bigearth.distinfo import size_to_node
+    _, args.workers, _, _ = size_to_node(workers=args.workers, local_size=1)  # one process: the whole node
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = read_checkpoint(Path(args.checkpoint))
     targs = state["args"]

@@ -16,7 +16,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 import shards
-from bigearth.distinfo import cpu_share, local_world, usable_cores
+from bigearth import distinfo
 from bigearth.errors import InputError, run_command
 from bigearth.files import atomic_path, write_text
 from bigearth.options import float_in, int_list, nonneg_int, positive_float, positive_int
@@ -112,20 +111,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- set-up
 
 def size_to_node(args) -> tuple[int, int]:
-    """Fill ``args.threads`` and ``args.workers`` from this rank's share of the node: N ranks on
-    one node each take cores / N (``bigearth.distinfo.cpu_share``), never all of them (measured:
-    2 Horovod ranks on 2 cores, ResNet-50, 2.0-2.6 images/s per rank with every rank taking all
-    the threads, 8.3-9.1 with one each). An explicit flag or OMP_NUM_THREADS wins. Returns
+    """Fill ``args.threads`` and ``args.workers`` from this rank's share of the node
+    (``bigearth.distinfo.size_to_node``; an explicit flag or OMP_NUM_THREADS wins). Returns
     (local size, usable cores) for the log."""
-    local_size = local_world()[1]
-    cores = usable_cores()
-    threads, workers = cpu_share(local_size, cores)
-    if args.threads is None:
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        args.threads = int(env) if env.isdigit() and int(env) > 0 else threads
-    if args.workers is None:
-        args.workers = workers
-    torch.set_num_threads(args.threads)
+    args.threads, args.workers, local_size, cores = distinfo.size_to_node(args.threads, args.workers)
     return local_size, cores
 
 
