@@ -70,9 +70,8 @@ def run(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
         engine, prefix = demo.launcher(2, "horovod")
         cmd = [*prefix, "-m", "reference_train.train", "--engine", engine, "--data", str(work / f"shards_{method}"),
-               "--output-dir", str(out), "--resume", "--variant", variant, "--print-freq", "0"]
-        for k, v in {**demo.DEMO_TRAIN, "seed": seed}.items():
-            cmd += [f"--{k.replace('_', '-')}", str(v)]
+               "--output-dir", str(out), "--resume", "--variant", variant, "--print-freq", "0",
+               *demo.as_flags({**demo.DEMO_TRAIN, "seed": seed})]
         sh(cmd, out / "train.log")
         sh([sys.executable, "-m", "reference_train.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data",
             str(work / f"shards_{method}"), "--split", "test", "--out", str(out / "eval"), "--quiet"], out / "eval.log")
@@ -84,15 +83,8 @@ def run(args) -> None:
             if (out / "checkpoint.pt").exists():
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            if ranks == 1 and engine == "horovod":
-                prefix = [str(Path(sys.executable).parent / "horovodrun"), "-np", "1", "-H", "localhost:1", "--gloo",
-                          sys.executable]
-            elif ranks == 1:
-                prefix = [str(Path(sys.executable).parent / "torchrun"), "--nnodes", "1", "--nproc_per_node", "1",
-                          "--master_port", str(demo._free_port())]
-            else:
-                engine_used, prefix = demo.launcher(2, engine)
-                assert engine_used == engine, engine_used
+            engine_used, prefix = demo.launcher(ranks, engine, launch_one=True)
+            assert engine_used == engine, engine_used
             sh([*prefix, "-m", "reference_train.train", "--engine", engine, "--data", str(work / "shards_bilinear"),
                 "--output-dir", str(out), "--arch", "resnet50", "--batch-size", "16", "--epochs", "2",
                 "--steps-per-epoch", str(args.scaling_steps), "--val-split", "", "--print-freq", "0", "--lr", "0.01",
@@ -101,26 +93,24 @@ def run(args) -> None:
 
 # --------------------------------------------------------------------------- report
 
-def _predictions(run_dir: Path):
-    p = np.load(run_dir / "eval" / "predictions.npz")
-    return p["targets"].astype(np.int64), (p["probs"] >= float(p["threshold"])).astype(np.int64)
-
-
-def _scores(y, p):
-    """Micro P/R/F1, macro F1 (classes present) and per-class F1, by counting."""
-    tp, fp, fn = (y & p).sum(0), ((1 - y) & p).sum(0), (y & (1 - p)).sum(0)
-    P, R = tp.sum() / max(tp.sum() + fp.sum(), 1), tp.sum() / max(tp.sum() + fn.sum(), 1)
-    f1c = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(len(tp)), where=(2 * tp + fp + fn) > 0)
-    present = y.sum(0) > 0
-    return {"P": P, "R": R, "F1": 2 * P * R / max(P + R, 1e-12), "macro": f1c[present].mean(), "per_class": f1c,
-            "support": y.sum(0)}
+def _scores(run_dir: Path) -> dict:
+    """Micro P/R/F1, macro F1 (classes present) and per-class F1/support of a run's written
+    predictions, by the evaluation's own metrics (``reference_train.metrics.report``)."""
+    from bigearth import nomenclature as nom
+    from reference_train.metrics import report
+    pred = np.load(run_dir / "eval" / "predictions.npz")
+    rep = report(pred["probs"], pred["targets"], nom.CLASS_NAMES, float(pred["threshold"]))
+    micro = rep["averages"]["micro"]
+    return {"P": micro["precision"], "R": micro["recall"], "F1": micro["f1"], "macro": rep["averages"]["macro"]["f1"],
+            "per_class": np.array([r["f1"] for r in rep["per_class"]]),
+            "support": np.array([r["support"] for r in rep["per_class"]])}
 
 
 def report(args) -> None:
     from bigearth import nomenclature as nom
     work = Path(args.work)
     rows = list(csv.DictReader(open(PAPER / "table3.csv")))
-    runs = {d.name: _scores(*_predictions(d)) for d in sorted((work / "runs").glob("*_s*"))
+    runs = {d.name: _scores(d) for d in sorted((work / "runs").glob("*_s*"))
             if (d / "eval" / "predictions.npz").exists()}
     if not runs:
         raise SystemExit(f"no evaluated run under {work / 'runs'}: run `reproduction.py run` first")

@@ -73,11 +73,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launcher(ranks: int, engine: str) -> tuple[str, list[str]]:
+def launcher(ranks: int, engine: str, launch_one: bool = False) -> tuple[str, list[str]]:
     """(engine, command prefix) for ``ranks`` processes on this machine: horovodrun (gloo) for
-    Horovod, torchrun for DDP; Horovod falls back to DDP, saying so, where it is not built."""
+    Horovod, torchrun for DDP; Horovod falls back to DDP, saying so, where it is not built. One
+    rank runs as a plain process unless ``launch_one`` (to time the engine's own overhead)."""
     bindir = Path(sys.executable).parent
-    if ranks == 1:
+    if ranks == 1 and not launch_one:
         return "none", [sys.executable]
     if engine == "horovod":
         if importlib.util.find_spec("horovod") is not None and (bindir / "horovodrun").exists():
@@ -95,7 +96,21 @@ def train_args(args) -> dict:
             "mixup_alpha": args.mixup_alpha, "dropout": args.dropout, "seed": args.seed}
 
 
-def finished_run(run_dir: Path, archive_sha: str, wanted: dict) -> str:
+def as_flags(options: dict) -> list[str]:
+    """``{"batch_size": 16}`` -> ``["--batch-size", "16"]`` (None: left to the trainer's default)."""
+    return [a for k, v in options.items() if v is not None for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def same_options(saved: dict, options: dict) -> bool:
+    """Whether a checkpoint's options (as the trainer parsed and saved them: a tuple of
+    milestones, floats) are the demo's ``options`` (as given: "13", 0.05), compared after the
+    trainer's own parser has read the demo's."""
+    from reference_train.train import get_args_parser
+    wanted = vars(get_args_parser().parse_args(["--data", "-", "--output-dir", "-", *as_flags(options)]))
+    return all(saved.get(k) == wanted[k] for k in options)
+
+
+def finished_run(run_dir: Path, archive_sha: str, options: dict) -> str:
     """'done', 'resume' or 'new' for the checkpoint in ``run_dir``: a run of other settings or
     on another archive is set aside (renamed), never resumed or reused."""
     from bigearth.errors import InputError
@@ -108,32 +123,14 @@ def finished_run(run_dir: Path, archive_sha: str, wanted: dict) -> str:
     except InputError as e:
         print(f"      {e}: starting over")
         state = None
-    same = state is not None and (state.get("data") or {}).get("archive_sha256") == archive_sha and all(
-        _same(state["args"].get(k), v) for k, v in wanted.items())
+    same = state is not None and (state.get("data") or {}).get("archive_sha256") == archive_sha \
+        and same_options(state["args"], options)
     if not same:
         old = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
         run_dir.rename(old)
         print(f"      the run in {run_dir} was of other settings or data: moved to {old}, starting over")
         return "new"
-    return "done" if int(state["epoch"]) >= wanted["epochs"] else "resume"
-
-
-def _same(saved, wanted) -> bool:
-    """An option as the checkpoint saved it (parsed: a tuple of milestones, a float) against the
-    demo's (as given: "13", 0.05)."""
-    def canon(v):
-        if isinstance(v, (list, tuple)):
-            return tuple(canon(x) for x in v)
-        if isinstance(v, str) and "," in v:
-            return tuple(canon(x) for x in v.split(","))
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return v
-    a, b = canon(saved), canon(wanted)
-    a = a[0] if isinstance(a, tuple) and len(a) == 1 else a
-    b = b[0] if isinstance(b, tuple) and len(b) == 1 else b
-    return a == b
+    return "done" if int(state["epoch"]) >= options["epochs"] else "resume"
 
 
 def train(args, shards_dir: Path, run_dir: Path, archive_sha: str) -> str:
@@ -144,10 +141,8 @@ def train(args, shards_dir: Path, run_dir: Path, archive_sha: str) -> str:
         return "reused"
     engine, prefix = launcher(args.ranks, args.train_engine)
     cmd = [*prefix, "-m", "reference_train.train", "--engine", engine, "--data", str(shards_dir),
-           "--output-dir", str(run_dir), "--resume", "--val-split", "validation", "--print-freq", "0"]
-    for k, v in wanted.items():
-        if v is not None:
-            cmd += [f"--{k.replace('_', '-')}", str(v)]
+           "--output-dir", str(run_dir), "--resume", "--val-split", "validation", "--print-freq", "0",
+           *as_flags(wanted)]
     print(f"      {engine if engine != 'none' else 'one process'}: {' '.join(cmd[:8])} ...", flush=True)
     r = subprocess.run(cmd)
     if r.returncode != 0:

@@ -86,8 +86,10 @@ def test_without_horovod_the_demo_says_so_and_uses_torch_distributed(monkeypatch
     assert demo.launcher(1, "horovod")[0] == "none"
 
 
-@pytest.mark.parametrize("saved,wanted,same", [((13,), "13", True), ("1,1,1,1", "1,1,1,1", True), (0.05, 0.05, True),
-                                               ((30, 60), "30,60", True), ((13,), "8", False), (0.2, 0.5, False)])
-def test_a_checkpoint_is_reused_only_for_the_same_options(saved, wanted, same):
-    from bigearth_cli.demo import _same
-    assert _same(saved, wanted) is same
+@pytest.mark.parametrize("key,saved,wanted,same", [("milestones", (13,), "13", True),
+                                                   ("layers", "1,1,1,1", "1,1,1,1", True), ("lr", 0.05, 0.05, True),
+                                                   ("milestones", (30, 60), "30,60", True),
+                                                   ("milestones", (13,), "8", False), ("dropout", 0.2, 0.5, False)])
+def test_a_checkpoint_is_reused_only_for_the_same_options(key, saved, wanted, same):
+    from bigearth_cli.demo import same_options
+    assert same_options({key: saved}, {key: wanted}) is same
