@@ -29,6 +29,7 @@ class Task:
     source: object  # Product, or list of patch folders
     count: int  # grid patches (products) or patch folders: the progress bars' unit
     work: float = 0.0  # expected seconds of one core: what Algorithm 1 balances
+    screened: dict | None = None  # v2: patches its metadata screens out, by reason (drops known when planned)
 
 
 # Expected cost, in seconds of one core (benchmarks/RESULTS.md, measured on 2 cores): decoding a
@@ -57,22 +58,16 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
         inp = Path(inp)
         key = inp.name.removesuffix(".zip").removesuffix(".SAFE")
         try:
-            if bigearthnet_v2.is_v2_root(inp):
-                groups, bad, screened = bigearthnet_v2.group_by_product(inp)
+            v2 = bigearthnet_v2.is_v2_root(inp)
+            if v2 or bigearthnet_v1.is_archive_dir(inp):
+                groups, bad, screened = (bigearthnet_v2.group_by_product(inp) if v2
+                                         else (*bigearthnet_v1.group_by_tile_source(inp), {}))
                 if bad and cfg.strict:
                     raise InputError(next(iter(bad)), next(iter(bad.values())))
                 failed.update(bad)
-                tasks.extend(Task(pid, "bigearthnet_v2", (folders, screened.get(pid)), len(folders),
-                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling))
-                             for pid, folders in groups.items())
-                continue
-            if bigearthnet_v1.is_archive_dir(inp):
-                groups, bad = bigearthnet_v1.group_by_tile_source(inp)
-                if bad and cfg.strict:
-                    raise InputError(next(iter(bad)), next(iter(bad.values())))
-                failed.update(bad)
-                tasks.extend(Task(tid, "bigearthnet", folders, len(folders),
-                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling))
+                tasks.extend(Task(tid, "bigearthnet_v2" if v2 else "bigearthnet", folders, len(folders),
+                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling),
+                                  screened.get(tid))
                              for tid, folders in groups.items())
                 continue
             p = open_product(inp)
@@ -97,7 +92,7 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
         if cfg.labels_json:
             d["labels_json"] = JsonLabeler(cfg.labels_json).digest(task.source.prefix)
         return d
-    folders = task.source[0] if task.kind == "bigearthnet_v2" else task.source
+    folders = task.source
     h = hashlib.sha256()
     for folder in sorted(folders, key=lambda f: f.name):
         h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
@@ -110,7 +105,7 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
         root = folders[0].parents[2]
         d["metadata"] = [content_digest(root / n) for n in (bigearthnet_v2.METADATA, bigearthnet_v2.SCREENED)
                          if (root / n).exists()]
-        d["screened"] = task.source[1]
+        d["screened"] = task.screened
     return d
 
 
@@ -170,7 +165,7 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
         if task.kind == "product":
             res = process_product(task.source, cfg, part, progress)
         elif task.kind == "bigearthnet_v2":
-            res = bigearthnet_v2.process_product(task.id, task.source[0], cfg, part, progress, task.source[1])
+            res = bigearthnet_v2.process_product(task.id, task.source, cfg, part, progress, task.screened)
         else:
             res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
         res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
