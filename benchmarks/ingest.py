@@ -3,10 +3,12 @@
 The four real v1 patches in ``../shared/fixtures/bigearthnet-v1/`` are replicated, each copy
 moved to its own place on its tile's grid (GeoTIFF transforms and label JSON coordinates
 rewritten), into a v1 folder and a v2 folder (``tests/conftest.make_v2``'s layout), ``--patches``
-in all. Then, side by side, with ``--workers`` processes (default: every core):
+in all. Then, side by side, on one process and on ``--workers`` (default: every core):
 
 * *bare read*: every band GeoTIFF of every patch (and v2's reference map) read with rasterio,
-  nothing else, the patches split over a process pool;
+  nothing else, the patches split over a process pool; the spec's reference;
+* *bare tifffile read*: the same files parsed by tifffile, the reader the ingests use
+  (``dataset_builder/geotiff.py``): what is left of the ingests' own cost;
 * *v1 ingest* / *v2 ingest*: ``bigearth-sr build`` of the folder (bilinear, default
   compression), everything included: labels, the neighbours' context, super-resolution, HDF5
   parts, merge, manifest and checksums.
@@ -69,23 +71,26 @@ def replicate_v1(src: Path, dst: Path, n: int) -> list[Path]:
 
 
 def _read_folder(args) -> int:
-    folder, extra = args
-    n = 0
-    for p in sorted(Path(folder).glob("*.tif")):
-        with rasterio.open(p) as ds:
-            ds.read(1)
-        n += 1
-    if extra:
-        for p in sorted(Path(extra).glob("*.tif")):
+    folder, extra, reader = args
+    files = sorted(Path(folder).glob("*.tif")) + (sorted(Path(extra).glob("*.tif")) if extra else [])
+    for p in files:
+        if reader == "rasterio":
             with rasterio.open(p) as ds:
                 ds.read(1)
-    return n
+        else:
+            import tifffile
+            tifffile.imread(p)
+    return len(files)
 
 
-def bare_read(folders, maps, workers: int) -> float:
+def bare_read(folders, maps, workers: int, reader: str = "rasterio") -> float:
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers) as ex:
-        list(ex.map(_read_folder, zip(map(str, folders), [str(m) if m else None for m in maps]), chunksize=64))
+    args = zip(map(str, folders), [str(m) if m else None for m in maps], [reader] * len(folders))
+    if workers == 1:
+        list(map(_read_folder, args))
+    else:
+        with ProcessPoolExecutor(workers) as ex:
+            list(ex.map(_read_folder, args, chunksize=64))
     return len(folders) / (time.perf_counter() - t0)
 
 
@@ -109,23 +114,28 @@ def main() -> None:
     v2_maps = [work / "v2" / "Reference_Maps" / f.parent.name / f.name for f in v2_folders]
     rows = []
     for r in range(args.repeat):
-        for label, fn in (
-                ("bare read, v1 folders", lambda: bare_read(v1_folders, [None] * len(v1_folders), args.workers)),
-                ("v1 ingest (build)", lambda: _build(v1, work / "out_v1", len(v1_folders), args.workers)),
-                ("bare read, v2 folders + maps", lambda: bare_read(v2_folders, v2_maps, args.workers)),
-                ("v2 ingest (build)", lambda: _build(work / "v2", work / "out_v2", len(v2_folders), args.workers))):
-            rate = fn()
-            rows.append((r, label, rate))
-            print(f"round {r}: {label}: {rate:.0f} patches/s", flush=True)
-    best = {}
-    for _, label, rate in rows:
-        best[label] = max(best.get(label, 0), rate)
-    print(f"\n{len(v1_folders)} patches, {args.workers} workers, best of {args.repeat}:\n")
-    print("| reader | patches/s | ingest / bare |\n|---|---:|---:|")
-    for kind in ("v1", "v2"):
-        bare = best[next(k for k in best if k.startswith("bare") and kind in k)]
-        ing = best[f"{kind} ingest (build)"]
-        print(f"| bare read, {kind} | {bare:.0f} | |\n| {kind} ingest (build) | {ing:.0f} | {ing / bare:.2f} |")
+        for w in sorted({1, args.workers}):
+            for label, fn in (
+                    ("bare read, v1", lambda: bare_read(v1_folders, [None] * len(v1_folders), w)),
+                    ("bare tifffile read, v1", lambda: bare_read(v1_folders, [None] * len(v1_folders), w, "tifffile")),
+                    ("v1 ingest", lambda: _build(v1, work / "out_v1", len(v1_folders), w)),
+                    ("bare read, v2", lambda: bare_read(v2_folders, v2_maps, w)),
+                    ("bare tifffile read, v2", lambda: bare_read(v2_folders, v2_maps, w, "tifffile")),
+                    ("v2 ingest", lambda: _build(work / "v2", work / "out_v2", len(v2_folders), w))):
+                rate = fn()
+                rows.append((w, label, rate))
+                print(f"round {r}, {w} worker(s): {label}: {rate:.0f} patches/s", flush=True)
+    best: dict = {}
+    for w, label, rate in rows:
+        best[w, label] = max(best.get((w, label), 0), rate)
+    print(f"\n{len(v1_folders)} patches, best of {args.repeat}:\n")
+    print("| workers | reader | patches/s | ingest / bare rasterio read | ingest / bare tifffile read |\n|---:|---|---:|---:|---:|")
+    for w in sorted({1, args.workers}):
+        for kind in ("v1", "v2"):
+            bare, tf, ing = (best[w, f"{x}, {kind}" if x != "ingest" else f"{kind} ingest"]
+                             for x in ("bare read", "bare tifffile read", "ingest"))
+            print(f"| {w} | bare rasterio read, {kind} | {bare:.0f} | | |\n| {w} | bare tifffile read, {kind} | {tf:.0f} | | |\n"
+                  f"| {w} | **{kind} ingest** (build) | {ing:.0f} | **{ing / bare:.2f}** | {ing / tf:.2f} |")
 
 
 def _build(inp: Path, out: Path, n: int, workers: int) -> float:

@@ -77,6 +77,29 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def available_memory() -> int | None:
+    """Bytes this process can still use: the kernel's MemAvailable, lowered to what is left of
+    a cgroup limit (batch systems and containers set one); None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
 def cpu_share(local_size: int | None = None, cores: int | None = None) -> tuple[int, int]:
     """(intra-op threads, DataLoader workers) for one of ``local_size`` ranks on a node with
     ``cores``: the node's cores divided among its ranks, so N ranks never run N x cores compute

@@ -1,5 +1,5 @@
 """Files, one helper per mechanism: atomic writes (``atomic_path``, ``write_text``), content
-digests (``sha256_file``, ``content_digest``), resume markers (``mark_done``, ``done_record``),
+digests (``sha256_file``, ``content_digest``, ``read_digested``), resume markers (``mark_done``, ``done_record``),
 output-folder locks (``folder_lock``), a full disk
 named (``is_disk_full``, ``disk_full_error``), and files from elsewhere read as data
 (``read_json``, ``load_torch``)."""
@@ -83,7 +83,7 @@ def read_json(path, what: str, missing=None, invalid=None, hint: str = "") -> di
     missing, invalid = missing or InputError, invalid or InputError
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_digested(path))
     except FileNotFoundError:
         raise missing(path, f"{what} is missing{hint}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -119,23 +119,85 @@ def load_torch(path, what: str = "checkpoint"):
         raise InputError(path, f"not a readable {what} (damaged or truncated? {type(e).__name__}: {first})") from None
 
 
-_DIGESTS: dict = {}  # (path, size, mtime_ns, inode) -> sha256: a file is hashed once per process
+# (device, inode, size, mtime, ctime) -> sha256 of the files worth remembering (the large ones:
+# label sources, parquet tables, products): hashed once per process, and again whenever any of
+# these change (a rewrite changes mtime and ctime even at the same size)
+_DIGESTS: dict = {}
+CACHE_MIN_BYTES = 1 << 20
+_RECORDS: list[dict] = []  # the active recording_reads() logs, innermost last
 
 
-def content_digest(path) -> str:
+def _stat_key(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def content_digest(path, read: dict | None = None) -> str:
     """sha256 of a file's content, or of a folder's files (relative names and contents): what
-    decides whether work derived from ``path`` may be reused. Names and dates do not count."""
+    decides whether work derived from ``path`` may be reused. Names and dates do not count.
+    ``read`` (from ``recording_reads``) gives the digests of files as they were read: the bytes
+    the work used, even if the file changed since."""
     path = Path(path)
     if path.is_dir():
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{f.relative_to(path).as_posix()}\0{f.stat().st_size}\0{content_digest(f)}\n".encode())
+        for rel, full, st in _walk_files(str(path)):
+            h.update(f"{rel}\0{st.st_size}\0{_file_digest(full, st, read)}\n".encode())
         return h.hexdigest()
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _file_digest(str(path), path.stat(), read)
+
+
+def _file_digest(path: str, st: os.stat_result, read: dict | None) -> str:
+    if read and (st.st_dev, st.st_ino) in read:
+        return read[st.st_dev, st.st_ino]
+    if st.st_size < CACHE_MIN_BYTES:  # a patch's files: read once per build, not worth keeping
+        return sha256_file(path)
+    key = _stat_key(st)
     if key not in _DIGESTS:
         _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
+
+
+def _walk_files(root: str, prefix: str = "") -> list[tuple[str, str, os.stat_result]]:
+    """(relative posix name, path, stat) of every file under ``root``, sorted by relative name
+    (os.scandir: the pathlib walk cost more than hashing the patch folders' small files)."""
+    out = []
+    with os.scandir(root) as it:
+        for e in it:
+            rel = f"{prefix}{e.name}"
+            if e.is_dir():
+                out += _walk_files(e.path, rel + "/")
+            elif e.is_file():
+                out.append((rel, e.path, e.stat()))
+    return sorted(out, key=lambda t: t[0])
+
+
+@contextlib.contextmanager
+def recording_reads():
+    """Within this block ``read_digested`` records the sha256 of every file it reads, in the
+    yielded dict ({(device, inode): sha256}), for ``content_digest(..., read=)``: work that
+    digests its inputs after reading them reads each once, and the digest is of the very bytes
+    it used."""
+    log: dict = {}
+    _RECORDS.append(log)
+    try:
+        yield log
+    finally:
+        _RECORDS.remove(log)
+
+
+def read_digested(path) -> bytes:
+    """A file's bytes, digested on the way when ``recording_reads`` is active. A file that
+    changes while it is read is an error naming it (what was read is no one version of it)."""
+    from .errors import InputError
+
+    with open(path, "rb") as fh:
+        before = os.fstat(fh.fileno())
+        data = fh.read()
+        after = os.fstat(fh.fileno())
+    if _stat_key(before) != _stat_key(after):
+        raise InputError(path, "the file changed while it was being read")
+    if _RECORDS:
+        _RECORDS[-1][after.st_dev, after.st_ino] = hashlib.sha256(data).hexdigest()
+    return data
 
 
 DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG, EDQUOT (Linux numbers; HDF5 reports them in text)

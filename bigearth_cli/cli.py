@@ -71,7 +71,9 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                         "to count as a 43-class label (0: any pixel, as the 19-class labels were made)")
     g.add_argument("--official-lists", default=None,
                    help="folder with BigEarthNet's official lists (snow, cloud, train/val/test .csv[.bz2]) for archive input")
-    g.add_argument("--workers", type=options.positive_int, default=1, help="local worker processes (tiles dealt by Algorithm 1)")
+    g.add_argument("--workers", type=options.positive_int, default=None,
+                   help="local worker processes, tiles dealt by Algorithm 1 (default: every usable core, as far as "
+                        "the number of tiles, their expected work and the available memory allow; the manifest says why)")
     g.add_argument("--engine", choices=("local", "mpi"), default="local",
                    help="mpi: one worker per rank, run under mpirun -n N")
     g.add_argument("--strict", action="store_true", help="stop at the first bad input instead of recording it")

@@ -102,7 +102,6 @@ class PartWriter:
         self.level = opts.get("compression_opts") if opts.get("compression") == "gzip" else None
         self.pool = ThreadPoolExecutor(threads or os.cpu_count() or 1) if self.level is not None else None
         self.n = 0
-        self._queue: list = []
 
     def append(self, batch: RecordBatch) -> None:
         """Add a batch of records (checked against the record's definition when it was made)."""
@@ -127,21 +126,7 @@ class PartWriter:
             ds[self.n:] = values if dtype is STR else np.asarray(values, dtype=dtype)
         self.n += k
 
-    def add_one(self, arrays: dict, meta: dict, batch: int = 64) -> None:
-        """Queue one record (``arrays`` of one patch, unbatched); written as a RecordBatch of
-        ``batch`` (one resize per dataset per batch: per patch, the resizes cost as much as
-        reading the patch's GeoTIFFs). ``close`` writes the rest."""
-        self._queue.append((arrays, meta))
-        if len(self._queue) >= batch:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._queue:
-            q, self._queue = self._queue, []
-            self.append(RecordBatch({k: np.stack([a[k] for a, _ in q]) for k in q[0][0]}, [m for _, m in q]))
-
     def close(self) -> Path:
-        self.flush()
         describe(self.f)
         self.f.close()
         if self.pool is not None:

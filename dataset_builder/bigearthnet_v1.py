@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX, RecordBatch
 
 from . import archive, upsample
+from .geotiff import read_raster
 from .labels import read_label_json
 from .stats import SplitStats
 from .tiles import REAL_TILES
@@ -117,28 +117,31 @@ def tile_origin(tile: str, meta: dict, x: int, y: int, path) -> tuple[float, flo
     return ulx, uly
 
 
+def reading():
+    """The GDAL settings the patch readers run under, entered once per task: a patch folder's
+    GeoTIFFs carry their georeference inside, so GDAL need not list folders for side-car files,
+    and one environment for all reads spares rasterio setting one up for each of them."""
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+
+
 def read_bands(folder: Path, stem: str) -> tuple[dict, object, dict]:
     """The 12 band GeoTIFFs of a patch folder (``<stem>_<band>.tif``, as BigEarthNet v1 and v2
-    store them), checked: one uint16 band each, the patch's size at the band's resolution, one
-    CRS for all. Returns (band -> array, CRS, band -> geotransform)."""
+    store them; ``geotiff.read_raster``), checked: one uint16 band each, the patch's size at the
+    band's resolution, one CRS for all. Returns (band -> array, CRS, band -> geotransform)."""
     bands, transforms, crs = {}, {}, None
     for band in BANDS_10M + BANDS_20M + BANDS_60M:
         path = folder / f"{stem}_{band}.tif"
         want = PATCH_PX * 10 // BAND_RESOLUTION[band]
-        try:
-            with rasterio.open(path) as ds:
-                if ds.count != 1 or ds.dtypes[0] != "uint16":
-                    raise InputError(path, f"expected one uint16 band, found {ds.count} band(s) of {ds.dtypes[0]}")
-                if (ds.height, ds.width) != (want, want):
-                    raise InputError(path, f"raster is {ds.height} x {ds.width}, expected {want} x {want}")
-                if ds.crs is None or (crs is not None and ds.crs != crs):
-                    raise InputError(path, f"CRS {ds.crs} differs from the patch's other bands ({crs})"
-                                     if crs is not None else "raster has no CRS")
-                bands[band] = ds.read(1)
-                transforms[band] = ds.transform
-                crs = crs or ds.crs
-        except RasterioIOError as e:
-            raise InputError(path, "band file is missing" if not path.exists() else f"cannot read ({e})") from None
+        r = read_raster(path)
+        if r.count != 1 or r.array.dtype != np.uint16:
+            raise InputError(path, f"expected one uint16 band, found {r.count} band(s) of {r.array.dtype}")
+        if r.array.shape != (want, want):
+            raise InputError(path, f"raster is {r.array.shape[0]} x {r.array.shape[1]}, expected {want} x {want}")
+        if r.crs is None or (crs is not None and r.crs != crs):
+            raise InputError(path, f"CRS {r.crs} differs from the patch's other bands ({crs})"
+                             if crs is not None else "raster has no CRS")
+        bands[band], transforms[band] = r.array, r.transform
+        crs = crs or r.crs
     return bands, crs, transforms
 
 
@@ -269,15 +272,30 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}
 
 
-def write_part(part_path: Path, compression: str, patches) -> tuple[int, SplitStats]:
+def write_part(part_path: Path, compression: str, patches, batch: int = 64) -> tuple[int, SplitStats]:
     """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
-    on an error) with their per-split statistics; the BigEarthNet ingests' one writer."""
+    on an error) with their per-split statistics; the BigEarthNet ingests' one writer. Patches go
+    in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes and the statistics
+    cost as much as reading the patch's GeoTIFFs. The patches are produced (read) under
+    ``reading()``'s GDAL settings."""
     stats = SplitStats()
     writer = archive.PartWriter(part_path, compression)
+    queue: list = []
+
+    def flush() -> None:
+        records = RecordBatch({k: np.stack([a[k] for a, _ in queue]) for k in queue[0][0]}, [m for _, m in queue])
+        writer.append(records)
+        stats.add(records.arrays, [m["split"] for m in records.meta])
+        queue.clear()
+
     try:
-        for arrays, meta in patches:
-            writer.add_one(arrays, meta)
-            stats.add({k: a[None] for k, a in arrays.items()}, [meta["split"]])
+        with reading():
+            for arrays, meta in patches:
+                queue.append((arrays, meta))
+                if len(queue) >= batch:
+                    flush()
+        if queue:
+            flush()
         writer.close()
     except BaseException:
         writer.abort()

@@ -24,7 +24,7 @@ from bigearth.record import VALUE_CONVENTION
 
 from . import archive
 from .config import BuildConfig  # noqa: F401  (the build's public API: BuildConfig, build)
-from .engines import run_local, run_mpi
+from .engines import choose_workers, run_local, run_mpi
 from .stats import SplitStats
 from .tasks import Task, parts_dir, plan_tasks
 
@@ -32,7 +32,8 @@ ARCHIVE_NAME = "bigearth_sr.h5"
 MANIFEST_NAME = "manifest.json"
 
 
-def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float) -> dict:
+def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float,
+           workers: dict | None = None) -> dict:
     """Merge the parts in task order into the archive and write the manifest. The archive is
     merged under a temporary name; the old manifest is removed before the new archive takes its
     place and the new manifest is written after, so the folder never shows a manifest that does
@@ -111,6 +112,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "band_stats_per_split": totals.per_split(),
         "outputs": outputs,
         "seconds": round(seconds, 2),
+        "workers": workers,
     }
     if not manifest["tracebacks"]:
         del manifest["tracebacks"]
@@ -121,8 +123,10 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     return manifest
 
 
-def build(inputs, cfg: BuildConfig, workers: int = 1, engine: str = "local", wait: bool = False) -> dict | None:
+def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "local", wait: bool = False) -> dict | None:
     """Plan, build and merge. Returns the manifest (on MPI rank 0; None on other ranks).
+    ``workers``: local processes; None chooses (``engines.choose_workers``: every core, as far
+    as the tasks, their expected work and the memory allow).
 
     The output folder is locked for the run (``folder_lock``): a second build into it ends at
     once naming this one, or waits with ``wait``."""
@@ -136,9 +140,12 @@ def build(inputs, cfg: BuildConfig, workers: int = 1, engine: str = "local", wai
             results = run_mpi(tasks, cfg)
             if results is None:
                 return None
+            chosen = {"engine": "mpi"}
         else:
-            results = run_local(tasks, cfg, workers)
-        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0)
+            n, why = choose_workers(tasks, workers)
+            chosen = {"engine": "local", "workers": n, "why": why}
+            results = run_local(tasks, cfg, n)
+        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen)
 
 
 def _mpi_rank() -> int:

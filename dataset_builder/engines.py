@@ -25,6 +25,34 @@ def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> Non
             return
 
 
+# A worker process costs ~2 s to start (spawn, then importing numpy, torch, rasterio, h5py): one
+# is started for at least this much expected work (seconds of one core), so small builds stay in
+# this process
+MIN_WORK_PER_WORKER_S = 10.0
+
+
+def choose_workers(tasks: list[Task], requested: int | None) -> tuple[int, str]:
+    """(local worker processes, why). ``requested`` wins; else every core this process may use
+    (its affinity: what taskset or the batch system gave it), but no more than the tasks, than
+    the expected work pays for, or than the available memory holds."""
+    from bigearth.distinfo import available_memory, usable_cores
+
+    from .tasks import expected_bytes
+
+    if requested is not None:
+        return requested, "--workers"
+    cores = usable_cores()
+    limits = {f"{cores} usable cores": cores, f"{len(tasks)} tasks": max(1, len(tasks))}
+    work = sum(t.work for t in tasks)
+    limits[f"{work:.0f} s of expected work"] = max(1, int(work // MIN_WORK_PER_WORKER_S))
+    mem = available_memory()
+    if mem is not None and tasks:
+        need = max(expected_bytes(t) for t in tasks)
+        limits[f"{mem / 2 ** 30:.1f} GiB available for {need / 2 ** 30:.2f} GiB per task"] = max(1, int(0.8 * mem // need))
+    n = min(limits.values())
+    return n, "bound by " + next(k for k, v in limits.items() if v == n)
+
+
 def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     """Run the plan on ``workers`` local processes (or in this process when workers == 1)."""
     from tqdm import tqdm

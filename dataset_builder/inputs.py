@@ -42,9 +42,11 @@ def describe(folder) -> tuple[str, list[Path]]:
                             f"nor BigEarthNet v1 patch folders")
 
 
-def default_workers() -> int:
-    """Build processes: BIGEARTH_SR_WORKERS, else every core."""
-    return int(os.environ.get("BIGEARTH_SR_WORKERS", os.cpu_count() or 1))
+def default_workers() -> int | None:
+    """Build processes: BIGEARTH_SR_WORKERS, else None (the builder chooses: every usable core,
+    as far as the tiles, their work and the memory allow)."""
+    env = os.environ.get("BIGEARTH_SR_WORKERS", "")
+    return int(env) if env.strip() else None
 
 
 def archive_upsampling(path) -> str | None:
@@ -53,7 +55,7 @@ def archive_upsampling(path) -> str | None:
     return json.loads(cfg).get("upsampling") if cfg else None
 
 
-def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int = 1, progress: bool = False) -> Path:
+def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | None = None, progress: bool = False) -> Path:
     """The archive to read for ``folder``: the one it holds, or one built (resumably) in
     ``work_dir/<upsampling>/`` from its products or BigEarthNet patches."""
     folder = Path(folder)

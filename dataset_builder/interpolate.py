@@ -30,7 +30,7 @@ def _phase_weights(f: int) -> list[float]:
 
 
 def _bilinear_axis(x: torch.Tensor, f: int, dim: int, out: torch.Tensor) -> None:
-    """Upsample ``x`` by the integer ``f`` along ``dim`` (0 or 1) into ``out``.
+    """Upsample ``x`` by the integer ``f`` along ``dim`` into ``out``.
 
     The two weights of an output pixel depend on its phase j alone, and each pixel is one
     multiply, one multiply and one add/subtract: the same arithmetic wherever a window starts,
@@ -54,10 +54,13 @@ def _bilinear_axis(x: torch.Tensor, f: int, dim: int, out: torch.Tensor) -> None
 
 
 def _separable(axis_fn, x: torch.Tensor, f: int, out: torch.Tensor) -> None:
-    """(h, w) -> (h*f, w*f) into ``out`` with a 1-D interpolation: rows, then columns."""
-    tmp = torch.empty((x.shape[0] * f, x.shape[1]), dtype=x.dtype)
-    axis_fn(x, f, 0, tmp)
-    axis_fn(tmp, f, 1, out)
+    """(..., h, w) -> (..., h*f, w*f) into ``out`` with a 1-D interpolation: rows, then columns.
+    Leading dimensions (bands) go through together: per band, a patch's few thousand pixels
+    cost less than the calls."""
+    rows, cols = x.ndim - 2, x.ndim - 1
+    tmp = torch.empty((*x.shape[:rows], x.shape[rows] * f, x.shape[cols]), dtype=x.dtype)
+    axis_fn(x, f, rows, tmp)
+    axis_fn(tmp, f, cols, out)
 
 
 def bilinear(x: torch.Tensor, f: int, out: torch.Tensor) -> None:
@@ -80,9 +83,10 @@ class Bilinear:
         o = torch.from_numpy(out)
         with torch.no_grad():
             for cube, names, f in ((b20, BANDS_20M, 2), (b60, BANDS_60M, 6)):
-                for k, name in enumerate(names):
-                    src = torch.from_numpy(np.ascontiguousarray(cube[k], np.float32))
-                    _separable(self.axis, src, f, o[BANDS_SR.index(name)])
+                src = torch.from_numpy(np.ascontiguousarray(cube, np.float32))
+                res = torch.empty((len(names), h, w), dtype=torch.float32)
+                _separable(self.axis, src, f, res)
+                o[[BANDS_SR.index(n) for n in names]] = res
         return out
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bigearth import nomenclature as nom
 from bigearth.errors import EnvironmentFailure, InputError
-from bigearth.files import content_digest, disk_full_error, done_record, is_disk_full, mark_done, sha256_file
+from bigearth.files import (content_digest, disk_full_error, done_record, is_disk_full, mark_done, recording_reads,
+                           sha256_file)
 
 from . import bigearthnet_v1, bigearthnet_v2
 from .config import BuildConfig
@@ -35,11 +36,12 @@ class Task:
 # Expected cost, in seconds of one core (benchmarks/RESULTS.md, measured on 2 cores): decoding a
 # product is paid for every grid patch (44 s for a full tile of 8,281), everything after it per
 # kept patch (bilinear: (55.7 - 44) s over 5,465 kept; DSen2: 0.065 s); a BigEarthNet patch
-# folder costs its GeoTIFF reads (~90 patches/s per core) and the same per kept patch. With equal
-# grids (every full tile has 8,281 patches) only the kept share tells products apart.
+# folder costs its reads, digests, labels and writing (benchmarks/ingest.py: ~6 ms with bilinear
+# on one core, so ~4 ms besides the method) and the same per kept patch. With equal grids
+# (every full tile has 8,281 patches) only the kept share tells products apart.
 DECODE_S_PER_GRID_PATCH = 44.0 / 8281
 KEPT_PATCH_S = {"bilinear": 11.7 / 5465, "bicubic": 11.7 / 5465, "dsen2": 0.065}
-READ_S_PER_FOLDER = 1 / 90
+READ_S_PER_FOLDER = 1 / 250
 
 
 def expected_work(task_kind: str, source, count: int, upsampling: str) -> float:
@@ -47,6 +49,19 @@ def expected_work(task_kind: str, source, count: int, upsampling: str) -> float:
     if task_kind == "product":
         return count * (DECODE_S_PER_GRID_PATCH + per_kept * source.expected_kept_share())
     return count * (READ_S_PER_FOLDER + per_kept)
+
+
+# Memory a worker holds for one task: a product's decoded bands (uint16 at native resolution:
+# 4 + 6/4 + 2/36 full-size planes, 1.3 GiB for a 10,980-pixel tile, plus the SCL) with half as
+# much again for the rows in flight; a BigEarthNet task holds three rows of patches at most.
+PATCH_TASK_BYTES = 256 << 20
+
+
+def expected_bytes(task: "Task") -> int:
+    if task.kind == "product":
+        side = task.source.geocoding.size_10m
+        return int(1.5 * (side * side * 2 * (4 + 6 / 4 + 2 / 36) + (side // 2) ** 2))
+    return PATCH_TASK_BYTES
 
 
 def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
@@ -84,9 +99,10 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
     return sorted(tasks, key=lambda t: t.id), failed
 
 
-def task_inputs(task: Task, cfg: BuildConfig) -> dict:
+def task_inputs(task: Task, cfg: BuildConfig, read: dict | None = None) -> dict:
     """Content digests of what this task reads besides the shared label sources: its product (or
-    its patch folders) and, with --labels-json, the label JSONs of its patches."""
+    its patch folders) and, with --labels-json, the label JSONs of its patches. ``read``: the
+    digests its build recorded as it read (``files.recording_reads``)."""
     if task.kind == "product":
         d = {"product": product_digest(task.source)}
         if cfg.labels_json:
@@ -95,18 +111,26 @@ def task_inputs(task: Task, cfg: BuildConfig) -> dict:
     folders = task.source
     h = hashlib.sha256()
     for folder in sorted(folders, key=lambda f: f.name):
-        h.update(f"{folder.name}\0{content_digest(folder)}\n".encode())
+        h.update(f"{folder.name}\0{content_digest(folder, read)}\n".encode())
         if task.kind == "bigearthnet_v2":  # its reference map and the parquet rows label it
             root = folder.parents[2]
             ref = root / bigearthnet_v2.MAPS_DIR / folder.parent.name / folder.name
-            h.update((content_digest(ref) if ref.exists() else "missing").encode())
+            h.update((content_digest(ref, read) if ref.exists() else "missing").encode())
     d = {"patches": h.hexdigest()}
     if task.kind == "bigearthnet_v2":
         root = folders[0].parents[2]
-        d["metadata"] = [content_digest(root / n) for n in (bigearthnet_v2.METADATA, bigearthnet_v2.SCREENED)
-                         if (root / n).exists()]
+        d["metadata"] = [content_digest(p, read) for p in shared_inputs(task)]
         d["screened"] = task.screened
     return d
+
+
+def shared_inputs(task: Task) -> list[Path]:
+    """Files a worker reads once for all its tasks (v2's metadata tables): digested before a
+    task's build, whose recording of its own reads would not see them."""
+    if task.kind != "bigearthnet_v2":
+        return []
+    root = task.source[0].parents[2]
+    return [root / n for n in (bigearthnet_v2.METADATA, bigearthnet_v2.SCREENED) if (root / n).exists()]
 
 
 def product_digest(product: Product) -> str:
@@ -129,10 +153,10 @@ def product_digest(product: Product) -> str:
     return h.hexdigest()
 
 
-def task_fingerprint(task: Task, cfg: BuildConfig) -> str:
+def task_fingerprint(task: Task, cfg: BuildConfig, read: dict | None = None) -> str:
     """A part is reused only under the same fingerprint: every input that shaped it (product or
     patches, label sources, options, method and weights) has the same content."""
-    doc = {"config": cfg.fingerprint(), "inputs": task_inputs(task, cfg)}
+    doc = {"config": cfg.fingerprint(), "inputs": task_inputs(task, cfg, read)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -156,18 +180,28 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
     ends the build, as an EnvironmentFailure."""
     part = parts_dir(cfg) / f"{task.id}.h5"
     try:
-        fingerprint = task_fingerprint(task, cfg)
-        prev = done_result(cfg, task, fingerprint)
-        if prev is not None:
-            prev["resumed"] = True
-            return prev
+        fingerprint = None
+        if task.kind == "product" or _marker(cfg, task.id).exists():
+            fingerprint = task_fingerprint(task, cfg)
+            prev = done_result(cfg, task, fingerprint)
+            if prev is not None:
+                prev["resumed"] = True
+                return prev
         part.parent.mkdir(parents=True, exist_ok=True)
-        if task.kind == "product":
-            res = process_product(task.source, cfg, part, progress)
-        elif task.kind == "bigearthnet_v2":
-            res = bigearthnet_v2.process_product(task.id, task.source, cfg, part, progress, task.screened)
-        else:
-            res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
+        with recording_reads() as read:
+            for p in shared_inputs(task):
+                st = p.stat()
+                read[st.st_dev, st.st_ino] = content_digest(p)
+            if task.kind == "product":
+                res = process_product(task.source, cfg, part, progress)
+            elif task.kind == "bigearthnet_v2":
+                res = bigearthnet_v2.process_product(task.id, task.source, cfg, part, progress, task.screened)
+            else:
+                res = bigearthnet_v1.process_tile_source(task.id, task.source, cfg, part, progress)
+        # with nothing to reuse the inputs are digested after the build: the patch readers recorded
+        # the digests of the bytes they used, so a patch folder is read once (a product's bands,
+        # decoded by GDAL, are digested before, as a part must never describe newer inputs)
+        fingerprint = fingerprint or task_fingerprint(task, cfg, read)
         res.update(task=task.id, status="ok", fingerprint=fingerprint, sha256=sha256_file(part))
         mark_done(_marker(cfg, task.id), part, fingerprint, res, sha256=res["sha256"])
     except EnvironmentFailure:

@@ -181,6 +181,45 @@ def product_band_changed(ctx):
     assert run(ctx.fmt("build {products} {clc} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
 
 
+def ben_band_changed(ctx):
+    """A BigEarthNet build, then one patch's band gets other pixels (same name, same size): the
+    patch folders are digested from the bytes the build read, after it, so this must show."""
+    folders = _ben(ctx)
+    assert run(ctx.fmt(BEN))[0] == 0
+    ctx.expect["before"] = sha256_file(ctx.out / ARCHIVE_NAME)
+    band = folders[2] / f"{folders[2].name}_B11.tif"
+    size = band.stat().st_size
+    with rasterio.open(band) as ds:
+        a = ds.read(1)
+    _rewrite_tif(band, (a // 2 + 1).astype(a.dtype))
+    assert band.stat().st_size == size
+    ctx.expect["fresh"] = ctx.root / "fresh"
+    assert run(ctx.fmt("build {ben} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
+
+
+def ben_band_changed_during_the_build(ctx):
+    """A band is rewritten while the build runs, after the build read it: the part describes the
+    bytes it was built from, so the next build sees the change and rebuilds."""
+    from dataset_builder import bigearthnet_v1
+
+    folders = _ben(ctx)
+    band = folders[0] / f"{folders[0].name}_B11.tif"
+    real = bigearthnet_v1.read_patch
+
+    def read_then_change(folder):
+        p = real(folder)
+        if folder == folders[0]:
+            _rewrite_tif(band, (p["bands"]["B11"] // 2 + 1).astype(np.uint16))
+        return p
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bigearthnet_v1, "read_patch", read_then_change)
+        assert run(ctx.fmt(BEN))[0] == 0  # in this process (one worker), so the patched reader runs
+    ctx.expect["before"] = sha256_file(ctx.out / ARCHIVE_NAME)
+    ctx.expect["fresh"] = ctx.root / "fresh"
+    assert run(ctx.fmt("build {ben} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
+
+
 def resharded_smaller(ctx):
     """Shards written with one size, then again into the same folder with another."""
     _shards(ctx, "300KiB")
@@ -546,6 +585,8 @@ CASES = [
     # 1. resume and skip never reuse stale work
     Case(clc_changed_same_name, BUILD, 0, "", same_as_fresh_build),
     Case(product_band_changed, BUILD, 0, "", same_as_fresh_build),
+    Case(ben_band_changed, BEN, 0, "", same_as_fresh_build),
+    Case(ben_band_changed_during_the_build, BEN, 0, "", same_as_fresh_build),
     Case(lists_changed, "build {ben} --official-lists {lists} --out {out} --no-progress", 0, "", new_splits),
     Case(resharded_smaller, "shards {archive} --out {root}/shards --shard-size 2MiB --no-progress", 0, "",
          only_listed_shards),

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bigearth.files import atomic_path, done_record, mark_done, write_text
+from bigearth.errors import InputError
+from bigearth.files import atomic_path, content_digest, done_record, mark_done, read_digested, recording_reads, write_text
 
 
 def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
@@ -53,3 +54,57 @@ def test_any_change_means_the_work_is_redone(tmp_path, change):
     elif change == "marker-gone":
         marker.unlink()
     assert done_record(marker, out, fp) is None
+
+
+def _tree(root):
+    (root / "sub").mkdir(parents=True)
+    (root / "a.tif").write_bytes(b"A" * 300)
+    (root / "b.json").write_text("{}")
+    (root / "sub" / "c.tif").write_bytes(b"C" * 10)
+    return root
+
+
+def test_folder_digest_is_of_relative_names_sizes_and_contents(tmp_path):
+    root = _tree(tmp_path / "p")
+    want = hashlib.sha256()
+    for rel in ("a.tif", "b.json", "sub/c.tif"):
+        data = (root / rel).read_bytes()
+        want.update(f"{rel}\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    assert content_digest(root) == want.hexdigest()
+    (tmp_path / "elsewhere").mkdir()
+    moved = root.rename(tmp_path / "elsewhere" / "q")
+    assert content_digest(moved) == want.hexdigest()  # names of the folder itself do not count
+
+
+def test_a_digest_recorded_while_reading_is_of_the_bytes_used(tmp_path):
+    root = _tree(tmp_path / "p")
+    before = content_digest(root)
+    with recording_reads() as read:
+        assert read_digested(root / "a.tif") == b"A" * 300
+    assert len(read) == 1
+    (root / "a.tif").write_bytes(b"Z" * 300)  # changed after the work read it
+    assert content_digest(root, read) == before  # describes what the work used: a rerun sees the change
+    assert content_digest(root) != before
+    assert read_digested(root / "a.tif") == b"Z" * 300  # outside a recording nothing is kept
+    assert len(read) == 1
+
+
+def test_a_file_changing_while_it_is_read_is_named(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "a.tif"
+    path.write_bytes(b"A" * 300)
+    real = os.fstat
+    calls = []
+
+    def fstat(fd):
+        calls.append(fd)
+        st = real(fd)
+        if len(calls) == 2:  # as if written between the two looks
+            return os.stat_result((*st[:8], st.st_mtime + 1, st.st_ctime + 1))
+        return st
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    with pytest.raises(InputError, match="changed while it was being read") as e:
+        read_digested(path)
+    assert str(path) in str(e.value)

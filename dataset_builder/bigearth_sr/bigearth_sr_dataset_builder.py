@@ -78,8 +78,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       * the BigEarthNet v1 archive (its patch folders, directly or in BigEarthNet-v1.0/), with
         the official lists (train/val/test, snow, cloud .csv[.bz2]) in lists/.
     Products and patches are built into <download_dir>/bigearth_sr_build/<upsampling>/ with
-    `os.cpu_count()` worker processes (BIGEARTH_SR_WORKERS overrides); that build resumes
-    after an interruption.
+    worker processes on every usable core, as far as the tiles, their work and the memory allow
+    (BIGEARTH_SR_WORKERS overrides); that build resumes after an interruption.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
