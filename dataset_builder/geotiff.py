@@ -5,7 +5,7 @@ A patch is 13 files of 0.8-29 kB. Opening one through rasterio costs ~0.4 ms and
 ~0.15 ms, whatever its size, so a bare rasterio read of a patch folder takes ~7.5 ms, most of the
 ingest's time. tifffile parses such a file in ~0.1 ms (benchmarks/RESULTS.md). So the pixels
 come from tifffile, and the georeference from the file's GeoTIFF tags, used only where their
-meaning is plain: one image, one sample, a pixel scale and one tie point, pixels as areas (the
+meaning is plain: one image, one sample, a positive pixel scale and one tie point, pixels as areas (the
 geotransform is then (sx, 0, x - i sx, 0, -sy, y + j sy), what GDAL computes). The CRS is
 GDAL's reading of the GeoKeys, made once per distinct set of keys (a product's patches share
 one). Anything else (a point-registered or rotated raster, several bands, a format tifffile does
@@ -105,6 +105,8 @@ def _read_plain(data: bytes) -> Raster | None:
     except Exception:  # noqa: BLE001 - whatever tifffile cannot parse, rasterio reads or explains
         return None
     sx, sy = float(scale.value[0]), float(scale.value[1])
+    if not (sx > 0 and sy > 0):  # GDAL has its own rules for a negative y scale
+        return None
     i, j, _, x, y, _ = (float(v) for v in tie.value)
     crs = _crs_of(keys, extra, data)
     if crs is None:

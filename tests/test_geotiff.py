@@ -54,7 +54,20 @@ def test_plain_geotiffs_any_layout(tmp_path, kw):
     _assert_same_as_gdal(_write(tmp_path / "b.tif", a, GRID, **kw), "tifffile")
 
 
-@pytest.mark.parametrize("case", ["two bands", "rotated", "pixel is point", "lzw"])
+def _negative_y_scale(path, a):
+    """A file whose pixel scale has a negative y (GDAL never writes one; GDAL reads it by rules of its own)."""
+    import tifffile
+
+    good = _write(path.with_name("g.tif"), a, GRID)
+    with tifffile.TiffFile(good) as tif:
+        tags = tif.pages.first.tags
+        keys, ascii_ = tags["GeoKeyDirectoryTag"].value, tags["GeoAsciiParamsTag"].value
+    tifffile.imwrite(path, a, extratags=[(33550, "d", 3, (20.0, -20.0, 0.0), True),
+                                         (33922, "d", 6, (0.0, 0.0, 0.0, GRID.c, GRID.f, 0.0), True),
+                                         (34735, "H", len(keys), keys, True), (34737, "s", 0, ascii_, True)])
+
+
+@pytest.mark.parametrize("case", ["two bands", "rotated", "south up", "negative y scale", "pixel is point", "lzw"])
 def test_what_the_tie_point_does_not_describe_is_read_by_rasterio(tmp_path, case):
     a = RNG.integers(0, 12000, (60, 60), dtype=np.uint16)
     path = tmp_path / "b.tif"
@@ -62,6 +75,10 @@ def test_what_the_tie_point_does_not_describe_is_read_by_rasterio(tmp_path, case
         _write(path, np.stack([a, a]), GRID)
     elif case == "rotated":
         _write(path, a, GRID * Affine.rotation(10))
+    elif case == "south up":
+        _write(path, a, Affine(20.0, 0.0, GRID.c, 0.0, 20.0, GRID.f))
+    elif case == "negative y scale":
+        _negative_y_scale(path, a)
     elif case == "pixel is point":  # GDAL shifts such a raster by half a pixel; a tie point alone would not
         _write(path, a, GRID)
         with rasterio.open(path, "r+") as ds:
