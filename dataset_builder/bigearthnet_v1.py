@@ -275,8 +275,8 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
 def write_part(part_path: Path, compression: str, patches, batch: int = 64) -> tuple[int, SplitStats]:
     """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
     on an error) with their per-split statistics; the BigEarthNet ingests' one writer. Patches go
-    in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes and the statistics
-    cost as much as reading the patch's GeoTIFFs. The patches are produced (read) under
+    in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes (one per dataset)
+    cost as much as the patch's other work. The patches are produced (read) under
     ``reading()``'s GDAL settings."""
     stats = SplitStats()
     writer = archive.PartWriter(part_path, compression)
