@@ -171,12 +171,16 @@ def _walk_files(root: str, prefix: str = "") -> list[tuple[str, str, os.stat_res
 
 
 @contextlib.contextmanager
-def recording_reads():
+def recording_reads(digest_now=()):
     """Within this block ``read_digested`` records the sha256 of every file it reads, in the
     yielded dict ({(device, inode): sha256}), for ``content_digest(..., read=)``: work that
     digests its inputs after reading them reads each once, and the digest is of the very bytes
-    it used."""
+    it used. ``digest_now``: files the work reads by other means (or read earlier and kept),
+    digested as they are on entering, so that they too are described as the work found them."""
     log: dict = {}
+    for path in digest_now:
+        st = Path(path).stat()
+        log[st.st_dev, st.st_ino] = _file_digest(str(path), st, None)
     _RECORDS.append(log)
     try:
         yield log

@@ -96,6 +96,9 @@ def _read_plain(data: bytes) -> Raster | None:
             scale, tie, keys = (tags.get(c) for c in (_PIXEL_SCALE, _TIEPOINT, _GEOKEYS))
             if scale is None or tie is None or keys is None or len(tie.value) != 6:
                 return None
+            sx, sy = float(scale.value[0]), float(scale.value[1])
+            if not (sx > 0 and sy > 0):  # GDAL has its own rules for a negative y scale
+                return None
             keys = tuple(keys.value)
             if _raster_type(keys) != _PIXEL_IS_AREA:
                 return None
@@ -103,9 +106,6 @@ def _read_plain(data: bytes) -> Raster | None:
                           for c in (_GEO_DOUBLE, _GEO_ASCII) if c in tags)
             array = page.asarray()
     except Exception:  # noqa: BLE001 - whatever tifffile cannot parse, rasterio reads or explains
-        return None
-    sx, sy = float(scale.value[0]), float(scale.value[1])
-    if not (sx > 0 and sy > 0):  # GDAL has its own rules for a negative y scale
         return None
     i, j, _, x, y, _ = (float(v) for v in tie.value)
     crs = _crs_of(keys, extra, data)

@@ -118,7 +118,6 @@ def task_inputs(task: Task, cfg: BuildConfig, read: dict | None = None) -> dict:
             h.update((content_digest(ref, read) if ref.exists() else "missing").encode())
     d = {"patches": h.hexdigest()}
     if task.kind == "bigearthnet_v2":
-        root = folders[0].parents[2]
         d["metadata"] = [content_digest(p, read) for p in shared_inputs(task)]
         d["screened"] = task.screened
     return d
@@ -188,10 +187,7 @@ def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:
                 prev["resumed"] = True
                 return prev
         part.parent.mkdir(parents=True, exist_ok=True)
-        with recording_reads() as read:
-            for p in shared_inputs(task):
-                st = p.stat()
-                read[st.st_dev, st.st_ino] = content_digest(p)
+        with recording_reads(digest_now=shared_inputs(task)) as read:
             if task.kind == "product":
                 res = process_product(task.source, cfg, part, progress)
             elif task.kind == "bigearthnet_v2":

@@ -108,3 +108,12 @@ def test_a_file_changing_while_it_is_read_is_named(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="changed while it was being read") as e:
         read_digested(path)
     assert str(path) in str(e.value)
+
+
+def test_files_digested_on_entering_are_described_as_the_work_found_them(tmp_path):
+    table = tmp_path / "metadata.parquet"
+    table.write_bytes(b"rows v1")
+    with recording_reads(digest_now=[table]) as read:
+        table.write_bytes(b"rows v2")  # changed while the work ran on what it had read before
+    assert content_digest(table, read) == hashlib.sha256(b"rows v1").hexdigest()
+    assert content_digest(table) == hashlib.sha256(b"rows v2").hexdigest()
