@@ -19,6 +19,11 @@ class InputError(ReportedError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class OptionError(ReportedError):
+    """An option that the inputs contradict (a scene key no input has, nothing left to do);
+    the message starts with the option."""
+
+
 class EnvironmentFailure(ReportedError):
     """The machine, not the data: disk full, an unwritable folder, an output held by another run.
     Ends the run (every other input would fail the same way); the message says what to do."""

@@ -17,7 +17,7 @@ PART_FORMAT = 3  # what a part holds (2: statistics per split; 3: v1_name, s1_na
 @dataclasses.dataclass
 class BuildConfig:
     out_dir: str
-    upsampling: str = "bilinear"
+    upsampling: str = "dsen2"
     sr_weights: str | None = None  # dsen2: bundle .npz, or "2x.hdf5,6x.hdf5"; None = the shipped default
     sr_device: str = "cpu"
     sr_precision: str = "auto"

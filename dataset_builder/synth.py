@@ -407,7 +407,7 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
         files.sort(key=lambda p: (p.split("/")[-2], p))
         (tmp / "MTD_MSIL2A.xml").write_text(_mtd_msil2a(name, cfg, granule, files, scl))
         (tmp / "GRANULE" / granule / "MTD_TL.xml").write_text(_mtd_tl(cfg, granule, epsg, ulx, uly, size))
-        (tmp / "manifest.safe").write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l2a_user_product"><!-- synthetic: {name} --></xfdu:XFDU>\n')
+        (tmp / "manifest.safe").write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l2a_user_product"><!-- synthetic: {name} seed={cfg.seed} --></xfdu:XFDU>\n')
         if cfg.write_truth:
             with rasterio.open(tmp / "truth_10m.tif", "w", driver="GTiff", width=size, height=size, count=12,
                                dtype="uint16", crs=crs, transform=Affine(10, 0, ulx, 0, -10, uly),

@@ -19,7 +19,8 @@ from .test_sr_model import tiny_bundle
 def test_dsen2_build_equals_a_whole_tile_run_and_records_the_weights(synth_dir, products, tmp_path):
     weights = tiny_bundle(tmp_path / "w.npz", blocks=2, features=8)
     out = tmp_path / "out"
-    cfg = BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights),
+    # fp32: the precision whose strips are promised bit-identical to a whole-tile run
+    cfg = BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights), sr_precision="fp32",
                       clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")), progress=False)
     manifest = build(products[:1], cfg)
     assert manifest["patches"] > 0 and not manifest["tiles_failed"]
@@ -30,7 +31,7 @@ def test_dsen2_build_equals_a_whole_tile_run_and_records_the_weights(synth_dir, 
     prod = open_product(products[0])
     cube = {k: np.stack([to_reflectance_dn(prod, b, read_band(prod, b)) for b in bands])
             for k, bands in (("b10", BANDS_10M), ("b20", BANDS_20M), ("b60", BANDS_60M))}
-    whole = upsample.to_uint16(DSen2(str(weights))(cube["b10"], cube["b20"], cube["b60"]))
+    whole = upsample.to_uint16(DSen2(str(weights), precision="fp32")(cube["b10"], cube["b20"], cube["b60"]))
     with h5py.File(out / "bigearth_sr.h5", "r") as f:
         assert json.loads(f.attrs["build_config"])["super_resolution"]["files"] == sr["files"]
         xs, ys, data = f["x"][:], f["y"][:], f["data_super"][:]

@@ -19,7 +19,7 @@ from .test_sr_wald import CROP
 
 def _bilinear_rmse_2x(scene) -> float:
     """Wald 2x for bilinear, computed here from the pieces: degrade, interpolate, compare."""
-    sc = wald.trim(scene)
+    sc = wald.trim(scene, 12)  # the 2x protocol trims to what degrades by 2 at every resolution
     low20 = wald.degrade(sc["im20"], BANDS_20M, 2)
     est = np.stack([_bil(a, 2) for a in low20])
     return float(np.sqrt(((est - sc["im20"]) ** 2).mean()))
@@ -38,31 +38,85 @@ def test_real_crop_table_files_and_figures(tmp_path):
     assert cli(["sr-eval", str(crop), "--methods", "bilinear,bicubic,dsen2", "--sr-weights", str(w),
                 "--out", str(tmp_path / "ev")]) == 0
     doc = json.loads((tmp_path / "ev" / "sr_eval.json").read_text())
-    res = doc["results"]
-    assert set(res) == {"2x", "6x"} and set(res["2x"]) == {"bilinear", "bicubic", "dsen2"}
-    assert res["2x"]["bilinear"]["overall"]["rmse"] == pytest.approx(_bilinear_rmse_2x(wald.read_scene(crop)), rel=1e-5)
-    assert res["2x"]["bicubic"]["overall"]["rmse"] < res["2x"]["bilinear"]["overall"]["rmse"]
+    pool = doc["pooled"]
+    assert set(pool) == {"2x", "6x"} and set(pool["2x"]["methods"]) == {"bilinear", "bicubic", "dsen2"}
+    assert pool["2x"]["methods"]["bilinear"]["rmse"] == pytest.approx(_bilinear_rmse_2x(wald.read_scene(crop)), rel=1e-5)
+    assert pool["2x"]["methods"]["bicubic"]["rmse"] < pool["2x"]["methods"]["bilinear"]["rmse"]
+    # 600 px: 5 x 5 patches of 120 at 2x; the 6x protocol trims to 576 px (multiples of 36): 4 x 4
+    assert pool["2x"]["patches"] == 25 and pool["6x"]["patches"] == 16
     for f in ("sr_eval.md", "sr_eval.csv", "sr_eval_2x.png", "sr_eval_6x.png"):
         assert (tmp_path / "ev" / f).stat().st_size > 100
 
 
+def test_one_row_per_scene_pooled_over_pieces_and_patches_counted(tmp_path):
+    """Three inputs, two scenes (two pieces of one acquisition): rows, pooled figures and the
+    worse-than-bicubic counts recomputed here from the pieces."""
+    pieces = [fixtures_dir(f"sentinel2-patches/{n}.mat") for n in
+              ("S2A_MSIL2A_20171101T094131_N9999_R036_T35VNJ_00_00", "S2A_MSIL2A_20171101T094131_N9999_R036_T35VNJ_13_13",
+               "S2B_MSIL2A_20170930T095019_0_12")]
+    assert cli(["sr-eval", *map(str, pieces), "--methods", "bilinear,bicubic", "--no-figures", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "sr_eval.json").read_text())
+    rows = {r["scene"]: r for r in doc["report"]["scenes"]}
+    assert set(rows) == {"S2A_20171101", "S2B_20170930"} and rows["S2A_20171101"]["pieces"] == 2
+    assert "6x" not in doc["pooled"]  # 120 px patches are too small for the 6x protocol
+
+    def per_patch(p):
+        return _bilinear_rmse_2x(wald.read_scene(p))
+    # a scene's RMSE pools its pieces' squared errors (equal sizes here: the mean of the squares)
+    both = np.sqrt(np.mean([per_patch(p) ** 2 for p in pieces[:2]]))
+    from dataset_builder.sr.evaluate import _rmse
+    assert _rmse(rows["S2A_20171101"], "2x", "bilinear") == pytest.approx(both, rel=1e-5)
+    bil = doc["pooled"]["2x"]["methods"]["bilinear"]
+    assert bil["rmse"] == pytest.approx(np.sqrt(np.mean([per_patch(p) ** 2 for p in pieces])), rel=1e-5)
+    # bilinear is worse than bicubic by > 2 DN on the land patches, not on the calm sea
+    assert sorted(bil["patches_worse"]) == sorted(f"{p.stem}@0,0" for p in pieces[:2])
+    assert bil["scenes_worse"] == ["S2A_20171101"]
+    covers = doc["pooled"]["2x"]["covers"]
+    assert covers["water"]["patches"] == 1 and covers["water"]["from"] == ["spectra"]
+    assert "| **pooled** |" in (tmp_path / "sr_eval.md").read_text()
+
+
+def test_reports_merge_exactly(tmp_path):
+    """Two runs' JSON merged == one run over both inputs (what a cross-validation pools)."""
+    from dataset_builder.sr.evaluate import merge_reports
+    a, b = (fixtures_dir(f"sentinel2-patches/{n}.mat") for n in ("S2A_MSIL2A_20171121T112351_61_0", "S2B_MSIL2A_20170930T095019_0_12"))
+    docs = []
+    for name, ins in (("a", [a]), ("b", [b]), ("ab", [a, b])):
+        assert cli(["sr-eval", *map(str, ins), "--methods", "bilinear,bicubic", "--no-figures", "--out", str(tmp_path / name)]) == 0
+        docs.append(json.loads((tmp_path / name / "sr_eval.json").read_text()))
+    merged = merge_reports(docs[:2])
+    for m in ("bilinear", "bicubic"):
+        assert merged["pooled"]["2x"]["methods"][m]["rmse"] == pytest.approx(docs[2]["pooled"]["2x"]["methods"][m]["rmse"], rel=1e-9)
+
+
+def test_scenes_the_weights_saw_are_left_out(tmp_path, capsys):
+    """A bundle names the scenes it trained and validated on; their figures are not reported."""
+    import torch
+    from dataset_builder.sr.weights import load_bundle, save_bundle
+    nets, _ = load_bundle(tiny_bundle(tmp_path / "t.npz"))
+    w = save_bundle(tmp_path / "w.npz", nets, {"provenance": {"train_scenes": ["S2A_20171121"], "val_scenes": []}})
+    a, b = (fixtures_dir(f"sentinel2-patches/{n}.mat") for n in ("S2A_MSIL2A_20171121T112351_61_0", "S2B_MSIL2A_20170930T095019_0_12"))
+    assert cli(["sr-eval", str(a), str(b), "--methods", "bicubic,dsen2", "--sr-weights", str(w), "--no-figures",
+                "--out", str(tmp_path / "ev")]) == 0
+    doc = json.loads((tmp_path / "ev" / "sr_eval.json").read_text())
+    assert [r["scene"] for r in doc["report"]["scenes"]] == ["S2B_20170930"]
+    assert doc["report"]["excluded"][0]["scene"] == "S2A_20171121"
+    capsys.readouterr()
+    assert cli(["sr-eval", str(a), "--methods", "bicubic,dsen2", "--sr-weights", str(w), "--no-figures"]) == 1
+    assert "nothing is left to report" in capsys.readouterr().err
+    assert cli(["sr-eval", str(a), "--methods", "bicubic,dsen2", "--sr-weights", str(w), "--no-figures", "--allow-seen"]) == 0
+    assert "S2A_20171121 (seen)" in capsys.readouterr().out
+    del torch
+
+
 def test_full_resolution_against_the_synthetic_truth(products, tmp_path):
-    assert cli(["sr-eval", str(products[0]), "--methods", "bilinear,bicubic", "--east", "0.5",
-                "--out", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "sr_eval.json").read_text())["results"]
-    assert set(res) == {"2x", "6x", "full"}
-    assert set(res["full"]["bilinear"]["bands"]) == set(upsample.BANDS_SR)
+    assert cli(["sr-eval", str(products[0]), "--methods", "bilinear,bicubic", "--no-figures", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "sr_eval.json").read_text())
+    assert doc["report"]["scenes"][0]["kind"] == "synthetic"
+    full = doc["pooled"]["full"]["methods"]
+    assert set(full["bilinear"]["bands"]) == set(upsample.BANDS_SR)
     # a method that knows nothing finer than the coarse bands cannot be perfect
-    assert res["full"]["bicubic"]["overall"]["rmse"] > 1
-
-
-def test_shipped_dsen2_beats_bicubic_on_the_real_crop(tmp_path):
-    """The shipped weights' promise, on the held-out east half of the real crop (Wald 2x)."""
-    crop = fixtures_dir(CROP)
-    assert cli(["sr-eval", str(crop), "--methods", "bicubic,dsen2", "--east", "0.5", "--out", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "sr_eval.json").read_text())["results"]
-    assert res["2x"]["dsen2"]["overall"]["rmse"] < 0.85 * res["2x"]["bicubic"]["overall"]["rmse"]
-    assert res["6x"]["dsen2"]["overall"]["rmse"] < res["6x"]["bicubic"]["overall"]["rmse"]
+    assert full["bicubic"]["rmse"] > 1
 
 
 def test_unknown_method_and_bad_input(tmp_path, capsys):
@@ -72,4 +126,4 @@ def test_unknown_method_and_bad_input(tmp_path, capsys):
     bad = tmp_path / "x.txt"
     bad.write_text("?")
     assert cli(["sr-eval", str(bad), "--methods", "bilinear"]) == 1
-    assert re.search(r"x\.txt: not a scene", capsys.readouterr().err)
+    assert re.search(r"x\.txt: not a super-resolution input", capsys.readouterr().err)

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from bigearth.record import BANDS_20M, BANDS_60M
 from dataset_builder import upsample
+from dataset_builder.sr import consistency
+from dataset_builder.sr.consistency import reflect_index
 from dataset_builder.sr.infer import DSen2, net_input, run_tiled, upsample_stack
 from dataset_builder.sr.model import DSen2Net, NetSpec, zero_tail
 from dataset_builder.sr.weights import save_bundle
@@ -53,20 +56,35 @@ def test_zero_tail_returns_the_upsampled_input_exactly():
 
 
 def test_dsen2_with_zero_detail_is_the_bilinear_upsampler(tmp_path):
-    """The global residual adds the builder's own bilinear: with zero detail, DSen2 == bilinear, bit for bit."""
-    up = DSen2(str(tiny_bundle(tmp_path / "z.npz", zero=True)))
+    """The global residual adds the builder's own bilinear: with zero detail and no guard, DSen2 ==
+    bilinear, bit for bit; with the guard, the bilinear result moved onto the consistency set."""
+    w = str(tiny_bundle(tmp_path / "z.npz", zero=True))
     b10, b20, b60 = scene()
-    np.testing.assert_array_equal(up(b10, b20, b60), upsample.get("bilinear")(None, b20, b60))
+    bil = upsample.get("bilinear")(None, b20, b60)
+    np.testing.assert_array_equal(DSen2(w, guard=False)(b10, b20, b60), bil)
+    got = DSen2(w)(b10, b20, b60)
+    for names, s, coarse in ((BANDS_20M, 2, b20), (BANDS_60M, 6, b60)):
+        idx = [upsample.BANDS_SR.index(b) for b in names]
+        want = consistency.project(torch.from_numpy(bil[idx]), torch.from_numpy(coarse), s).numpy()
+        np.testing.assert_array_equal(got[idx], want)
 
 
 @pytest.mark.parametrize("core", [16, 37, 64, 500])
 def test_tiled_equals_whole_image(core):
     net = random_net(2, blocks=3)
     x = torch.rand(10, 90, 130) * 4000
+    m = net.spec.radius  # the image's borders are mirrored by the network's reach, then cut off again
     with torch.no_grad():
-        whole = net(x[None])[0]
+        whole = net(x[None][:, :, reflect_index(90, m)][:, :, :, reflect_index(130, m)])[0, :, m:-m, m:-m]
     tiled = run_tiled(net, x, core=core, batch=3)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=0)  # fp32: no seams at all
+
+
+def test_image_borders_are_mirrored_not_zero_padded():
+    """A constant image meets no zero padding: every output pixel is the same."""
+    net = random_net(2, blocks=3)
+    out = run_tiled(net, torch.full((10, 40, 50), 1234.0), core=16)
+    assert float((out.amax((1, 2)) - out.amin((1, 2))).max()) < 1e-3
 
 
 def test_region_computes_only_what_is_asked():

@@ -9,7 +9,7 @@ import torch
 
 from bigearth_cli.cli import main as cli
 from bigearth.files import content_digest, sha256_file
-from dataset_builder.sr import train, wald
+from dataset_builder.sr import consistency, scenes, train
 from dataset_builder.sr.model import DSen2Net, NetSpec
 from dataset_builder.sr.weights import load_bundle
 
@@ -26,9 +26,10 @@ def test_short_training_beats_bilinear_on_held_out_data(products, tmp_path):
     assert cli(["sr-train", *map(str, products), "--out", str(out), "--nets", "2", "--blocks", "2", "--features", "16",
                 "--epochs2", "8", "--steps-per-epoch", "15", "--batch2", "16", "--lr", "1e-3", "--no-progress"]) == 0
     ck = torch.load(out / "checkpoint_2x.pt", weights_only=True)
-    # the bilinear baseline on the same held-out east halves: the network with no detail term
-    east = [wald.split_east(wald.read_scene(p), 0.5)[1] for p in products]
-    baseline = train.validate(DSen2Net(NetSpec(2, 1, 4)), train.pairs_for(2, east, "gauss"), "cpu")
+    # the baseline on the same held-out scene: the network with no detail term (bilinear, made consistent)
+    _, val = train.split_scenes(scenes.load(products), "auto", "")
+    assert len(val) == 1
+    baseline = train.validate(DSen2Net(NetSpec(2, 1, 4)), train.pairs_for(2, val, "gauss"), "cpu")
     assert ck["history"][-1]["val_l1"] < 0.93 * baseline, (ck["history"], baseline)
     assert not (out / "dsen2.npz").exists()  # one network alone makes no bundle
 
@@ -50,6 +51,7 @@ def test_bundle_records_its_provenance(products, tmp_path):
     nets, meta = load_bundle(tmp_path / "dsen2.npz")
     prov = meta["provenance"]
     assert prov["sources"] == {products[0].name: content_digest(products[0])}
+    assert prov["train_scenes"] == [scenes.read_piece(products[0])[1]] and prov["val_scenes"] == []
     assert prov["seed"] == 3 and prov["options"]["features"] == 8 and set(prov["history"]) == {"2", "6"}
     assert (nets[2].spec.blocks, nets[6].spec.features) == (1, 8)
 
@@ -71,7 +73,33 @@ def test_checkpoints_are_data_never_code(products, tmp_path, capsys):
 
 
 def test_bad_options_fail_where_parsed(products, tmp_path, capsys):
-    for bad in (["--blocks", "-1"], ["--val-east", "1.5"], ["--batch2", "0"]):
+    for bad in (["--blocks", "-1"], ["--spectral-jitter", "1.5"], ["--brightness", "0"], ["--batch2", "0"]):
         with pytest.raises(SystemExit):
             _run(products[:1], tmp_path, *bad)
         assert "must be" in capsys.readouterr().err
+
+
+def test_whole_scenes_are_held_out_or_left_out(products, tmp_path, capsys):
+    """Validation takes whole scenes, --exclude-scenes drops them from everything, and the bundle says which."""
+    keys = sorted(scenes.read_piece(p)[1] for p in products)
+    _run(products, tmp_path, "--epochs2", "1", "--epochs6", "1", "--val-scenes", keys[0], "--exclude-scenes", keys[1])
+    prov = load_bundle(tmp_path / "dsen2.npz")[1]["provenance"]
+    assert prov["val_scenes"] == [keys[0]] and prov["train_scenes"] == [keys[2]]
+    capsys.readouterr()
+    assert _run(products, tmp_path / "x", "--exclude-scenes", "S2A_19990101") == 1
+    assert "--exclude-scenes: no input is of scene S2A_19990101" in capsys.readouterr().err
+    assert _run(products, tmp_path / "y", "--exclude-scenes", ",".join(keys)) == 1
+    assert "no scene is left to train on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ratio", [2, 6])
+def test_crops_are_aligned_and_their_coarse_input_is_their_targets(products, ratio):
+    """Each crop's coarse input is the protocol's operator applied to its target, exactly, whatever the
+    rotation, flip, brightness and per-band jitter: the consistency step then pulls towards the truth."""
+    sc = scenes.load(products[:1])
+    pairs = train.pairs_for(ratio, sc, "gauss", 24 if ratio == 6 else 32)
+    gen = torch.Generator().manual_seed(ratio)
+    crop = 24 if ratio == 6 else 32
+    x, y, low = train.sample_batch(pairs, torch.ones(1), crop, 6, gen, ratio, brightness=1.6, jitter=0.3)
+    assert x.shape[-2:] == y.shape[-2:] == (crop, crop) and low.shape[-1] == crop // ratio
+    torch.testing.assert_close(low, consistency.degrade(y, ratio), rtol=0, atol=0)

@@ -64,7 +64,11 @@ def reference(built):
 def test_configs_span_variants_and_upsampling_methods():
     from dataset_builder.bigearth_sr import Builder
     names = {c.name for c in Builder.BUILDER_CONFIGS}
-    assert names == {f"{v}_{u}" for u in upsample.available() for v in ("super", "rgb")} | {"native"}
+    others = [u for u in upsample.available() if u != "dsen2"]
+    assert names == {f"{v}_{u}" for u in others for v in ("super", "rgb")} | {"super", "rgb", "native"}
+    # the default is DSen2, the method the dataset is named for
+    default = Builder(data_dir="/nonexistent").builder_config
+    assert (default.name, default.variant, default.upsampling) == ("super", "super", "dsen2")
     info = Builder(config="super_bilinear", data_dir="/nonexistent").info
     assert info.features["labels"].feature.names == list(nom.CLASS_NAMES)
     assert info.features["labels_19"].feature.names == list(nom.CLASS_NAMES_19)

@@ -41,17 +41,22 @@ def _feature(key: str):
 @dataclasses.dataclass
 class BigearthSrConfig(tfds.core.BuilderConfig):
     variant: str = "super"  # super | rgb | native
-    upsampling: str | None = "bilinear"  # None: the native cubes do not depend on it
+    upsampling: str | None = "dsen2"  # None: the native cubes do not depend on it
+
+
+def config_name(variant: str, up: str) -> str:
+    """``super`` and ``rgb`` are DSen2, the paper's method; the other methods are named after it."""
+    return variant if up == "dsen2" else f"{variant}_{up}"
 
 
 def _configs() -> list[BigearthSrConfig]:
     out = []
     for up in upsample.available():
         out.append(BigearthSrConfig(
-            name=f"super_{up}", variant="super", upsampling=up,
+            name=config_name("super", up), variant="super", upsampling=up,
             description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {up} super-resolution"))
         out.append(BigearthSrConfig(
-            name=f"rgb_{up}", variant="rgb", upsampling=up,
+            name=config_name("rgb", up), variant="rgb", upsampling=up,
             description=f"data_rgb: B04, B03, B02 at 10 m (uint16, 3x120x120), from the {up} build"))
     out.append(BigearthSrConfig(
         name="native", variant="native", upsampling=None,
@@ -62,11 +67,13 @@ def _configs() -> list[BigearthSrConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """BigEarthNet-style patches from Sentinel-2 Level-2A products, super-resolved to 10 m."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native.",
-                     "1.1.0": "BigEarthNet v2 as input; metadata v1_name and s1_name (the patch's other names)."}
+                     "1.1.0": "BigEarthNet v2 as input; metadata v1_name and s1_name (the patch's other names).",
+                     "1.2.0": "DSen2 (guarded, cross-scene weights) is the default: configs super and rgb "
+                              "(were super_dsen2, rgb_dsen2); super_bilinear, super_bicubic and the rest stay."}
     BUILDER_CONFIGS = _configs()
-    DEFAULT_CONFIG_NAME = "super_bilinear"
+    DEFAULT_CONFIG_NAME = "super"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
     Point --manual_dir at a folder holding one of:
       * bigearth_sr.h5 (+ manifest.json), an archive built by `bigearth-sr build` (for the super

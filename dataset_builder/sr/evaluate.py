@@ -1,11 +1,21 @@
-"""``bigearth-sr sr-eval``: super-resolution quality of any registered method.
+"""``bigearth-sr sr-eval``: super-resolution quality across scenes.
 
-Wald's protocol at reduced scale (every band degraded by 2, or by 6, super-resolved back and
-compared with the original 20 m, or 60 m, bands), and at full resolution where a 10 m truth of
-the coarse bands exists (synthetic products written with ``--truth``). Metrics per band and
-overall (RMSE, PSNR, SRE, SAM); a table on the terminal, JSON, Markdown and CSV files, and a
-figure per protocol: a band triple as colour composite of the input, bicubic, DSen2 (or the
-last method) and the reference, with the error maps.
+Every input (MAT crops, BigEarthNet patch folders, Level-2A products, or folders of them) is
+read and grouped into scenes (``scenes.py``: one acquisition is one scene, whatever its form).
+Each piece goes through Wald's protocol at 2x and, where it is large enough
+(``wald.min_side``), at 6x: every band degraded by the ratio, super-resolved back, compared
+with the original 20 m or 60 m bands; and at full resolution where a 10 m truth of the coarse
+bands exists (synthetic products written with ``--truth``). The report has one row per scene
+and one pooled row per protocol and method (RMSE, SRE, SAM, and the ratio to bicubic), counts
+the scenes and the 120 x 120 patches on which a method is worse than bicubic by more than
+``--slack`` DN, and splits the patches by land cover (``scenes.patch_cover``).
+
+A scene the DSen2 weights were trained or validated on (their bundle names them) is left out
+of the report and listed as such: a quality figure counts only on scenes no training or tuning
+step saw. ``--allow-seen`` keeps them, marked.
+
+The JSON holds sums (squared errors, reference means, spectral angles, counts), so reports of
+several runs (the folds of a cross-validation) merge exactly (:func:`merge_reports`).
 """
 from __future__ import annotations
 
@@ -17,103 +27,259 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from bigearth.errors import InputError
+from bigearth.errors import InputError, OptionError
 from bigearth.files import atomic_path, write_text
-from bigearth.options import choice_list, float_in, torch_device
-from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER
+from bigearth.options import choice_list, positive_float, torch_device
+from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 from .. import upsample
-from . import metrics, wald
+from . import scenes as scenes_mod, wald
 
 VIEW = 240  # side of the figure's window, in pixels of the reference grid
 FIGURE_BANDS = {"2x": ("B11", "B8A", "B05"), "6x": ("B09", "B01", "B01"), "full": ("B11", "B8A", "B05")}
+RATIO = {"2x": 2, "6x": 6, "full": 1}
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="MAT/HDF5 crop (im10/im20/im60), a Level-2A product, or a synthetic product")
+    p.add_argument("inputs", nargs="+", help="MAT/HDF5 crops (im10/im20/im60), BigEarthNet v1 patch folders, "
+                                              "Level-2A products (synthetic ones with their truth), or folders of them")
     p.add_argument("--methods", type=choice_list(upsample.available()), default="bilinear,bicubic,dsen2",
                    help=f"comma-separated upsampling methods, of {','.join(upsample.available())}")
-    p.add_argument("--truth", default=None, help="10 m truth of all 12 bands (GeoTIFF, BANDS_SUPER order); "
-                                                 "default: truth_10m.tif inside a synthetic product, if there")
-    p.add_argument("--east", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=None,
-                   help="evaluate only the east share of the columns (what sr-train --val-east holds out)")
+    p.add_argument("--truth", default=None, help="10 m truth of all 12 bands (GeoTIFF, BANDS_SUPER order) of a single "
+                                                 "input; default: truth_10m.tif inside a synthetic product, if there")
     p.add_argument("--degradation", choices=wald.MODES, default="gauss", help="Wald degradation")
+    p.add_argument("--slack", type=positive_float, default=2.0,
+                   help="a method is counted worse than bicubic on a scene or patch when its RMSE is higher by more than this (DN)")
+    p.add_argument("--allow-seen", action="store_true",
+                   help="report scenes the DSen2 weights were trained or validated on too (marked 'seen')")
     p.add_argument("--sr-weights", default=None, help="dsen2 weights (default: shipped)")
     p.add_argument("--sr-device", type=torch_device, default="cpu")
+    p.add_argument("--sr-precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="dsen2 arithmetic (default fp32: the reference the other precisions are measured against)")
+    p.add_argument("--no-figures", action="store_true", help="no PNG figures")
     p.add_argument("--out", default=None, help="folder for sr_eval.json/.md/.csv and the figures")
 
 
-def _truth_path(args, inp: Path) -> Path | None:
-    if args.truth:
-        return Path(args.truth)
-    cand = inp / "truth_10m.tif"
-    return cand if inp.is_dir() and cand.exists() else None
+# --------------------------------------------------------------------------- one piece
 
-
-def run_method(up, low: dict) -> np.ndarray:
-    return up(low["im10"], low["im20"], low["im60"])
-
-
-def protocols(scene: dict, truth: np.ndarray | None, mode: str):
+def protocols(cubes: dict, truth: np.ndarray | None, mode: str):
     """(name, input cubes, reference (bands, H, W), band ids) for each protocol that applies."""
-    sc = wald.trim(scene)
-    for name, s, ref, bands in (("2x", 2, sc["im20"], BANDS_20M), ("6x", 6, sc["im60"], BANDS_60M)):
+    for name, s, key, bands in (("2x", 2, "im20", BANDS_20M), ("6x", 6, "im60", BANDS_60M)):
+        if wald.degraded_side(cubes["im10"].shape[1:], s) < wald.min_side(s):
+            continue
+        sc = wald.trim(cubes, 36 if s == 6 else 12)
         low = {k: wald.degrade(sc[k], b, s, mode) for k, b in wald.CUBES}
-        yield name, low, ref, bands
+        yield name, low, sc[key], bands
     if truth is not None:
+        sc = wald.trim(cubes)
         h, w = sc["im10"].shape[1:]
         ref = np.stack([truth[BANDS_SUPER.index(b), :h, :w] for b in upsample.BANDS_SR])
         yield "full", sc, ref, upsample.BANDS_SR
 
 
-def evaluate(scene: dict, methods: list[str], truth=None, mode="gauss", options: dict | None = None):
-    """{protocol: {method: metrics.summary}} and the images for the figures."""
-    ups = {m: upsample.get(m, **((options or {}) if m == "dsen2" else {})) for m in methods}
-    results, images = {}, {}
-    for name, low, ref, bands in protocols(scene, truth, mode):
+def _angles(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Spectral angle (degrees) per pixel where both spectra are non-zero, (H, W) with NaN elsewhere."""
+    e, r = est.astype(np.float64), ref.astype(np.float64)
+    ne, nr = np.sqrt((e * e).sum(0)), np.sqrt((r * r).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.clip((e * r).sum(0) / (ne * nr), -1, 1)
+    return np.where((ne > 0) & (nr > 0), np.degrees(np.arccos(cos)), np.nan)
+
+
+def sums(est: np.ndarray, ref: np.ndarray) -> dict:
+    """What pools: per band the squared error and reference sums, the angles, the pixel count."""
+    d = est.astype(np.float64) - ref
+    ang = _angles(est, ref)
+    return {"sse": (d * d).sum(axis=(1, 2)).tolist(), "ref": ref.astype(np.float64).sum(axis=(1, 2)).tolist(),
+            "sam": float(np.nansum(ang)), "sam_n": int(np.isfinite(ang).sum()), "n": int(ref.shape[1] * ref.shape[2])}
+
+
+def add(a: dict | None, b: dict) -> dict:
+    if a is None:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in b.items()}
+    return {k: [x + y for x, y in zip(a[k], b[k])] if isinstance(b[k], list) else a[k] + b[k] for k in b}
+
+
+def figures_of(s: dict, bands) -> dict:
+    """RMSE, PSNR-free summary of pooled sums: overall and per-band RMSE, SRE (dB, band mean), SAM."""
+    sse, ref, n = np.array(s["sse"]), np.array(s["ref"]), s["n"]
+    mse = sse / n
+    with np.errstate(divide="ignore"):
+        sre = 10 * np.log10((ref / n) ** 2 / mse)
+    return {"rmse": float(np.sqrt(mse.mean())), "sre": float(sre.mean()), "sam": s["sam"] / max(s["sam_n"], 1),
+            "bands": {b: float(np.sqrt(m)) for b, m in zip(bands, mse)}}
+
+
+def evaluate_piece(piece, ups: dict, truth=None, mode="gauss"):
+    """{protocol: {"bands", "sums": {method: sums}, "patches": [{cover, source, rmse: {method}}]}}, images."""
+    out, images = {}, {}
+    for name, low, ref, bands in protocols(piece.cubes, truth, mode):
         idx = [upsample.BANDS_SR.index(b) for b in bands]
-        results[name], images[name] = {}, {"reference": ref, "bands": bands, "input": low}
-        for m, up in ups.items():
-            est = run_method(up, low)[idx]
-            results[name][m] = metrics.summary(est, ref, bands)
-            images[name][m] = est
-    return results, images
+        ests = {m: up(low["im10"], low["im20"], low["im60"])[idx] for m, up in ups.items()}
+        res = {"bands": list(bands), "sums": {m: sums(e, ref) for m, e in ests.items()}, "patches": []}
+        # the 120 x 120 patches of the piece's 10 m grid, on the reference grid
+        f = {"2x": 2, "6x": 6, "full": 1}[name]
+        side = PATCH_PX // f
+        h, w = ref.shape[1:]
+        for r in range(0, h - side + 1, side):
+            for c in range(0, w - side + 1, side):
+                cover, source = scenes_mod.patch_cover(piece, r * f, c * f)
+                rm = {m: float(np.sqrt(((e[:, r:r + side, c:c + side].astype(np.float64) - ref[:, r:r + side, c:c + side]) ** 2).mean()))
+                      for m, e in ests.items()}
+                res["patches"].append({"name": f"{piece.name}@{r * f},{c * f}", "cover": cover, "source": source, "rmse": rm})
+        out[name] = res
+        images[name] = {"reference": ref, "bands": bands, "input": low, **ests}
+    return out, images
 
 
-def read_inputs(args) -> tuple[dict, np.ndarray | None]:
-    inp = Path(args.input)
-    scene = wald.read_scene(inp)
-    truth = None
-    tp = _truth_path(args, inp)
-    if tp is not None:
-        try:
-            with rasterio.open(tp) as ds:
-                truth = ds.read().astype(np.float32)
-        except rasterio.errors.RasterioIOError as e:
-            raise InputError(tp, f"cannot read the truth raster ({e})") from None
-        if truth.shape[0] != len(BANDS_SUPER) or truth.shape[1:] != scene["im10"].shape[1:]:
-            raise InputError(tp, f"truth has shape {truth.shape}, expected (12, {scene['im10'].shape[1]}, {scene['im10'].shape[2]})")
-    if args.east is not None:
-        if not 0 < args.east < 1:
-            raise ValueError("--east must be in (0, 1)")
-        w = wald.trim(scene)["im10"].shape[2]
-        scene = wald.split_east(scene, args.east)[1]
-        if truth is not None:
-            truth = truth[:, :, w - scene["im10"].shape[2]:w]
-    return scene, truth
+# --------------------------------------------------------------------------- scenes and pooling
+
+def seen_scenes(methods, options: dict) -> set:
+    """Scene keys the DSen2 weights were trained or validated on, as their bundle names them; for
+    a bundle that names only its source files, the keys of those names."""
+    if "dsen2" not in methods:
+        return set()
+    from .weights import load
+    _, prov = load(options.get("weights"))
+    p = prov.get("provenance") if isinstance(prov.get("provenance"), dict) else {}
+    if "train_scenes" in p:
+        return set(p["train_scenes"]) | set(p.get("val_scenes", []))
+    return {scenes_mod.scene_key(name)[0] for name in p.get("sources", {})}
 
 
-def markdown(results: dict) -> str:
+def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", truth=None, seen=frozenset(),
+             allow_seen=False, progress=None):
+    """The report (see the module's docstring) and, per protocol, the images of the largest piece."""
+    ups = {m: upsample.get(m, **((options or {}) if m == "dsen2" else {})) for m in methods}
+    report = {"methods": list(methods), "scenes": [], "excluded": []}
+    images = {}
+    for sc in scene_list:
+        if sc.key in seen and not allow_seen:
+            report["excluded"].append({"scene": sc.key, "why": "the DSen2 weights were trained or validated on it"})
+            continue
+        row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": sc.key in seen, "protocols": {}}
+        for piece in sc.pieces:
+            t = truth if truth is not None else _product_truth(piece)
+            res, imgs = evaluate_piece(piece, ups, t, mode)
+            for name, r in res.items():
+                cur = row["protocols"].setdefault(name, {"bands": r["bands"], "sums": {}, "patches": []})
+                cur["sums"] = {m: add(cur["sums"].get(m), r["sums"][m]) for m in methods}
+                cur["patches"] += r["patches"]
+                if name not in images or imgs[name]["reference"].size > images[name]["reference"].size:
+                    images[name] = imgs[name]
+            if progress:
+                progress(piece.name)
+        report["scenes"].append(row)
+    return report, images
+
+
+def _product_truth(piece) -> np.ndarray | None:
+    cand = Path(piece.path) / "truth_10m.tif"
+    return _read_truth(cand, piece) if Path(piece.path).is_dir() and cand.exists() else None
+
+
+def _read_truth(path: Path, piece) -> np.ndarray:
+    try:
+        with rasterio.open(path) as ds:
+            truth = ds.read().astype(np.float32)
+    except rasterio.errors.RasterioIOError as e:
+        raise InputError(path, f"cannot read the truth raster ({e})") from None
+    if truth.shape[0] != len(BANDS_SUPER) or truth.shape[1:] != piece.shape:
+        raise InputError(path, f"truth has shape {truth.shape}, expected (12, {piece.shape[0]}, {piece.shape[1]})")
+    return truth
+
+
+def pooled(report: dict, slack: float = 2.0) -> dict:
+    """Per protocol: per method the pooled figures over every reported scene, the ratio to bicubic,
+    and how many scenes and patches are worse than bicubic by more than ``slack`` DN; per cover
+    the pooled patch RMSE per method."""
+    out = {}
+    protos = sorted({p for row in report["scenes"] for p in row["protocols"]}, key=list(RATIO).index)
+    for proto in protos:
+        rows = [r for r in report["scenes"] if proto in r["protocols"]]
+        bands = rows[0]["protocols"][proto]["bands"]
+        total = {}
+        for r in rows:
+            for m, s in r["protocols"][proto]["sums"].items():
+                total[m] = add(total.get(m), s)
+        figs = {m: figures_of(s, bands) for m, s in total.items()}
+        patches = [p for r in rows for p in r["protocols"][proto]["patches"]]
+        res = {"scenes": len(rows), "patches": len(patches), "methods": {}}
+        for m, f in figs.items():
+            entry = dict(f)
+            if "bicubic" in figs and m != "bicubic":
+                entry["ratio_to_bicubic"] = f["rmse"] / figs["bicubic"]["rmse"]
+                entry["scenes_worse"] = [r["scene"] for r in rows if _rmse(r, proto, m) > _rmse(r, proto, "bicubic") + slack]
+                entry["patches_worse"] = [p["name"] for p in patches if p["rmse"][m] > p["rmse"]["bicubic"] + slack]
+            res["methods"][m] = entry
+        covers = {}
+        for p in patches:
+            c = covers.setdefault(p["cover"], {"patches": 0, "sources": set(), "mse": {}})
+            c["patches"] += 1
+            c["sources"].add(p["source"])
+            for m, v in p["rmse"].items():
+                c["mse"][m] = c["mse"].get(m, 0.0) + v * v
+        res["covers"] = {k: {"patches": c["patches"], "from": sorted(c["sources"]),
+                             "rmse": {m: (v / c["patches"]) ** 0.5 for m, v in c["mse"].items()}}
+                         for k, c in sorted(covers.items(), key=lambda kv: scenes_mod.COVERS.index(kv[0]))}
+        out[proto] = res
+    return out
+
+
+def _rmse(row: dict, proto: str, m: str) -> float:
+    p = row["protocols"][proto]
+    return figures_of(p["sums"][m], p["bands"])["rmse"]
+
+
+def merge_reports(docs: list[dict]) -> dict:
+    """Several reports (their JSON) as one: the scenes of all, pooled anew."""
+    merged = {"methods": docs[0]["report"]["methods"], "scenes": [], "excluded": []}
+    for d in docs:
+        merged["scenes"] += d["report"]["scenes"]
+        merged["excluded"] += d["report"]["excluded"]
+    slack = docs[0].get("slack", 2.0)
+    return {"report": merged, "pooled": pooled(merged, slack), "slack": slack}
+
+
+# --------------------------------------------------------------------------- tables
+
+def scene_markdown(doc: dict) -> str:
+    """Per protocol: one row per scene (RMSE per method, DSen2 / bicubic), the pooled row, the
+    worse-than-bicubic counts, and the land-cover split."""
+    report, pool, slack = doc["report"], doc["pooled"], doc.get("slack", 2.0)
+    methods = report["methods"]
     lines = []
-    for proto, by_method in results.items():
-        bands = list(next(iter(by_method.values()))["bands"])
-        lines += [f"### {proto}", "", "| method | RMSE | PSNR dB | SRE dB | SAM ° | " + " | ".join(f"{b} RMSE" for b in bands) + " |",
-                  "|---" * (5 + len(bands)) + "|"]
-        for m, r in by_method.items():
-            o = r["overall"]
-            lines.append(f"| {m} | {o['rmse']:.1f} | {o['psnr']:.2f} | {o['sre']:.2f} | {o['sam']:.3f} | "
-                         + " | ".join(f"{r['bands'][b]['rmse']:.1f}" for b in bands) + " |")
+    for proto, res in pool.items():
+        rows = [r for r in report["scenes"] if proto in r["protocols"]]
+        ratio_cols = [m for m in methods if m != "bicubic" and "bicubic" in methods]
+        lines += [f"### {proto} ({res['scenes']} scenes, {res['patches']} patches of 120 x 120)", "",
+                  "| scene | kind | pieces | " + " | ".join(f"{m} RMSE" for m in methods) + " | "
+                  + " | ".join(f"{m} / bicubic" for m in ratio_cols) + " |",
+                  "|---" * (3 + len(methods) + len(ratio_cols)) + "|"]
+        for r in sorted(rows, key=lambda r: (r["kind"], r["scene"])):
+            rm = {m: _rmse(r, proto, m) for m in methods}
+            mark = " (seen)" if r.get("seen") else ""
+            lines.append(f"| {r['scene']}{mark} | {r['kind']} | {r['pieces']} | " + " | ".join(f"{rm[m]:.1f}" for m in methods)
+                         + " | " + " | ".join(f"{rm[m] / rm['bicubic']:.3f}" for m in ratio_cols) + " |")
+        f = res["methods"]
+        lines.append("| **pooled** | | | " + " | ".join(f"**{f[m]['rmse']:.1f}**" for m in methods) + " | "
+                     + " | ".join(f"**{f[m]['ratio_to_bicubic']:.3f}**" for m in ratio_cols) + " |")
+        lines += ["", "| method | RMSE | SRE dB | SAM ° | / bicubic | scenes worse than bicubic | patches worse than bicubic |",
+                  "|---|---|---|---|---|---|---|"]
+        for m in methods:
+            e = f[m]
+            worse = (f"{len(e['scenes_worse'])} of {res['scenes']}", f"{len(e['patches_worse'])} of {res['patches']}")                 if "scenes_worse" in e else ("", "")
+            lines.append(f"| {m} | {e['rmse']:.1f} | {e['sre']:.2f} | {e['sam']:.3f} | "
+                         f"{e.get('ratio_to_bicubic', 1.0):.3f} | {worse[0]} | {worse[1]} |")
+        lines += ["", f"(worse: RMSE above bicubic's by more than {slack:g} DN)", "",
+                  "| land cover (patches) | from | " + " | ".join(f"{m} RMSE" for m in methods) + " |",
+                  "|---" * (2 + len(methods)) + "|"]
+        for cover, c in res["covers"].items():
+            lines.append(f"| {cover} ({c['patches']}) | {', '.join(c['from'])} | "
+                         + " | ".join(f"{c['rmse'][m]:.1f}" for m in methods) + " |")
         lines.append("")
+    for e in report["excluded"]:
+        lines.append(f"- left out: {e['scene']} ({e['why']})")
     return "\n".join(lines)
 
 
@@ -175,28 +341,40 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
 
 def main(args) -> int:
     methods = args.methods
-    scene, truth = read_inputs(args)
-    results, images = evaluate(scene, methods, truth, args.degradation,
-                               {"weights": args.sr_weights, "device": args.sr_device})
-    md = markdown(results)
+    options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision}
+    scene_list = scenes_mod.load(args.inputs)
+    truth = None
+    if args.truth:
+        if sum(len(s.pieces) for s in scene_list) != 1:
+            raise OptionError("--truth: goes with a single input")
+        truth = _read_truth(Path(args.truth), scene_list[0].pieces[0])
+    seen = seen_scenes(methods, options)
+    report, images = evaluate(scene_list, methods, options, args.degradation, truth, seen, args.allow_seen)
+    if not report["scenes"]:
+        raise OptionError(f"--sr-weights {args.sr_weights or '(shipped)'}: every input is of a scene these weights were "
+                          "trained or validated on; nothing is left to report (--allow-seen reports them anyway, marked)")
+    doc = {"inputs": list(map(str, args.inputs)), "degradation": args.degradation, "slack": args.slack,
+           "report": report, "pooled": pooled(report, args.slack)}
+    md = scene_markdown(doc)
     print(md)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        doc = {"input": str(args.input), "east": args.east, "degradation": args.degradation, "results": results}
         write_text(out / "sr_eval.json", json.dumps(doc, indent=1))
         write_text(out / "sr_eval.md", md)
         with atomic_path(out / "sr_eval.csv") as tmp:
             with open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
-                w.writerow(["protocol", "method", "band", "rmse", "psnr", "sre", "sam"])
-                for proto, by_m in results.items():
-                    for m, r in by_m.items():
-                        for b, v in r["bands"].items():
-                            w.writerow([proto, m, b, f"{v['rmse']:.3f}", f"{v['psnr']:.3f}", f"{v['sre']:.3f}", ""])
-                        o = r["overall"]
-                        w.writerow([proto, m, "all", f"{o['rmse']:.3f}", f"{o['psnr']:.3f}", f"{o['sre']:.3f}", f"{o['sam']:.4f}"])
-        for proto in results:
-            figure(images, proto, out / f"sr_eval_{proto}.png", methods)
+                w.writerow(["scene", "kind", "protocol", "method", "band", "rmse"])
+                for row in report["scenes"]:
+                    for proto, p in row["protocols"].items():
+                        for m in methods:
+                            fig = figures_of(p["sums"][m], p["bands"])
+                            for b, v in fig["bands"].items():
+                                w.writerow([row["scene"], row["kind"], proto, m, b, f"{v:.3f}"])
+                            w.writerow([row["scene"], row["kind"], proto, m, "all", f"{fig['rmse']:.3f}"])
+        if not args.no_figures:
+            for proto in images:
+                figure(images, proto, out / f"sr_eval_{proto}.png", methods)
         print(f"written to {out}")
     return 0

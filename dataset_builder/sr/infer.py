@@ -2,12 +2,21 @@
 
 The networks run on tiles (a core plus a margin of the receptive-field radius on every side,
 all tiles of one size so they batch), and each tile contributes only its core. A core's pixels
-see exactly the context they would see in a whole-image run, and convolutions pad with zeros only
-at the image's own borders, so in fp32 the tiled result equals the whole-image one (tested).
+see exactly the context they would see in a whole-image run; at the image's own borders the
+input is mirrored (so a constant image meets no zero padding), and in fp32 the tiled result
+equals the whole-image one (tested).
+
+Then the guard, which makes the method do no harm where its networks are unsure (see
+``docs/super-resolution.md``): the detail a network adds to the interpolated band is weighted
+by how much detail the 10 m bands carry there (:func:`detail_weight`: none where they are flat,
+as on calm water), and the result is moved onto the set of images that degrade, by the
+protocol's operator, to the coarse input (``consistency.project``). Both steps are local with a
+known reach, so the builder's strip-by-strip runs stay bit-identical to whole-tile ones.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -16,10 +25,81 @@ import torch
 from bigearth.record import BANDS_20M, BANDS_60M
 
 from ..interpolate import BANDS_SR, bilinear
+from . import consistency
+from .consistency import reflect_index
 from . import weights as weights_io
 from .model import DSen2Net
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Detail in the 10 m bands (RMS of their 3x3 high-pass over 5x5 pixels, reflectance x 10000)
+# below which a network's detail is damped: w = g^2 / (g^2 + DETAIL_FLOOR^2). 10 is about twice
+# the 10 m bands' noise over dark targets: detail at the noise level is noise, and a network
+# that transfers it paints the sensor's noise into the coarse bands (calm water).
+DETAIL_FLOOR = 10.0
+WEIGHT_RADIUS = 3  # the 3x3 high-pass and the 5x5 mean
+
+
+def _box_axis(a: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Mean over 2r + 1 pixels along ``dim``, edges reflected, as shifted-slice sums (local, bit for bit)."""
+    n = a.shape[dim]
+    ap = a.index_select(dim, reflect_index(n, r))
+    out = ap.narrow(dim, 0, n).clone()
+    for i in range(1, 2 * r + 1):
+        out += ap.narrow(dim, i, n)
+    return out / (2 * r + 1)
+
+
+def _box(a: torch.Tensor, r: int) -> torch.Tensor:
+    return _box_axis(_box_axis(a, r, a.ndim - 2), r, a.ndim - 1)
+
+
+def detail_weight(b10: torch.Tensor, floor: float = DETAIL_FLOOR) -> torch.Tensor:
+    """(H, W) weights in [0, 1) from the 10 m bands (4, H, W): how far to trust guided detail."""
+    b10 = b10.to(torch.float32)
+    hp = b10 - _box(b10, 1)
+    g2 = _box(hp * hp, 2).mean(0)
+    return g2 / (g2 + floor * floor)
+
+
+def budget(s: int) -> float:
+    """How much detail energy a band may gain between its grid and 10 m, in units of the energy of
+    its own finest octave: natural scenes have power spectra close to 1/f^2, i.e. about equal
+    energy per octave, and log2(s) octaves lie between the grids; one octave more is the margin.
+    Fixed by that argument, not fitted."""
+    return math.log2(s) + 1.0
+
+
+def budget_weight(detail: torch.Tensor, coarse: torch.Tensor, s: int) -> torch.Tensor:
+    """(C, H, W) factors <= 1 that keep the added ``detail`` (10 m grid) within the budget set by
+    the ``coarse`` band's own local high-pass energy (its grid, 3x3 high-pass over 5x5 pixels).
+    A network that learned detail from imagery unlike the input (other processing levels, other
+    sensors) adds more than the coarse band shows it has; this takes the excess back. Measured on
+    a top-of-atmosphere scene no network had seen: 6x RMSE 130 -> 66 against bicubic's 107."""
+    hp = coarse - _box(coarse, 1)
+    allowed = budget(s) * _box(hp * hp, 2).repeat_interleave(s, -2).repeat_interleave(s, -1)
+    added = _box(detail * detail, s)
+    return torch.where(added > allowed, (allowed / added.clamp_min(1e-12)).sqrt(), torch.ones_like(added))
+
+
+def guard(sr: torch.Tensor, up: torch.Tensor, coarse: torch.Tensor, ratio: int, weight: torch.Tensor | None) -> torch.Tensor:
+    """The network's output ``sr`` made safe: its detail over the interpolation ``up`` weighted by
+    ``weight`` (the 10 m bands' detail) and held to the coarse band's detail budget, then moved
+    onto the consistency set of ``coarse`` (``ratio`` x coarser)."""
+    detail = sr - up
+    if weight is not None:
+        detail = weight * detail
+    detail = detail * budget_weight(detail, coarse, ratio)
+    return consistency.project(up + detail, coarse, ratio)
+
+
+def guard_reach(s: int) -> int:
+    """How far (10 m pixels) the guard's output at a pixel reaches into the networks' output."""
+    return consistency.radius(s) + s  # the budget's energy window, then the consistency step
+
+
+def guard_context(s: int) -> int:
+    """How far it reaches into the coarse band (10 m pixels): the budget's 3 + 2 coarse pixels, then the step."""
+    return consistency.radius(s) + s + 3 * s
 
 
 def upsample_stack(cube: np.ndarray | torch.Tensor, f: int) -> torch.Tensor:
@@ -46,9 +126,13 @@ def run_tiled(net: DSen2Net, x: torch.Tensor, core: int = 256, batch: int = 8, d
     ``region`` (r0, r1, c0, c1) limits the work to the pixels that will be used; the rest of
     the output is left zero. Tiles go through the network ``batch`` at a time.
     """
-    _, h, w = x.shape
-    r0, r1, c0, c1 = region or (0, h, 0, w)
     m = net.spec.radius
+    _, h0, w0 = x.shape
+    r0, r1, c0, c1 = region or (0, h0, 0, w0)
+    # the image's own borders are mirrored (symmetric, as the builder's context is), not zero-padded
+    x = x[:, reflect_index(h0, m)][:, :, reflect_index(w0, m)]
+    r0, r1, c0, c1 = r0 + m, r1 + m, c0 + m, c1 + m
+    _, h, w = x.shape
     out = torch.zeros((net.spec.out_bands, h, w), dtype=torch.float32)
     rows = [(a, b, p + r0, q + r0) for a, b, p, q in _windows_in(r1 - r0, r0, h, core, m)]
     cols = [(a, b, p + c0, q + c0) for a, b, p, q in _windows_in(c1 - c0, c0, w, core, m)]
@@ -59,11 +143,14 @@ def run_tiled(net: DSen2Net, x: torch.Tensor, core: int = 256, batch: int = 8, d
         for i in range(0, len(tiles), batch):
             group = tiles[i:i + batch]  # every window of an axis has one length: the tiles stack
             xb = torch.stack([x[:, ra:rb, ca:cb] for (ra, rb, _, _), (ca, cb, _, _) in group]).to(dev)
+            # channels-last: oneDNN's (and cuDNN's) native layout for convolutions (measured 1.2x in
+            # fp32 and 1.6x in bf16 on a CPU)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             with amp:
                 yb = net(xb).float().cpu()
             for k, ((ra, _, p, q), (ca, _, u, v)) in enumerate(group):
                 out[:, p:q, u:v] = yb[k, :, p - ra:q - ra, u - ca:v - ca]
-    return out
+    return out[:, m:m + h0, m:m + w0]
 
 
 def _windows_in(span: int, offset: int, n: int, core: int, margin: int):
@@ -86,11 +173,26 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX; Linux's CPU flags). oneDNN
+    emulates bf16 on other AVX-512 CPUs, slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_precision(device: str, precision: str) -> str:
+    """``auto``: bf16 on a GPU and on CPUs with native bf16, else fp32. bf16 was measured against fp32
+    on the cross-validation's held-out scenes: pooled RMSE 92.9 vs 92.9 (2x), 105.6 vs 105.5 (6x); the
+    guard's consistency step runs in fp32 and takes back the rounding the input can see."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "auto":
-        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+        return "bf16" if torch.device(device).type == "cuda" or cpu_has_native_bf16() else "fp32"
     return precision
 
 
@@ -101,7 +203,7 @@ class DSen2:
     needs_10m = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu", precision: str = "auto",
-                 core: int | None = None, batch: int | None = None):
+                 core: int | None = None, batch: int | None = None, guard: bool = True):
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--sr-device cuda, but torch sees no CUDA device")
         self.nets, self.provenance = weights_io.load(weights)
@@ -113,20 +215,55 @@ class DSen2:
         feats = max(n.spec.features for n in self.nets.values())
         self.core, self.batch = core or (512 if gpu else 200), batch or (16 if gpu else max(1, 128 // feats))
         for n in self.nets.values():
-            n.to(device)
+            n.to(device, memory_format=torch.channels_last)
+        self.guard = guard
         radius = max(n.spec.radius for n in self.nets.values())
-        # the network's radius, plus the 6 px next to a cut where the 60 m bilinear input is clamped
-        self.halo = math.ceil((radius + 6) / 6)
+        # how far the guard reaches into the networks' output, and into the inputs around it
+        self.reach = max(guard_reach(2), guard_reach(6)) if guard else 0
+        context = max(self.reach + radius + WEIGHT_RADIUS, guard_context(2), guard_context(6)) if guard else radius
+        # plus the 6 px next to a cut where the 60 m bilinear input is clamped
+        self.halo = math.ceil((context + 6) / 6)
 
     def describe(self) -> dict:
         """What the archive and manifest record about the method."""
-        return {"method": self.name, "precision": self.precision, **self.provenance}
+        guard = ({"consistency": "wald-gauss", "detail_floor": DETAIL_FLOOR, "budget": {"2": budget(2), "6": budget(6)}}
+                 if self.guard else None)
+        return {"method": self.name, "precision": self.precision, "guard": guard, **self.provenance}
 
     def __call__(self, b10, b20, b60, region=None):
         up20 = upsample_stack(b20, 2)
-        kw = dict(core=self.core, batch=self.batch, device=self.device, precision=self.precision, region=region)
-        sr20 = run_tiled(self.nets[2], net_input(2, b10, b20, up20=up20), **kw)
-        sr60 = run_tiled(self.nets[6], net_input(6, b10, b20, b60, up20=up20), **kw)
+        h, w = up20.shape[1:]
+        used = region or (0, h, 0, w)
+
+        def grown(s: int):
+            """The used region widened by the ratio-s guard's reach: where that network must run."""
+            if region is None:
+                return None
+            e = guard_reach(s) if self.guard else 0
+            r0, r1, c0, c1 = used
+            return (max(0, r0 - e), min(h, r1 + e), max(0, c0 - e), min(w, c1 + e))
+
+        kw = dict(core=self.core, batch=self.batch, device=self.device, precision=self.precision)
+        sr20 = run_tiled(self.nets[2], net_input(2, b10, b20, up20=up20), region=grown(2), **kw)
+        x6 = net_input(6, b10, b20, b60, up20=up20)
+        sr60 = run_tiled(self.nets[6], x6, region=grown(6), **kw)
+        if self.guard:
+            up60 = x6[-len(BANDS_60M):]
+            if region is not None:  # outside the computed region the networks' output is zero: no detail there
+                for sr, up, s in ((sr20, up20, 2), (sr60, up60, 6)):
+                    r0, r1, c0, c1 = grown(s)
+                    inside = sr[:, r0:r1, c0:c1].clone()
+                    sr.copy_(up)
+                    sr[:, r0:r1, c0:c1] = inside
+            # the guard on the used region and the context it reads, cut on the 60 m grid
+            r0, r1, c0, c1 = used
+            ctx = max(guard_context(2), guard_context(6), WEIGHT_RADIUS)
+            ga, gb = max(0, (r0 - ctx) // 6 * 6), min(h, -(-(r1 + ctx) // 6) * 6)
+            gc, gd = max(0, (c0 - ctx) // 6 * 6), min(w, -(-(c1 + ctx) // 6) * 6)
+            weight = detail_weight(torch.as_tensor(b10)[:, ga:gb, gc:gd])
+            for sr, up, coarse, s in ((sr20, up20, b20, 2), (sr60, up60, b60, 6)):
+                c = torch.as_tensor(coarse, dtype=torch.float32)[:, ga // s:gb // s, gc // s:gd // s]
+                sr[:, ga:gb, gc:gd] = guard(sr[:, ga:gb, gc:gd], up[:, ga:gb, gc:gd], c, s, weight)
         out = np.empty((len(BANDS_SR), *sr20.shape[1:]), np.float32)
         for cube, names in ((sr20, BANDS_20M), (sr60, BANDS_60M)):
             for k, name in enumerate(names):

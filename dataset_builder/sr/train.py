@@ -1,11 +1,16 @@
 """``bigearth-sr sr-train``: train the DSen2 networks under Wald's protocol and write a weights
 bundle that ``--upsampling dsen2 --sr-weights`` takes.
 
-Plain functions, in the order they run: sources, Wald pairs (west part of every scene for
-training, east part held out), one network after the other (2x, then 6x), each with random
-crops, L1 loss, Nadam, the learning rate halved after ``--patience`` epochs without validation
-gain down to ``--min-lr``, an atomic checkpoint per epoch (tensors and plain values only, read
-back with ``weights_only=True``) from which ``--resume`` goes on, and the bundle last.
+Plain functions, in the order they run: sources grouped into scenes (``scenes.py``: an
+acquisition is one scene whatever its form), whole scenes held out for validation
+(``--val-scenes``) and any named ones left out altogether (``--exclude-scenes``: a
+cross-validation's test fold), Wald pairs, one network after the other (2x, then 6x), each
+with random crops aligned to the coarse grid, rotations, flips and a brightness scale, the
+consistency step (``consistency.project``) inside the forward pass so the network learns only
+detail its input cannot contradict, L1 loss, Nadam, the learning rate halved after
+``--patience`` epochs without validation gain down to ``--min-lr``, an atomic checkpoint per
+epoch (tensors and plain values only, read back with ``weights_only=True``) from which
+``--resume`` goes on, and the bundle last, naming every scene it trained and validated on.
 Every random draw comes from one torch generator seeded by ``--seed`` and saved in the checkpoint,
 so a resumed run equals an uninterrupted one.
 """
@@ -25,16 +30,17 @@ import torch
 from bigearth.files import atomic_path, content_digest, load_torch, sha256_file
 from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m, torch_device
 
-from bigearth.errors import InputError
-from . import wald
+from bigearth.errors import InputError, OptionError
+from . import consistency, scenes as scenes_mod, wald
 from .infer import net_input
 from .model import SCALE, DSen2Net, NetSpec
 from .weights import save_bundle
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenes", nargs="*", help="training scenes: Level-2A products (.SAFE/.zip, or a folder of them) "
-                                             "and MAT/HDF5 crops with im10/im20/im60; none: synthesize the default products")
+    p.add_argument("scenes", nargs="*", help="training inputs: Level-2A products (.SAFE/.zip), MAT/HDF5 crops with "
+                                             "im10/im20/im60, BigEarthNet v1 patch folders, or folders of them; "
+                                             "none: synthesize the default products")
     p.add_argument("--out", required=True, help="folder for checkpoints, the history and dsen2.npz")
     p.add_argument("--blocks", type=nonneg_int, default=6, help="residual blocks N (DSen2: 6, VDSen2: 32)")
     p.add_argument("--features", type=positive_int, default=128, help="features F (DSen2: 128, VDSen2: 256)")
@@ -51,8 +57,19 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=positive_int, default=5, help="epochs without validation gain before halving")
     p.add_argument("--degradation", choices=wald.MODES, default="gauss",
                    help="Wald degradation: gauss (sigma 1/s, the authors') or mtf (per-band MTF-matched)")
-    p.add_argument("--val-east", type=float_in(0.0, 1.0, lo_open=True, hi_open=True), default=0.5,
-                   help="share of every scene's columns (east side) held out for validation")
+    p.add_argument("--val-scenes", default="auto",
+                   help="scenes held out whole for validation: comma-separated scene keys (see sr-eval's table), "
+                        "or 'auto' (every fifth scene of each kind, L1C/L2A/synthetic, at least one)")
+    p.add_argument("--exclude-scenes", default="",
+                   help="comma-separated scene keys left out of training and validation (a cross-validation's test fold)")
+    p.add_argument("--brightness", type=positive_float, default=1.6,
+                   help="each crop is scaled by a factor drawn log-uniformly in [1/b, b] (1: off)")
+    p.add_argument("--spectral-jitter", type=float_in(0.0, 1.0), default=0.0,
+                   help="each band of a crop (input and target alike) gets its own gain, log-uniform in [1/(1+j), 1+j], "
+                        "and offset, uniform in +-j x the band's crop mean: top-of-atmosphere vs surface reflectance, "
+                        "other sensors' calibration (0: off)")
+    p.add_argument("--no-consistency", action="store_true",
+                   help="train without the consistency step in the forward pass")
     p.add_argument("--balance", choices=("sources", "area"), default="sources",
                    help="crops drawn from each scene equally often, or in proportion to its area")
     p.add_argument("--synth-products", type=positive_int, default=4, help="synthetic products when no scene is given")
@@ -67,62 +84,106 @@ def add_args(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- data
 
 def scene_paths(args) -> list[Path]:
-    """The scenes to train on; synthesizes the default products when none is given."""
+    """The inputs to train on; synthesizes the default products when none is given."""
     if not args.scenes:
         from ..synth import write_default_set
         return write_default_set(Path(args.out) / "products", args.synth_products, args.synth_size_m, args.seed)
-    out = []
-    for s in map(Path, args.scenes):
-        if s.is_dir() and s.suffix != ".SAFE" and not (s / "MTD_MSIL2A.xml").exists():
-            found = sorted([*s.glob("*.SAFE"), *s.glob("*.zip"), *s.glob("*.mat")])
-            if not found:
-                raise InputError(s, "a folder with no .SAFE/.zip product and no .mat crop in it")
-            out += found
-        else:
-            out.append(s)
-    return out
+    return scenes_mod.expand(args.scenes)
 
 
-def pairs_for(ratio: int, scenes: list[dict], mode: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(network input (C, h, w), target (O, h, w)) per scene, both reflectance x 10000."""
-    out = []
-    for sc in scenes:
-        low, target = wald.pair(sc, ratio, mode)
-        x = net_input(ratio, low["im10"], low["im20"], low.get("im60"))
-        out.append((x, torch.from_numpy(np.ascontiguousarray(target, np.float32))))
-    return out
+def split_scenes(all_scenes: list, val: str, exclude: str) -> tuple[list, list]:
+    """(training, validation) scenes: ``exclude`` keys dropped, ``val`` keys (or 'auto') held out."""
+    keys = {s.key for s in all_scenes}
+    for name, given in (("--exclude-scenes", exclude), ("--val-scenes", "" if val == "auto" else val)):
+        unknown = [k for k in filter(None, given.split(",")) if k not in keys]
+        if unknown:
+            raise OptionError(f"{name}: no input is of scene {', '.join(unknown)} (scenes: {', '.join(sorted(keys))})")
+    left = [s for s in all_scenes if s.key not in set(exclude.split(","))]
+    if val == "auto":
+        held = set()
+        for kind in sorted({s.kind for s in left}):
+            of_kind = [s.key for s in left if s.kind == kind]
+            if len(of_kind) > 1:
+                held |= set(of_kind[2::5] or of_kind[-1:])
+    else:
+        held = set(filter(None, val.split(",")))
+    train = [s for s in left if s.key not in held]
+    if not train:
+        raise OptionError("--val-scenes/--exclude-scenes: no scene is left to train on")
+    return train, [s for s in left if s.key in held]
 
 
-def sample_batch(pairs, probs: torch.Tensor, crop: int, batch: int, gen: torch.Generator):
-    """``batch`` random crops (scene drawn by ``probs``), each rotated by k x 90 degrees and maybe flipped."""
+class Pair:
+    """One piece under Wald's protocol for a network: its input stack, target and coarse input."""
+
+    def __init__(self, ratio: int, cubes: dict, mode: str):
+        low, target = wald.pair(cubes, ratio, mode)
+        self.x = net_input(ratio, low["im10"], low["im20"], low.get("im60"))
+        self.y = torch.from_numpy(np.ascontiguousarray(target, np.float32))
+        self.low = torch.from_numpy(np.ascontiguousarray(low["im20"] if ratio == 2 else low["im60"], np.float32))
+
+
+def pairs_for(ratio: int, scene_list: list, mode: str, min_side: int | None = None) -> list[list[Pair]]:
+    """Per scene, the Wald pairs of its pieces whose degraded grid is at least ``min_side`` px (a
+    training crop), or, for validation, what the protocol needs to be measured (``wald.min_side``)."""
+    need = wald.min_side(ratio) if min_side is None else max(min_side, ratio)
+    return [[Pair(ratio, pc.cubes, mode) for pc in sc.pieces if wald.degraded_side(pc.shape, ratio) >= need]
+            for sc in scene_list]
+
+
+def sample_batch(pairs: list[list[Pair]], probs: torch.Tensor, crop: int, batch: int, gen: torch.Generator,
+                 ratio: int, brightness: float = 1.0, jitter: float = 0.0):
+    """``batch`` random crops: a scene drawn by ``probs``, a piece by its area, a window aligned to
+    the coarse grid, rotated by k x 90 degrees, maybe flipped, scaled by a brightness factor.
+    Returns (inputs, targets, coarse inputs). The coarse input is the crop's target degraded by
+    the protocol's operator: cut from the whole scene's, its edge pixels would have been blurred
+    with neighbours the crop lacks, and the consistency step would pull the crop's edges towards
+    them (measured: 7 DN at the edge, 0.002 inside)."""
     xs, ys = [], []
     idx = torch.multinomial(probs, batch, replacement=True, generator=gen)
     for i in idx.tolist():
-        x, y = pairs[i]
-        h, w = x.shape[1:]
-        r = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
-        c = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
+        scene = [p for p in pairs[i] if min(p.x.shape[1:]) >= crop]
+        area = torch.tensor([float(p.x.shape[1] * p.x.shape[2]) for p in scene])
+        p = scene[int(torch.multinomial(area, 1, generator=gen))]
+        h, w = p.x.shape[1:]
+        r = int(torch.randint(0, (h - crop) // ratio + 1, (1,), generator=gen)) * ratio
+        c = int(torch.randint(0, (w - crop) // ratio + 1, (1,), generator=gen)) * ratio
         k, flip = torch.randint(0, 4, (2,), generator=gen).tolist()
-        xc, yc = x[:, r:r + crop, c:c + crop], y[:, r:r + crop, c:c + crop]
-        xc, yc = torch.rot90(xc, k, (1, 2)), torch.rot90(yc, k, (1, 2))
+        gain = float(torch.exp((torch.rand((), generator=gen) * 2 - 1) * math.log(brightness)))
+        crops = [torch.rot90(t, k, (1, 2)) * gain for t in (p.x[:, r:r + crop, c:c + crop], p.y[:, r:r + crop, c:c + crop])]
+        if jitter:  # per band: the target bands are the input stack's last ones, and move with them
+            n = crops[0].shape[0]
+            g = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log1p(jitter))
+            o = (torch.rand(n, generator=gen) * 2 - 1) * jitter * crops[0].mean(dim=(1, 2))
+            crops[0] = crops[0] * g[:, None, None] + o[:, None, None]
+            m = crops[1].shape[0]
+            crops[1] = crops[1] * g[-m:, None, None] + o[-m:, None, None]
         if flip % 2:
-            xc, yc = xc.flip(2), yc.flip(2)
-        xs.append(xc)
-        ys.append(yc)
-    return torch.stack(xs), torch.stack(ys)
+            crops = [t.flip(2) for t in crops]
+        xs.append(crops[0])
+        ys.append(crops[1])
+    y = torch.stack(ys)
+    return torch.stack(xs), y, consistency.degrade(y, ratio)
 
 
-def validate(net: DSen2Net, pairs, device) -> float:
-    """Mean L1 (in units of reflectance x 10000 / 2000, the loss's scale) over the held-out images."""
+def forward(net: DSen2Net, x: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
+    """The network's output, moved onto its coarse input's consistency set when ``low`` is given."""
+    y = net(x)
+    return y if low is None else consistency.project(y.float(), low, net.spec.ratio)
+
+
+def validate(net: DSen2Net, pairs: list[list[Pair]], device, consistent: bool = True) -> float | None:
+    """Mean L1 (in units of reflectance x 10000 / 2000, the loss's scale) over the held-out scenes'
+    pieces; None when no held-out piece is large enough for the protocol."""
     net.eval()
     total, n = 0.0, 0
     with torch.inference_mode():
-        for x, y in pairs:
-            pred = net(x[None].to(device)).float().cpu()[0]
-            total += float((pred - y).abs().sum()) / SCALE
-            n += y.numel()
+        for p in (p for scene in pairs for p in scene):
+            pred = forward(net, p.x[None].to(device), p.low[None].to(device) if consistent else None).float().cpu()[0]
+            total += float((pred - p.y).abs().sum()) / SCALE
+            n += p.y.numel()
     net.train()
-    return total / n
+    return total / n if n else None
 
 
 # --------------------------------------------------------------------------- one network
@@ -133,8 +194,8 @@ def _ckpt(out: Path, ratio: int) -> Path:
 
 def _run_fingerprint(args, ratio: int, sources: dict) -> str:
     """What a checkpoint must share with the run that resumes it."""
-    keys = ("blocks", "features", "steps_per_epoch", "lr", "min_lr", "patience", "degradation", "val_east",
-            "balance", "seed")
+    keys = ("blocks", "features", "steps_per_epoch", "lr", "min_lr", "patience", "degradation", "val_scenes",
+            "exclude_scenes", "brightness", "spectral_jitter", "no_consistency", "balance", "seed")
     d = {k: getattr(args, k) for k in keys}
     d.update(ratio=ratio, batch=getattr(args, f"batch{ratio}"), crop=getattr(args, f"crop{ratio}"), sources=sources)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -151,12 +212,15 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
     device = torch.device(args.device)
     out = Path(args.out)
     crop, batch, epochs = getattr(args, f"crop{ratio}"), getattr(args, f"batch{ratio}"), getattr(args, f"epochs{ratio}")
-    usable = [(x, y) for x, y in train if min(x.shape[1:]) >= crop]
+    if crop % ratio:
+        raise ValueError(f"--crop{ratio} must be a multiple of {ratio} (crops are aligned to the coarse grid)")
+    usable = [[p for p in sc if min(p.x.shape[1:]) >= crop] for sc in train]
+    usable = [sc for sc in usable if sc]
     if not usable:
         raise InputError(out, f"no training scene is {crop} px on the {ratio}x network's grid; lower --crop{ratio}")
     if len(usable) < len(train):
         log(f"{ratio}x: {len(train) - len(usable)} scene(s) smaller than the {crop} px crop are left out of training")
-    area = torch.tensor([float(x.shape[1] * x.shape[2]) for x, _ in usable])
+    area = torch.tensor([float(sum(p.x.shape[1] * p.x.shape[2] for p in sc)) for sc in usable])
     probs = area / area.sum() if args.balance == "area" else torch.full((len(usable),), 1.0 / len(usable))
 
     gen = torch.Generator().manual_seed(args.seed * 1000 + ratio)
@@ -187,10 +251,10 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
         bar = tqdm(range(args.steps_per_epoch), desc=f"{ratio}x epoch {epoch + 1}/{epochs}", leave=False,
                    disable=args.no_progress)
         for _ in bar:
-            x, y = sample_batch(usable, probs, crop, batch, gen)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y, low = sample_batch(usable, probs, crop, batch, gen, ratio, args.brightness, args.spectral_jitter)
+            x, y, low = (t.to(device, non_blocking=True) for t in (x, y, low))
             with amp:
-                loss = (net(x).float() - y).abs().mean() / SCALE
+                loss = (forward(net, x, None if args.no_consistency else low).float() - y).abs().mean() / SCALE
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"{ratio}x: loss is {loss.item()} at epoch {epoch + 1}; the last checkpoint is kept")
             opt.zero_grad(set_to_none=True)
@@ -199,11 +263,13 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
             scaler.update()
             losses.append(loss.item())
             bar.set_postfix(l1=f"{losses[-1]:.4f}")
-        v = validate(net, val, device)
-        sched.step(v)
+        v = validate(net, val, device, not args.no_consistency)
+        if v is not None:  # no validation scene: the learning rate stays
+            sched.step(v)
         history.append({"epoch": epoch + 1, "train_l1": float(np.mean(losses)), "val_l1": v,
                         "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
-        log(f"{ratio}x epoch {epoch + 1}/{epochs}: train L1 {history[-1]['train_l1']:.5f}  val L1 {v:.5f}  "
+        log(f"{ratio}x epoch {epoch + 1}/{epochs}: train L1 {history[-1]['train_l1']:.5f}  "
+            f"val L1 {'-' if v is None else f'{v:.5f}'}  "
             f"lr {history[-1]['lr']:.1e}  {history[-1]['seconds']:.0f} s")
         state = {"fingerprint": fp, "epoch": epoch + 1, "net": net.state_dict(), "opt": opt.state_dict(),
                  "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -226,23 +292,24 @@ def main(args) -> int:
             f.write(msg + "\n")
 
     paths = scene_paths(args)
-    sources = {p.name: content_digest(p) for p in paths}
-    west, east = [], []
-    for p in paths:
-        w, e = wald.split_east(wald.read_scene(p), args.val_east)
-        west.append(w)
-        east.append(e)
-    log(f"sr-train: {len(paths)} scene(s); west {1 - args.val_east:.0%} trains, east {args.val_east:.0%} validates")
+    sources = {str(p.name): content_digest(p) for p in paths}
+    loaded = scenes_mod.load(paths)
+    train, val = split_scenes(loaded, args.val_scenes, args.exclude_scenes)
+    log(f"sr-train: {len(loaded)} scene(s) from {len(paths)} input(s); training on {len(train)}, validating on "
+        f"{len(val)} ({', '.join(s.key for s in val) or 'none'}), left out: {args.exclude_scenes or 'none'}")
     nets, histories = {}, {}
     for ratio in map(int, args.nets.split(",")):
-        nets[ratio], histories[ratio] = train_net(ratio, args, pairs_for(ratio, west, args.degradation),
-                                                  pairs_for(ratio, east, args.degradation), sources, log)
+        crop = getattr(args, f"crop{ratio}")
+        nets[ratio], histories[ratio] = train_net(ratio, args, pairs_for(ratio, train, args.degradation, crop),
+                                                  pairs_for(ratio, val, args.degradation), sources, log)
     if set(nets) != {2, 6}:
         log("only one network trained: no bundle written (a bundle holds both)")
         return 0
     options = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
     meta = {"provenance": {"trained_by": "bigearth-sr sr-train", "options": options, "seed": args.seed,
-                           "sources": sources, "degradation": args.degradation, "val_east": args.val_east,
+                           "sources": sources, "degradation": args.degradation,
+                           "train_scenes": [s.key for s in train], "val_scenes": [s.key for s in val],
+                           "consistency": not args.no_consistency,
                            "torch": torch.__version__, "device": str(args.device), "amp": args.amp,
                            "val_l1": {str(r): h[-1]["val_l1"] if h else None for r, h in histories.items()},
                            "history": {str(r): h for r, h in histories.items()}}}
