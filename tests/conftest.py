@@ -50,7 +50,10 @@ def built(synth_dir, products, tmp_path_factory):
     from dataset_builder.build import BuildConfig, build
 
     out = tmp_path_factory.mktemp("built")
-    cfg = BuildConfig(out_dir=str(out), clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")), progress=False)
+    # bilinear: the reference the mechanics tests (and TFDS's super_bilinear) compare with; the DSen2
+    # default is built in tests/test_sr_build.py
+    cfg = BuildConfig(out_dir=str(out), upsampling="bilinear", clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")),
+                      progress=False)
     manifest = build(products, cfg)
     return out, manifest, cfg
 

@@ -150,3 +150,14 @@ def test_bigearthnet_v1_neighbours_are_the_context(products, tmp_path):
             for x, y, d in zip(f["x"][:], f["y"][:], f["data_super"][:]):
                 got[:, (y - 1) * 120:y * 120, (x - 1) * 120:x * 120] = d[[BANDS_SUPER.index(b) for b in upsample.BANDS_SR]]
         np.testing.assert_array_equal(got[:, keep, keep], whole[:, keep, keep], err_msg=method)
+
+
+def test_the_default_build_is_guarded_dsen2_with_the_shipped_weights(synth_dir, products, tmp_path):
+    """`bigearth-sr build` without --upsampling writes DSen2 (the paper's method), guarded, shipped weights."""
+    from bigearth_cli.cli import main as cli
+    from dataset_builder.sr.weights import DEFAULT
+    clc = sorted(str(p) for p in synth_dir.glob("CLC_*.tif"))
+    assert cli(["build", str(products[0]), *[a for c in clc for a in ("--clc", c)], "--out", str(tmp_path), "--no-progress"]) == 0
+    sr = json.loads((tmp_path / "manifest.json").read_text())["config"]["super_resolution"]
+    assert sr["method"] == "dsen2" and sr["files"] == {DEFAULT.name: sha256_file(DEFAULT)}
+    assert sr["guard"]["consistency"] == "wald-gauss" and sr["provenance"]["train_scenes"]

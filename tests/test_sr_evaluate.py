@@ -58,7 +58,9 @@ def test_one_row_per_scene_pooled_over_pieces_and_patches_counted(tmp_path):
     doc = json.loads((tmp_path / "sr_eval.json").read_text())
     rows = {r["scene"]: r for r in doc["report"]["scenes"]}
     assert set(rows) == {"S2A_20171101", "S2B_20170930"} and rows["S2A_20171101"]["pieces"] == 2
-    assert "6x" not in doc["pooled"]  # 120 px patches are too small for the 6x protocol
+    assert "6x" not in doc["pooled"]  # 120 px patches are too small for the 6x protocol, and the report says so
+    assert {k["piece"] for k in doc["report"]["skipped"]} == {p.stem for p in pieces}
+    assert "6x not run on 3 piece(s) too small for it (6x needs at least 288 x 288 px" in (tmp_path / "sr_eval.md").read_text()
 
     def per_patch(p):
         return _bilinear_rmse_2x(wald.read_scene(p))
@@ -117,6 +119,18 @@ def test_full_resolution_against_the_synthetic_truth(products, tmp_path):
     assert set(full["bilinear"]["bands"]) == set(upsample.BANDS_SR)
     # a method that knows nothing finer than the coarse bands cannot be perfect
     assert full["bicubic"]["rmse"] > 1
+
+
+def test_an_input_too_small_for_the_protocol_is_refused(tmp_path, capsys):
+    """A 36 px crop leaves 9 px of degraded 20 m input: named, with the minimum, not measured."""
+    import h5py
+    small = tmp_path / "S2A_MSIL2A_20200101T000000_1_1.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(small, "w") as f:
+        for key, n, side in (("im10", 4, 36), ("im20", 6, 18), ("im60", 2, 6)):
+            f[key] = rng.uniform(100, 3000, (n, side, side)).astype(np.float32)
+    assert cli(["sr-eval", str(small), "--methods", "bilinear,bicubic", "--no-figures"]) == 1
+    assert re.search(r"_1_1\.h5: too small for Wald's protocol: 2x needs at least 48 x 48 px at 10 m", capsys.readouterr().err)
 
 
 def test_unknown_method_and_bad_input(tmp_path, capsys):

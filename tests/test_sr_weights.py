@@ -150,8 +150,25 @@ def test_bundle_round_trip_and_bad_bundles(tmp_path):
         weights.load_bundle(tmp_path / "pickle.npz")
 
 
+@pytest.mark.parametrize("value, problem", [(np.nan, r"has 1 non-finite value\(s\)"), (np.inf, r"has 1 non-finite value\(s\)"),
+                                            (None, r"is of type int32, expected floating point")])
+def test_weights_that_are_not_finite_floats_are_refused(tmp_path, value, problem):
+    """NaN weights once gave an archive of zeros with exit 0: refused when loaded, file and tensor named."""
+    z = dict(np.load(tiny_bundle(tmp_path / "b.npz"), allow_pickle=False))
+    if value is None:
+        z["net6.body.0.conv1.bias"] = z["net6.body.0.conv1.bias"].astype(np.int32)
+    else:
+        z["net6.body.0.conv1.bias"][3] = value
+    np.savez(tmp_path / "bad.npz", **z)
+    with pytest.raises(InputError, match=r"bad\.npz: tensor net6\.body\.0\.conv1\.bias " + problem):
+        weights.load(str(tmp_path / "bad.npz"))
+
+
 def test_shipped_default_loads():
     nets, prov = weights.load(None)
     assert set(nets) == {2, 6} and prov["source"] == "bundle"
     assert weights.DEFAULT.stat().st_size <= 4 * 2 ** 20
     assert prov["provenance"]["trained_by"] == "bigearth-sr sr-train"
+    # trained under the cross-scene rule: it names its scenes, real and synthetic, none left out
+    p = prov["provenance"]
+    assert len(p["train_scenes"]) + len(p["val_scenes"]) == 22 and "S2A_20170527" in p["train_scenes"] + p["val_scenes"]

@@ -62,10 +62,20 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- one piece
 
+def too_small(shape, s: int) -> str | None:
+    """Why a piece of 10 m size ``shape`` is too small for the ratio-s protocol, or None."""
+    side = wald.degraded_side(shape, s)
+    if side >= wald.min_side(s):
+        return None
+    need = wald.min_side(s) * s
+    return (f"{s}x needs at least {need} x {need} px at 10 m (a degraded {s * 10} m input of "
+            f"{wald.min_side(s) // s} px a side); this is {shape[0]} x {shape[1]}")
+
+
 def protocols(cubes: dict, truth: np.ndarray | None, mode: str):
     """(name, input cubes, reference (bands, H, W), band ids) for each protocol that applies."""
     for name, s, key, bands in (("2x", 2, "im20", BANDS_20M), ("6x", 6, "im60", BANDS_60M)):
-        if wald.degraded_side(cubes["im10"].shape[1:], s) < wald.min_side(s):
+        if too_small(cubes["im10"].shape[1:], s):
             continue
         sc = wald.trim(cubes, 36 if s == 6 else 12)
         low = {k: wald.degrade(sc[k], b, s, mode) for k, b in wald.CUBES}
@@ -159,6 +169,12 @@ def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", tru
             continue
         row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": sc.key in seen, "protocols": {}}
         for piece in sc.pieces:
+            why = too_small(piece.shape, 2)
+            if why:
+                raise InputError(piece.path, f"too small for Wald's protocol: {why}")
+            why6 = too_small(piece.shape, 6)
+            if why6:
+                report.setdefault("skipped", []).append({"piece": piece.name, "protocol": "6x", "why": why6})
             t = truth if truth is not None else _product_truth(piece)
             res, imgs = evaluate_piece(piece, ups, t, mode)
             for name, r in res.items():
@@ -233,10 +249,10 @@ def _rmse(row: dict, proto: str, m: str) -> float:
 
 def merge_reports(docs: list[dict]) -> dict:
     """Several reports (their JSON) as one: the scenes of all, pooled anew."""
-    merged = {"methods": docs[0]["report"]["methods"], "scenes": [], "excluded": []}
+    merged = {"methods": docs[0]["report"]["methods"], "scenes": [], "excluded": [], "skipped": []}
     for d in docs:
-        merged["scenes"] += d["report"]["scenes"]
-        merged["excluded"] += d["report"]["excluded"]
+        for k in ("scenes", "excluded", "skipped"):
+            merged[k] += d["report"].get(k, [])
     slack = docs[0].get("slack", 2.0)
     return {"report": merged, "pooled": pooled(merged, slack), "slack": slack}
 
@@ -280,6 +296,10 @@ def scene_markdown(doc: dict) -> str:
         lines.append("")
     for e in report["excluded"]:
         lines.append(f"- left out: {e['scene']} ({e['why']})")
+    skipped = report.get("skipped", [])
+    if skipped:
+        lines.append(f"- 6x not run on {len(skipped)} piece(s) too small for it ({skipped[0]['why'].split('; ')[0]}): "
+                     + ", ".join(k["piece"] for k in skipped[:5]) + (" …" if len(skipped) > 5 else ""))
     return "\n".join(lines)
 
 

@@ -268,4 +268,7 @@ class DSen2:
         for cube, names in ((sr20, BANDS_20M), (sr60, BANDS_60M)):
             for k, name in enumerate(names):
                 out[BANDS_SR.index(name)] = cube[k].numpy()
+        if not np.isfinite(out).all():  # whatever the weights: nothing non-finite reaches an archive
+            raise FloatingPointError(f"DSen2 produced {int((~np.isfinite(out)).sum())} non-finite value(s) "
+                                     f"with the weights {', '.join(self.provenance['files'])}")
         return out

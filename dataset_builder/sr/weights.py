@@ -80,10 +80,21 @@ def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
                     raise InputError(path, f"tensor {key}: {e}") from None
                 if a.shape != tuple(ref.shape):
                     raise InputError(path, f"tensor {key} has shape {a.shape}, expected {tuple(ref.shape)}")
+                _check_values(path, key, a)
                 state[k] = torch.from_numpy(np.asarray(a, np.float32))
             net.load_state_dict(state)
             nets[ratio] = net.eval()
     return nets, meta
+
+
+def _check_values(path: Path, name: str, a: np.ndarray) -> None:
+    """A weight tensor must be floating point and finite: NaN weights would write an archive of
+    zeros without a word."""
+    if a.dtype.kind != "f":
+        raise InputError(path, f"tensor {name} is of type {a.dtype}, expected floating point")
+    bad = int((~np.isfinite(a)).sum())
+    if bad:
+        raise InputError(path, f"tensor {name} has {bad} non-finite value(s) (NaN or Inf)")
 
 
 # --------------------------------------------------------------------------- the authors' Keras files
@@ -117,6 +128,8 @@ def _keras_convs(f: h5py.File, path: Path) -> list[tuple[str, np.ndarray, np.nda
         k, b = g[kernel[0]], g[bias[0]]
         if not isinstance(k, h5py.Dataset) or not isinstance(b, h5py.Dataset):
             raise InputError(path, f"layer {name}: weights are not datasets")
+        for w in (kernel[0], bias[0]):
+            _check_values(path, f"{name}/{w.rsplit('/', 1)[-1]}", np.asarray(g[w][()]))
         k, b = np.asarray(k[()], np.float32), np.asarray(b[()], np.float32)
         if k.ndim != 4 or k.shape[:2] != (3, 3):
             raise InputError(path, f"layer {name}: kernel shape {k.shape}, expected a 3x3 convolution (3, 3, in, out)")
