@@ -23,7 +23,7 @@ def ben_build(tmp_path_factory):
     src = fixtures_dir("bigearthnet-v1")
     lists = fixtures_dir("bigearthnet-lists")
     out = tmp_path_factory.mktemp("ben")
-    manifest = build([src], BuildConfig(out_dir=str(out), official_lists=str(lists), progress=False))
+    manifest = build([src], BuildConfig(upsampling="bilinear", out_dir=str(out), official_lists=str(lists), progress=False))
     return src, lists, out, manifest
 
 
@@ -79,7 +79,7 @@ def test_missing_band_in_a_patch_folder(tmp_path):
     shutil.copytree(src, dst)
     victim = dst / "S2A_MSIL2A_20170617T113321_4_55" / "S2A_MSIL2A_20170617T113321_4_55_B8A.tif"
     victim.unlink()
-    manifest = build([dst], BuildConfig(out_dir=str(tmp_path / "o"), progress=False))
+    manifest = build([dst], BuildConfig(upsampling="bilinear", out_dir=str(tmp_path / "o"), progress=False))
     err = next(iter(manifest["tiles_failed"].values()))
     assert victim.name in err and "missing" in err
     assert manifest["tiles_ok"] >= 1
@@ -121,7 +121,7 @@ def test_official_lists_are_read_once_per_build_not_per_tile(built, tmp_path, mo
     calls = []
     real = bz2.decompress
     monkeypatch.setattr(bigearthnet_v1.bz2, "decompress", lambda data: calls.append(1) or real(data))
-    manifest = build([tmp_path / "ben"], BuildConfig(out_dir=str(tmp_path / "o"), official_lists=str(lists),
+    manifest = build([tmp_path / "ben"], BuildConfig(upsampling="bilinear", out_dir=str(tmp_path / "o"), official_lists=str(lists),
                                                      progress=False))
     assert manifest["tiles_ok"] == len({r.product for r in recs}) >= 3 and not manifest["tiles_failed"]
     assert manifest["patches"] == len(names)

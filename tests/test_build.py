@@ -52,7 +52,7 @@ def test_one_and_two_workers_and_virtual_merge_give_the_same_archive(built, prod
     clc = built[2].clc
     for workers, merge in ((2, "copy"), (1, "virtual")):
         out = tmp_path / f"w{workers}{merge}"
-        manifest = build(products, BuildConfig(out_dir=str(out), clc=clc, merge=merge, progress=False), workers=workers)
+        manifest = build(products, BuildConfig(out_dir=str(out), upsampling="bilinear", clc=clc, merge=merge, progress=False), workers=workers)
         assert not manifest["tiles_failed"]
         assert_same_archive(ref, out / ARCHIVE_NAME)
 
@@ -62,7 +62,7 @@ def test_kill_and_resume_equals_an_uninterrupted_build(built, products, tmp_path
     out = tmp_path / "resumed"
     clc = built[2].clc
     cmd = [sys.executable, "-m", "bigearth_cli.cli", "build", *map(str, products), "--out", str(out),
-           "--no-progress", *[a for c in clc for a in ("--clc", c)]]
+           "--no-progress", "--upsampling", "bilinear", *[a for c in clc for a in ("--clc", c)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = out / "parts"
     deadline = time.time() + 120
@@ -95,7 +95,7 @@ def test_a_rebuild_keeps_the_archive_unless_a_part_changed(products, synth_dir, 
     """Nothing changed: the archive file is kept as it is (what was made from it stays valid);
     one part changed: it is merged again."""
     import os
-    cfg = BuildConfig(out_dir=str(tmp_path / "b"), clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")),
+    cfg = BuildConfig(out_dir=str(tmp_path / "b"), upsampling="bilinear", clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif")),
                       progress=False)
     build(products[:2], cfg)
     path = tmp_path / "b" / ARCHIVE_NAME

@@ -18,7 +18,7 @@ def test_mpirun_two_ranks(built, products, tmp_path):
         pytest.skip("no mpirun (pip install mpich)")
     out = tmp_path / "mpi"
     cmd = [mpirun, "-n", "2", sys.executable, "-m", "bigearth_cli.cli", "build", *map(str, products),
-           "--out", str(out), "--engine", "mpi", "--no-progress", *[a for c in built[2].clc for a in ("--clc", c)]]
+           "--out", str(out), "--engine", "mpi", "--no-progress", "--upsampling", "bilinear", *[a for c in built[2].clc for a in ("--clc", c)]]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)

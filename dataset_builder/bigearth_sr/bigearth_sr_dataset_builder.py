@@ -51,7 +51,8 @@ def config_name(variant: str, up: str) -> str:
 
 def _configs() -> list[BigearthSrConfig]:
     out = []
-    for up in upsample.available():
+    # DSen2 first: the builder class without a config, like TFDS by name, gives the default
+    for up in sorted(upsample.available(), key=lambda u: u != "dsen2"):
         out.append(BigearthSrConfig(
             name=config_name("super", up), variant="super", upsampling=up,
             description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {up} super-resolution"))
