@@ -9,9 +9,11 @@ equals the whole-image one (tested).
 Then the guard, which makes the method do no harm where its networks are unsure (see
 ``docs/super-resolution.md``): the detail a network adds to the interpolated band is weighted
 by how much detail the 10 m bands carry there (:func:`detail_weight`: none where they are flat,
-as on calm water), and the result is moved onto the set of images that degrade, by the
-protocol's operator, to the coarse input (``consistency.project``). Both steps are local with a
-known reach, so the builder's strip-by-strip runs stay bit-identical to whole-tile ones.
+as on calm water), held to the energy the coarse band's own finest octave allows
+(:func:`budget_weight`), and the result is moved onto the set of images that degrade, by the
+protocol's operator, to the coarse input (``consistency.project``). All three steps are local
+with a known reach (:func:`guard_reach`, :func:`guard_context`), so the builder's strip-by-strip
+runs stay bit-identical to whole-tile ones.
 """
 from __future__ import annotations
 
