@@ -33,7 +33,7 @@ from bigearth.options import choice_list, positive_float, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 from .. import upsample
-from . import scenes as scenes_mod, wald
+from . import metrics, scenes as scenes_mod, wald
 
 VIEW = 240  # side of the figure's window, in pixels of the reference grid
 FIGURE_BANDS = {"2x": ("B11", "B8A", "B05"), "6x": ("B09", "B01", "B01"), "full": ("B11", "B8A", "B05")}
@@ -87,48 +87,15 @@ def protocols(cubes: dict, truth: np.ndarray | None, mode: str):
         yield "full", sc, ref, upsample.BANDS_SR
 
 
-def _angles(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Spectral angle (degrees) per pixel where both spectra are non-zero, (H, W) with NaN elsewhere."""
-    e, r = est.astype(np.float64), ref.astype(np.float64)
-    ne, nr = np.sqrt((e * e).sum(0)), np.sqrt((r * r).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.clip((e * r).sum(0) / (ne * nr), -1, 1)
-    return np.where((ne > 0) & (nr > 0), np.degrees(np.arccos(cos)), np.nan)
-
-
-def sums(est: np.ndarray, ref: np.ndarray) -> dict:
-    """What pools: per band the squared error and reference sums, the angles, the pixel count."""
-    d = est.astype(np.float64) - ref
-    ang = _angles(est, ref)
-    return {"sse": (d * d).sum(axis=(1, 2)).tolist(), "ref": ref.astype(np.float64).sum(axis=(1, 2)).tolist(),
-            "sam": float(np.nansum(ang)), "sam_n": int(np.isfinite(ang).sum()), "n": int(ref.shape[1] * ref.shape[2])}
-
-
-def add(a: dict | None, b: dict) -> dict:
-    if a is None:
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in b.items()}
-    return {k: [x + y for x, y in zip(a[k], b[k])] if isinstance(b[k], list) else a[k] + b[k] for k in b}
-
-
-def figures_of(s: dict, bands) -> dict:
-    """RMSE, PSNR-free summary of pooled sums: overall and per-band RMSE, SRE (dB, band mean), SAM."""
-    sse, ref, n = np.array(s["sse"]), np.array(s["ref"]), s["n"]
-    mse = sse / n
-    with np.errstate(divide="ignore"):
-        sre = 10 * np.log10((ref / n) ** 2 / mse)
-    return {"rmse": float(np.sqrt(mse.mean())), "sre": float(sre.mean()), "sam": s["sam"] / max(s["sam_n"], 1),
-            "bands": {b: float(np.sqrt(m)) for b, m in zip(bands, mse)}}
-
-
 def evaluate_piece(piece, ups: dict, truth=None, mode="gauss"):
     """{protocol: {"bands", "sums": {method: sums}, "patches": [{cover, source, rmse: {method}}]}}, images."""
     out, images = {}, {}
     for name, low, ref, bands in protocols(piece.cubes, truth, mode):
         idx = [upsample.BANDS_SR.index(b) for b in bands]
         ests = {m: up(low["im10"], low["im20"], low["im60"])[idx] for m, up in ups.items()}
-        res = {"bands": list(bands), "sums": {m: sums(e, ref) for m, e in ests.items()}, "patches": []}
+        res = {"bands": list(bands), "sums": {m: metrics.sums(e, ref) for m, e in ests.items()}, "patches": []}
         # the 120 x 120 patches of the piece's 10 m grid, on the reference grid
-        f = {"2x": 2, "6x": 6, "full": 1}[name]
+        f = RATIO[name]
         side = PATCH_PX // f
         h, w = ref.shape[1:]
         for r in range(0, h - side + 1, side):
@@ -179,7 +146,7 @@ def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", tru
             res, imgs = evaluate_piece(piece, ups, t, mode)
             for name, r in res.items():
                 cur = row["protocols"].setdefault(name, {"bands": r["bands"], "sums": {}, "patches": []})
-                cur["sums"] = {m: add(cur["sums"].get(m), r["sums"][m]) for m in methods}
+                cur["sums"] = {m: metrics.add(cur["sums"].get(m), r["sums"][m]) for m in methods}
                 cur["patches"] += r["patches"]
                 if name not in images or imgs[name]["reference"].size > images[name]["reference"].size:
                     images[name] = imgs[name]
@@ -217,8 +184,8 @@ def pooled(report: dict, slack: float = 2.0) -> dict:
         total = {}
         for r in rows:
             for m, s in r["protocols"][proto]["sums"].items():
-                total[m] = add(total.get(m), s)
-        figs = {m: figures_of(s, bands) for m, s in total.items()}
+                total[m] = metrics.add(total.get(m), s)
+        figs = {m: metrics.figures(s, bands) for m, s in total.items()}
         patches = [p for r in rows for p in r["protocols"][proto]["patches"]]
         res = {"scenes": len(rows), "patches": len(patches), "methods": {}}
         for m, f in figs.items():
@@ -244,7 +211,7 @@ def pooled(report: dict, slack: float = 2.0) -> dict:
 
 def _rmse(row: dict, proto: str, m: str) -> float:
     p = row["protocols"][proto]
-    return figures_of(p["sums"][m], p["bands"])["rmse"]
+    return metrics.figures(p["sums"][m], p["bands"])["rmse"]
 
 
 def merge_reports(docs: list[dict]) -> dict:
@@ -389,9 +356,9 @@ def main(args) -> int:
                 for row in report["scenes"]:
                     for proto, p in row["protocols"].items():
                         for m in methods:
-                            fig = figures_of(p["sums"][m], p["bands"])
+                            fig = metrics.figures(p["sums"][m], p["bands"])
                             for b, v in fig["bands"].items():
-                                w.writerow([row["scene"], row["kind"], proto, m, b, f"{v:.3f}"])
+                                w.writerow([row["scene"], row["kind"], proto, m, b, f"{v['rmse']:.3f}"])
                             w.writerow([row["scene"], row["kind"], proto, m, "all", f"{fig['rmse']:.3f}"])
         if not args.no_figures:
             for proto in images:

@@ -53,7 +53,6 @@ class Piece:
     path: Path
     cubes: dict  # {"im10": (4,H,W), "im20": (6,H/2,W/2), "im60": (2,H/6,W/6)}
     labels: tuple | None = None  # CORINE names of the whole piece, when it is one labelled patch
-    level: str = "L2A"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -65,10 +64,6 @@ class Scene:
     key: str
     kind: str  # "L1C", "L2A" or "synthetic"
     pieces: list
-
-    @property
-    def pixels(self) -> int:
-        return sum(p.shape[0] * p.shape[1] for p in self.pieces)
 
 
 def scene_key(name: str, synthetic: bool = False, seed: str | None = None) -> tuple[str, str]:
@@ -148,7 +143,6 @@ def read_piece(path: Path) -> tuple[Piece, str, str]:
     else:
         piece = _read_v1_patch(path)
         key, kind = scene_key(path.name)
-    piece.level = kind
     return piece, key, kind
 
 
