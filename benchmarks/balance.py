@@ -54,7 +54,7 @@ def main() -> None:
                                                   snow_cover=0.02), pdir))
     clc = sorted(glob.glob(str(pdir / "CLC_*.tif")))
     cfg = BuildConfig(out_dir=str(work / "plan"), clc=clc, upsampling=args.upsampling, progress=False)
-    tasks, _ = plan_tasks(products, cfg)
+    tasks, _, _ = plan_tasks(products, cfg)
     seconds, kept = {}, {}
     for t in tasks:  # each product alone, one worker: its own cost
         out = work / "alone" / t.id

@@ -112,6 +112,16 @@ def cpu_share(local_size: int | None = None, cores: int | None = None) -> tuple[
     return share, min(4, share // 2)
 
 
+def capped(option: str, requested: int, limits: dict[str, int]) -> int:
+    """``requested`` bounded by what the machine and the input can use (``limits``: why -> the
+    most it allows); when it is cut, a note on stderr says to what and why, once."""
+    n = min([requested, *(max(1, v) for v in limits.values())])
+    if n < requested:
+        why = next(k for k, v in limits.items() if max(1, v) == n)
+        print(f"note: {option} {requested} capped at {n} (bound by {why})", file=sys.stderr, flush=True)
+    return n
+
+
 def size_to_node(threads: int | None = None, workers: int | None = None,
                  local_size: int | None = None) -> tuple[int, int, int, int]:
     """(threads, workers, local size, usable cores) for this process, and torch set to the
@@ -128,6 +138,7 @@ def size_to_node(threads: int | None = None, workers: int | None = None,
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         threads = int(env) if env.isdigit() and int(env) > 0 else share_threads
-    workers = share_workers if workers is None else workers
+    workers = share_workers if workers is None else capped("--workers", workers, {f"{cores} usable cores": cores})
+    threads = capped("--threads", threads, {f"{cores} usable cores": cores})
     torch.set_num_threads(threads)
     return threads, workers, local_size, cores

@@ -24,6 +24,10 @@ class OptionError(ReportedError):
     the message starts with the option."""
 
 
+class TrainingDiverged(ReportedError):
+    """A loss or the weights became NaN or Inf; the last good checkpoint is kept."""
+
+
 class EnvironmentFailure(ReportedError):
     """The machine, not the data: disk full, an unwritable folder, an output held by another run.
     Ends the run (every other input would fail the same way); the message says what to do."""

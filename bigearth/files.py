@@ -1,6 +1,6 @@
 """Files, one helper per mechanism: atomic writes (``atomic_path``, ``write_text``), content
 digests (``sha256_file``, ``content_digest``, ``read_digested``), resume markers (``mark_done``, ``done_record``),
-output-folder locks (``folder_lock``), a full disk
+output folders made and shown writable (``output_folder``), output-folder locks (``folder_lock``), a full disk
 named (``is_disk_full``, ``disk_full_error``), and files from elsewhere read as data
 (``read_json``, ``load_torch``)."""
 from __future__ import annotations
@@ -270,6 +270,31 @@ def disk_full_named(path, needed=None):
         raise
 
 
+def output_folder(folder) -> Path:
+    """``folder`` created (with its parents) and shown writable before any work is done for it:
+    a path that names a file, a read-only or full file system, a folder without permission end
+    the run at once as one EnvironmentFailure naming the folder, instead of an OSError after
+    the work. The one way a command makes its output folder."""
+    import errno
+    import tempfile
+
+    from .errors import EnvironmentFailure
+
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise EnvironmentFailure(f"{folder}: cannot write the output folder ({blocker} is a file, not a folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        why = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOSPC: "no space left on the device"}.get(e.errno)
+        raise EnvironmentFailure(f"{folder}: cannot write the output folder ({why or e.strerror or e})") from None
+    return folder
+
+
 @contextlib.contextmanager
 def folder_lock(folder, wait: bool = False, what: str = "run"):
     """Hold ``folder/.lock`` (an flock) while writing into ``folder``: a second run into the same
@@ -282,9 +307,8 @@ def folder_lock(folder, wait: bool = False, what: str = "run"):
 
     from .errors import EnvironmentFailure
 
-    folder = Path(folder)
+    folder = output_folder(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fh = open(folder / ".lock", "a+")
     except OSError as e:
         raise EnvironmentFailure(f"{folder}: cannot write the output folder ({e.strerror or e})") from None

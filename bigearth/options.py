@@ -7,6 +7,7 @@ import argparse
 import math
 
 PATCH_M = 1200  # the patch grid: tile sizes are whole patches (bigearth.record.PATCH_M)
+S2_TILE_M = 109_800  # a Sentinel-2 MGRS tile's side: no product is larger
 
 
 def _number(kind, text):
@@ -53,10 +54,13 @@ positive_float = float_in(0.0, None, lo_open=True)
 
 
 def tile_size_m(text):
-    """A tile side in metres: a positive multiple of the 1,200 m patch."""
+    """A tile side in metres: a positive multiple of the 1,200 m patch, at most a Sentinel-2
+    tile's 109,800 m (past it a product does not exist, and its bands would not fit in memory)."""
     v = _number(int, text)
     if v <= 0 or v % PATCH_M:
         raise argparse.ArgumentTypeError(f"must be a positive multiple of {PATCH_M} m, got {text!r}")
+    if v > S2_TILE_M:
+        raise argparse.ArgumentTypeError(f"must be at most {S2_TILE_M} m, a Sentinel-2 tile's side, got {text!r}")
     return v
 
 
@@ -103,6 +107,22 @@ def int_list(lo: int = 0, allow_empty: bool = True):
         return v
     parse.__name__ = "integer list"
     return parse
+
+
+def blocks_per_stage(text):
+    """ResNet blocks per stage: four positive integers (``1,1,1,1``), or empty for the
+    architecture's own; returned as the normalised text the checkpoints record."""
+    text = str(text).strip()
+    if not text:
+        return ""
+    try:
+        v = [int(s) for s in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != 4 or any(x < 1 for x in v):
+        raise argparse.ArgumentTypeError(f"must be four positive integers, one per ResNet stage (e.g. 1,1,1,1 or "
+                                         f"3,4,6,3), or '' for the architecture's own, got {text!r}")
+    return ",".join(map(str, v))
 
 
 def choice_list(allowed):

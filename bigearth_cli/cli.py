@@ -145,7 +145,7 @@ def _add_demo_train_args(p: argparse.ArgumentParser) -> None:
                    choices=("resnet18", "resnet34", "resnet50", "resnet50_v1", "resnet101"),
                    help="the paper's model is resnet50 (--arch resnet50 --layers ''), which does not visibly learn "
                         "on the small default in a few epochs")
-    g.add_argument("--layers", default=DEMO_TRAIN["layers"], help="blocks per stage ('' for the architecture's own)")
+    g.add_argument("--layers", type=options.blocks_per_stage, default=DEMO_TRAIN["layers"], help="blocks per stage ('' for the architecture's own)")
     for key in ("epochs", "batch_size", "lr", "warmup_epochs", "milestones", "mixup_alpha", "dropout"):
         kind = {int: options.positive_int, float: float, str: str}[type(DEMO_TRAIN[key])]
         g.add_argument(f"--{key.replace('_', '-')}", type=kind, default=DEMO_TRAIN[key],
@@ -174,12 +174,14 @@ def cmd_sr_convert(args) -> int:
 
 
 def cmd_info(args) -> int:
-    import h5py
-    import hdf5plugin  # noqa: F401  (Blosc filters)
-    with h5py.File(args.archive, "r") as f:
+    from dataset_builder import archive
+    with archive.reading(args.archive) as f:
         n = f["name"].shape[0]
         print(f"{args.archive}: {n} patches; merge={f.attrs.get('merge', '?')} "
               f"compression={f.attrs.get('compression', '?')}")
+        print(f"  checksums: {f.attrs.get('checksums', 'none (built before archives carried checksums)')}")
+        if f.attrs.get("reading_note"):
+            print(f"  reading: {f.attrs['reading_note']}")
         if "split" in f and n:
             import numpy as np
             splits, counts = np.unique(f["split"].asstr()[:], return_counts=True)
@@ -191,7 +193,29 @@ def cmd_info(args) -> int:
         cfg = f.attrs.get("build_config")
         if cfg:
             print("  build config:", json.dumps(json.loads(cfg)))
-    return 0
+    return _verify_archive(args.archive, not args.no_progress) if args.verify else 0
+
+
+def _verify_archive(path, progress: bool) -> int:
+    """``info --verify``: every chunk read (HDF5 checks its Fletcher-32), the descriptive values
+    against meta_sha256, and the archive against the manifest beside it, if any."""
+    from tqdm import tqdm
+
+    from dataset_builder import archive
+    sha, manifest = archive.check_manifest(path)
+    with archive.reading(path) as f:
+        n = f["name"].shape[0]
+    with tqdm(total=n, unit="patch", desc="verify", disable=not progress, leave=False) as bar:
+        report = archive.verify(path, bar.update)
+    for p in report["problems"]:
+        print(f"{path}: {p}")
+    if report["unchecked"]:
+        print(f"note: {', '.join(report['unchecked'])} carry no checksum (an archive built before archives carried "
+              f"checksums): damage that still decodes cannot be seen there" + ("" if manifest else
+              "; no manifest.json beside it either: rebuild it, or keep its manifest with it"))
+    print(f"verify: {report['patches']} patches, every chunk read; "
+          f"{'sha256 as manifest.json records; ' if manifest else ''}{len(report['problems'])} problem(s)")
+    return 1 if report["problems"] else 0
 
 
 def main(argv=None) -> int:
@@ -239,8 +263,12 @@ def main(argv=None) -> int:
     p.add_argument("shards", help="shard folder or its index.json")
     p.set_defaults(func=cmd_verify_shards)
 
-    p = sub.add_parser("info", help="describe an archive")
+    p = sub.add_parser("info", help="describe an archive (--verify: and check every byte of it)")
     p.add_argument("archive")
+    p.add_argument("--verify", action="store_true",
+                   help="read every chunk (HDF5 checks each one's Fletcher-32 checksum), check the descriptive "
+                        "datasets against meta_sha256 and the archive against manifest.json when one is beside it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("sr-train", help="train the DSen2 networks (Wald's protocol) and write a weights bundle",

@@ -25,6 +25,11 @@ def print_summary(manifest: dict, out: Path) -> None:
     con.print(f"dropped by reason: {manifest['dropped']}")
     for name, sha in manifest["outputs"].items():
         con.print(f"{name}  sha256 {sha[:16]}…")
+    ignored = manifest.get("inputs_ignored") or {}
+    if ignored:
+        first = next(iter(ignored.items()))
+        con.print(f"{len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} of the input folders not used "
+                  f"(inputs_ignored in manifest.json), e.g. {first[0]}: {first[1]}")
     if manifest["tiles_failed"]:
         con.print(f"[red]{len(manifest['tiles_failed'])} input(s) failed; see manifest.json[/red]")
 

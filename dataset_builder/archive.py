@@ -1,6 +1,12 @@
 """The HDF5 archive: the paper's datasets (data_super, data_10m, data_20m, data_60m, classes)
 plus classes_19, names and georeference, one patch per chunk.
 
+The archive checks itself, with what any HDF5 reader understands: every chunk of every dataset
+carries HDF5's Fletcher-32 checksum (filter 3; the library verifies it on each read, so damaged
+bytes are a read error, never wrong pixels), the object headers and chunk indexes of the v1.10
+format carry their own checksums, and the one part outside both, the variable-length strings of
+the descriptive datasets, is digested into the root attribute ``meta_sha256`` (``verify``).
+
 Each tile is written to its own part file (by whichever worker or rank built it); the parts
 are then merged into one archive, either by copying the compressed chunks as they are (no
 recompression; the default) or as an HDF5 virtual dataset over the parts.
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -48,18 +55,24 @@ BAND_ATTRS = {"data_super": (BANDS_SUPER, 10), "data_10m": (BANDS_10M, 10), "dat
               "data_60m": (BANDS_60M, 60)}
 
 
-def _create(f: h5py.File, compression: str) -> None:
+CHECKSUM_FILTER = h5py.h5z.FILTER_FLETCHER32
+CHECKSUMS = ("every chunk: HDF5 Fletcher-32 (filter 3, checked by the HDF5 library on every read); "
+             "the descriptive datasets' values: sha256 in meta_sha256 (bigearth-sr info --verify)")
+
+
+def _create(f: h5py.File, compression: str, checksums: bool = True) -> None:
+    """The empty datasets; ``checksums=False`` (no Fletcher-32) only to measure what they cost."""
     opts = COMPRESSIONS[compression]
     for key, (shape, dtype) in ARRAYS.items():
         if key in ARRAY_KEYS:
             f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1, *shape),
-                             track_times=False, **opts)
+                             track_times=False, fletcher32=checksums, **opts)
         else:
             f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape),
-                             track_times=False, compression="gzip", shuffle=False)
-    for key, (dtype, shape) in META.items():
+                             track_times=False, compression="gzip", shuffle=False, fletcher32=checksums)
+    for key, (dtype, shape) in META.items():  # HDF5 takes no checksum filter on variable-length strings
         f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape),
-                         track_times=False, compression="gzip")
+                         track_times=False, compression="gzip", fletcher32=checksums and dtype is not STR)
 
 
 def describe(f: h5py.File, config: dict | None = None) -> None:
@@ -79,27 +92,62 @@ def describe(f: h5py.File, config: dict | None = None) -> None:
         f.attrs["build_config"] = json.dumps(config, sort_keys=True)
 
 
-def shuffle_deflate(a: np.ndarray, level: int) -> bytes:
+def shuffle_deflate(a: np.ndarray, level: int, checksum: bool = True) -> bytes:
     """One chunk through HDF5's shuffle + deflate filters, done here so that threads can share
     the work (zlib releases the GIL; h5py's own filter pipeline runs on one core)."""
     planes = np.ascontiguousarray(a.reshape(-1).view(np.uint8).reshape(-1, a.itemsize).T)
-    return zlib.compress(planes, level)
+    raw = zlib.compress(planes, level)
+    # Fletcher-32 is the pipeline's last filter: HDF5 stores it after the deflated bytes, little-endian
+    return raw + fletcher32(raw).to_bytes(4, "little") if checksum else raw
+
+
+def fletcher32(data: bytes) -> int:
+    """HDF5's Fletcher-32 of a chunk's filtered bytes (``H5_checksum_fletcher32``: big-endian
+    16-bit words, both sums folded every 360 words in 32-bit arithmetic), for the chunks this
+    module compresses itself; HDF5 itself verifies the result on every read. Whole blocks are
+    summed by numpy and only the folds run in Python (480 per 12-band patch)."""
+    b = np.frombuffer(data, np.uint8)
+    n = b.size // 2
+    words = (b[:2 * n:2].astype(np.int64) << 8) | b[1:2 * n:2]
+    s1 = s2 = 0
+    mask = 0xFFFFFFFF
+
+    def fold(x):
+        return (x & 0xFFFF) + (x >> 16)
+
+    full = n // 360
+    blocks = []
+    if full:
+        w = words[:full * 360].reshape(full, 360)
+        blocks = list(zip([360] * full, w.sum(1).tolist(), (w * np.arange(360, 0, -1)).sum(1).tolist()))
+    rest = words[full * 360:]
+    if rest.size:  # sum2 gains sum1 once per word: the block adds t * sum1 plus the words weighted t..1
+        blocks.append((rest.size, int(rest.sum()), int((rest * np.arange(rest.size, 0, -1)).sum())))
+    if b.size % 2:
+        blocks.append((1, int(b[-1]) << 8, int(b[-1]) << 8))
+    for t, total, weighted in blocks:
+        s2 = (s2 + t * s1 + weighted) & mask
+        s1 = (s1 + total) & mask
+        s1, s2 = fold(s1), fold(s2)
+    return ((fold(s2) << 16) | fold(s1)) & mask
 
 
 class PartWriter:
     """Appends patches of one tile to a temporary file (``atomic_path``); ``close`` renames it
     into place, ``abort`` removes it."""
 
-    def __init__(self, path, compression: str = DEFAULT_COMPRESSION, threads: int | None = None):
+    def __init__(self, path, compression: str = DEFAULT_COMPRESSION, threads: int | None = None,
+                 checksums: bool = True):
         self.path = Path(path)
         self._atomic = atomic_path(self.path)
         self.tmp = self._atomic.__enter__()
         # no chunk cache (every chunk is one patch, written once): a failed write (disk full) then
         # fails the call that made it; with a cache HDF5 crashed (SIGSEGV) at a later eviction
         self.f = h5py.File(self.tmp, "w", libver=("v110", "v110"), track_order=False, rdcc_nbytes=0)
-        _create(self.f, compression)
+        _create(self.f, compression, checksums)
         opts = COMPRESSIONS[compression]
         self.level = opts.get("compression_opts") if opts.get("compression") == "gzip" else None
+        self.checksums = checksums
         self.pool = ThreadPoolExecutor(threads or os.cpu_count() or 1) if self.level is not None else None
         self.n = 0
 
@@ -115,7 +163,8 @@ class PartWriter:
             ds.resize(self.n + k, axis=0)
             if self.pool is not None and key in ARRAY_KEYS:
                 zeros = (0,) * (ds.ndim - 1)
-                for i, raw in enumerate(self.pool.map(functools.partial(shuffle_deflate, level=self.level), arrays[key])):
+                encode = functools.partial(shuffle_deflate, level=self.level, checksum=self.checksums)
+                for i, raw in enumerate(self.pool.map(encode, arrays[key])):
                     ds.id.write_direct_chunk((self.n + i, *zeros), raw)
             else:
                 ds[self.n:] = arrays[key]
@@ -146,7 +195,8 @@ class PartWriter:
             self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)  # removed
 
 
-def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy") -> int:
+def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy",
+          checksums: bool = True) -> int:
     """Merge part files, in the given order, into ``out`` (a temporary name: the caller renames
     it into place, ``bigearth.files.atomic_path``); returns the patch count."""
     out = tmp = Path(out)
@@ -165,7 +215,7 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
     # when the failure came later, at a cache eviction
     with h5py.File(tmp, "r+" if mode == "copy" and parts else "w", libver=("v110", "v110"), rdcc_nbytes=0) as dst:
         if not parts:  # an empty archive with the full schema, whichever the mode
-            _create(dst, compression)
+            _create(dst, compression, checksums)
         elif mode == "virtual":
             _merge_virtual(dst, parts, sizes, out.parent)
         else:
@@ -189,6 +239,9 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         describe(dst, config)
         dst.attrs["merge"] = mode
         dst.attrs["compression"] = compression
+        if checksums:
+            dst.attrs["checksums"] = CHECKSUMS
+            dst.attrs["meta_sha256"] = meta_digest(dst)
         if compression.startswith("blosc"):
             dst.attrs["reading_note"] = "patch arrays use a Blosc filter: `import hdf5plugin` before h5py reads them"
     return total
@@ -287,3 +340,90 @@ def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
         raise InputError(path, f"sha256 differs from the one {manifest_path.name} records: the archive changed "
                                f"after its build (rebuild it)")
     return sha, manifest
+
+
+# --------------------------------------------------------------------------- checking itself
+
+
+def meta_digest(f: h5py.File) -> str:
+    """sha256 of the descriptive datasets' values (strings as UTF-8, numbers little-endian), in
+    the record's order: what ``meta_sha256`` records. Their variable-length strings live in
+    HDF5's global heap, which no HDF5 checksum covers."""
+    h = hashlib.sha256()
+    for key in META:
+        if key not in f:
+            continue
+        ds = f[key]
+        h.update(f"{key}\0{ds.shape}\0".encode())
+        if h5py.check_string_dtype(ds.dtype) is not None:
+            h.update("\0".join(ds.asstr()[:]).encode())
+        else:
+            h.update(np.ascontiguousarray(ds[:], ds.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()
+
+
+def check_meta(f: h5py.File, path) -> bool:
+    """The descriptive datasets against ``meta_sha256``: an InputError naming the archive when
+    they differ; False when the archive records no digest (built before archives carried checksums), True when it holds."""
+    recorded = f.attrs.get("meta_sha256")
+    if recorded is None:
+        return False
+    try:
+        got = meta_digest(f)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(path, f"the descriptive datasets cannot be read (damaged archive? "
+                               f"{str(e).splitlines()[0][:200]})") from None
+    if got != recorded:
+        raise InputError(path, "the descriptive datasets (names, splits, georeference) differ from the meta_sha256 "
+                               "the archive records: it was damaged or changed after its build")
+    return True
+
+
+def _checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:
+    """Whether a dataset's values carry a checksum: Fletcher-32 on its chunks (a virtual dataset:
+    on every source's), or for strings, which HDF5 cannot checksum, meta_sha256."""
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return f.attrs.get("meta_sha256") is not None
+    if not ds.is_virtual:
+        return any(fid == CHECKSUM_FILTER for fid, _ in filters(ds))
+    base = Path(f.filename).parent
+    for src in {(s.file_name, s.dset_name) for s in ds.virtual_sources()}:
+        with h5py.File(base / src[0], "r") as part:
+            if not any(fid == CHECKSUM_FILTER for fid, _ in filters(part[src[1]])):
+                return False
+    return True
+
+
+def verify(path, progress=None) -> dict:
+    """Read every chunk of every dataset of an archive (HDF5 checks each chunk's Fletcher-32 as
+    it reads) and its descriptive datasets against ``meta_sha256``. Returns ``{"patches",
+    "checksummed" (every chunk and the descriptive values carry a checksum), "unchecked" (the
+    datasets that do not), "problems" (one line each, naming the dataset and rows)}``; an
+    archive that cannot be opened is an InputError. ``progress(rows)`` is called as rows are read."""
+    problems, unchecked = [], []
+    with reading(path) as f:
+        n = f["name"].shape[0]
+        for key in (*ARRAYS, *META):
+            if key not in f:
+                continue
+            ds = f[key]
+            if not _checksummed(f, ds):
+                unchecked.append(key)
+            step = ds.chunks[0] if ds.chunks else 1024
+            for lo in range(0, n, step):
+                try:
+                    ds[lo:lo + step]
+                except (OSError, ValueError, RuntimeError) as e:
+                    rows = f"row {lo}" if min(n, lo + step) - lo == 1 else f"rows {lo}-{min(n, lo + step) - 1}"
+                    problems.append(f"dataset {key!r}, {rows}: cannot be read "
+                                    f"({str(e).splitlines()[0][:160]})")
+                if progress is not None and key == "data_super":
+                    progress(min(step, n - lo))
+        has_digest = f.attrs.get("meta_sha256") is not None
+        if not has_digest:
+            unchecked.append("meta_sha256")
+        try:
+            check_meta(f, path)
+        except InputError as e:
+            problems.append(e.problem)
+    return {"patches": n, "checksummed": not unchecked, "unchecked": unchecked, "problems": problems}

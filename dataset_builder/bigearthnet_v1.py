@@ -43,25 +43,54 @@ def is_archive_dir(path: Path) -> bool:
 
 
 def patch_folders(path: Path) -> list[Path]:
+    return scan(path)[0]
+
+
+def _looks_like_a_patch(folder: Path) -> str | None:
+    """What makes a folder look like a patch folder whatever its name (a label JSON, a band)."""
+    for pattern in ("*_labels_metadata.json", "*_B02.tif"):
+        hit = next(folder.glob(pattern), None)
+        if hit is not None:
+            return hit.name
+    return None
+
+
+def scan(path: Path) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+    """What a v1 archive folder holds: (patch folders, {name: error} for folders that hold a
+    patch's files under a name that is not BigEarthNet's, {path: why} for every other entry).
+    Nothing the builder sees is passed over without a trace: the first are built, the second
+    fail as inputs, the third are listed in the manifest as ignored."""
+    path = Path(path)
     if any(path.glob("*_labels_metadata.json")):
-        return [path]
-    return sorted(p for p in path.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
+        return [path], {}, {}
+    folders, failed, ignored = [], {}, {}
+    for p in sorted(path.iterdir()):
+        if p.is_dir() and _NAME_RE.match(p.name):
+            folders.append(p)
+        elif p.is_dir() and (hit := _looks_like_a_patch(p)) is not None:
+            failed[p.name] = (f"{p}: holds a patch's files ({hit}), but its name is not a BigEarthNet patch name "
+                              f"(<S2A|S2B>_MSIL2A_<date>T<time>_<x>_<y>): not built")
+        else:
+            ignored[str(p)] = ("a folder without patch files, not a BigEarthNet patch folder" if p.is_dir()
+                               else "a file beside the patch folders, not one of them")
+    return folders, failed, ignored
 
 
-def group_by_tile_source(path: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Patch folders grouped by their ``tile_source`` product (the unit Algorithm 1 deals), and
-    the patches whose label JSON cannot be read ({patch name: error}): those are recorded as
-    failed inputs and the others go on."""
+def group_by_tile_source(path: Path) -> tuple[dict[str, list[Path]], dict[str, str], dict[str, str]]:
+    """Patch folders grouped by their ``tile_source`` product (the unit Algorithm 1 deals); the
+    patches that cannot be used ({patch name: error}: a label JSON that cannot be read, a patch
+    folder misnamed), recorded as failed inputs while the others go on; and the entries that are
+    not patches ({path: why}, ``scan``)."""
     groups: dict[str, list[Path]] = defaultdict(list)
-    failed: dict[str, str] = {}
-    for folder in patch_folders(path):
+    folders, failed, ignored = scan(path)
+    for folder in folders:
         try:
             meta = read_label_json(folder / f"{folder.name}_labels_metadata.json")
         except InputError as e:
             failed[folder.name] = str(e)
             continue
         groups[str(meta["tile_source"]).removesuffix(".SAFE")].append(folder)
-    return dict(groups), failed
+    return dict(groups), failed, ignored
 
 
 def list_files(lists_dir) -> list[Path]:
@@ -268,18 +297,18 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                     "v1_name": p["name"], "s1_name": ""}
             yield arrays, meta
 
-    n, stats = write_part(part_path, cfg.compression, patches())
+    n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
     return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}
 
 
-def write_part(part_path: Path, compression: str, patches, batch: int = 64) -> tuple[int, SplitStats]:
+def write_part(part_path: Path, compression: str, patches, batch: int = 64, checksums: bool = True) -> tuple[int, SplitStats]:
     """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
     on an error) with their per-split statistics; the BigEarthNet ingests' one writer. Patches go
     in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes (one per dataset)
     cost as much as the patch's other work. The patches are produced (read) under
     ``reading()``'s GDAL settings."""
     stats = SplitStats()
-    writer = archive.PartWriter(part_path, compression)
+    writer = archive.PartWriter(part_path, compression, checksums=checksums)
     queue: list = []
 
     def flush() -> None:

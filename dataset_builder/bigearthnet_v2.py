@@ -28,7 +28,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import PATCH_M, PATCH_PX
+from bigearth.record import BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from .bigearthnet_v1 import read_bands
 from .geotiff import read_raster
@@ -48,24 +48,49 @@ def is_v2_root(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / S2_DIR).is_dir()
 
 
-def read_metadata(root: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """(kept rows, screened rows) by patch id, from the two parquet files."""
+def read_metadata(root: Path) -> tuple[dict[str, dict], dict[str, dict], dict[str, str]]:
+    """(kept rows, screened rows, ambiguous patches) by patch id, from the two parquet files. A
+    patch listed more than once (twice in one table, or in both) is ambiguous, with the reason:
+    which row holds would decide its split and labels, so none does."""
     root = Path(root)
     path = root / METADATA
     if not path.exists():
         raise InputError(path, f"not found (a BigEarthNet v2 folder holds {S2_DIR}/ and {METADATA})")
     st = path.stat()
-    kept = _read_table(str(path), st.st_size, st.st_mtime_ns)
-    screened = {}
+    kept, dups = _read_table(str(path), st.st_size, st.st_mtime_ns)
+    screened, sdups = {}, {}
     spath = root / SCREENED
     if spath.exists():
         s2 = spath.stat()
-        screened = _read_table(str(spath), s2.st_size, s2.st_mtime_ns)
-    return kept, screened
+        screened, sdups = _read_table(str(spath), s2.st_size, s2.st_mtime_ns)
+    ambiguous = {pid: f"{path}: {why}" for pid, why in dups.items()}
+    ambiguous.update({pid: f"{spath}: {why}" for pid, why in sdups.items()})
+    for pid in sorted(set(kept) & set(screened)):
+        ambiguous.setdefault(pid, f"{path}: patch {pid} is listed here and in {SCREENED} (kept and screened out at once)")
+    kept = {k: v for k, v in kept.items() if k not in ambiguous}
+    screened = {k: v for k, v in screened.items() if k not in ambiguous}
+    return kept, screened, ambiguous
+
+
+# the parquet columns this reader uses and the Arrow types it reads them as
+_TYPES = {"patch_id": "string", "labels": "list of strings", "split": "string", "s1_name": "string",
+          "s2v1_name": "string", "contains_seasonal_snow": "boolean"}
+
+
+def _type_ok(name: str, t) -> bool:
+    import pyarrow as pa
+    text = lambda x: pa.types.is_string(x) or pa.types.is_large_string(x)  # noqa: E731
+    if name == "labels":
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and text(t.value_type)
+    if name == "contains_seasonal_snow":
+        return pa.types.is_boolean(t)
+    return text(t) or pa.types.is_null(t)
 
 
 @lru_cache(maxsize=4)
-def _read_table(path_str: str, size: int, mtime_ns: int) -> dict[str, dict]:
+def _read_table(path_str: str, size: int, mtime_ns: int) -> tuple[dict[str, dict], dict[str, str]]:
+    """(rows by patch id, {patch id listed more than once: why}); every column this reader uses
+    checked for its type, so that a ``labels`` column of strings is named, not read letter by letter."""
     import pyarrow.parquet as pq
     path = Path(path_str)
     try:
@@ -75,32 +100,54 @@ def _read_table(path_str: str, size: int, mtime_ns: int) -> dict[str, dict]:
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise InputError(path, f"has no column(s) {', '.join(missing)} (found {', '.join(table.column_names)})")
+    for name, want in _TYPES.items():
+        if name in table.column_names and not _type_ok(name, table.schema.field(name).type):
+            raise InputError(path, f"column {name!r} is of type {table.schema.field(name).type}, expected {want}")
     cols = {c: table.column(c).to_pylist() for c in table.column_names}
-    rows = {}
+    rows, where = {}, {}
     for i, pid in enumerate(cols["patch_id"]):
-        rows[str(pid)] = {c: cols[c][i] for c in cols}
-    return rows
+        if pid is None:
+            raise InputError(path, f"row {i}: patch_id is empty")
+        rows[pid] = {c: cols[c][i] for c in cols}
+        where.setdefault(pid, []).append(i)
+    dups = {}
+    for pid, idx in where.items():
+        if len(idx) > 1:
+            splits = sorted({str(cols["split"][i]) for i in idx}) if "split" in cols else []
+            dups[pid] = (f"patch {pid} is listed {len(idx)} times (rows {', '.join(map(str, idx))}"
+                         + (f"; splits {', '.join(splits)}" if splits else "") + "): which row holds is ambiguous")
+    return rows, dups
 
 
-def group_by_product(root: Path) -> tuple[dict[str, list[Path]], dict[str, str], dict[str, dict]]:
+READ_AT_ROOT = (S2_DIR, MAPS_DIR, METADATA, SCREENED)
+
+
+def group_by_product(root: Path) -> tuple[dict[str, list[Path]], dict[str, str], dict[str, dict], dict[str, str]]:
     """Patch folders grouped by product (the unit Algorithm 1 deals); the patches that cannot be
-    used ({patch id: error}: on disk but in neither parquet, or listed but missing on disk); and
-    per product the screened patches by reason (``snow_list``, ``cloud_list``)."""
+    used ({patch id: error}: on disk but in neither parquet, listed but missing on disk, listed
+    twice); per product the screened patches by reason (``snow_list``, ``cloud_list``); and
+    every other entry the builder sees and does not use ({path: why}), for the manifest."""
     root = Path(root)
-    kept, screened = read_metadata(root)
+    kept, screened, ambiguous = read_metadata(root)
     groups: dict[str, list[Path]] = defaultdict(list)
-    failed: dict[str, str] = {}
+    failed: dict[str, str] = dict(ambiguous)
     drops: dict[str, dict] = defaultdict(lambda: {"snow_list": 0, "cloud_list": 0})
+    ignored = {str(p): f"not read: a BigEarthNet v2 folder is read through {', '.join(READ_AT_ROOT)}"
+               for p in sorted(root.iterdir()) if p.name not in READ_AT_ROOT}
     seen = set()
     with os.scandir(root / S2_DIR) as products:
         for prod in sorted(products, key=lambda e: e.name):
             if not prod.is_dir():
+                ignored[prod.path] = f"a file in {S2_DIR}/, which holds one folder per product"
                 continue
             with os.scandir(prod.path) as patches:
                 for e in sorted(patches, key=lambda e: e.name):
                     if not e.is_dir():
+                        ignored[e.path] = "a file in a product folder, which holds one folder per patch"
                         continue
                     seen.add(e.name)
+                    if e.name in ambiguous:
+                        continue
                     if e.name in kept:
                         groups[prod.name].append(Path(e.path))
                     elif e.name in screened:
@@ -112,7 +159,7 @@ def group_by_product(root: Path) -> tuple[dict[str, list[Path]], dict[str, str],
         m = _PATCH_RE.match(pid)
         where = root / S2_DIR / (m["product"] if m else "?") / pid
         failed[pid] = f"{root / METADATA}: lists patch {pid}, but {where} is missing"
-    return dict(groups), failed, {k: dict(v) for k, v in drops.items()}
+    return dict(groups), failed, {k: dict(v) for k, v in drops.items()}, ignored
 
 
 def labels_19(row: dict, source) -> np.ndarray:
@@ -155,7 +202,6 @@ def read_patch(folder: Path, row: dict, root: Path, min_share: float = 0.0) -> d
     if not m:
         raise InputError(folder, "folder name is not a BigEarthNet v2 patch id (<product>_<x>_<y>)")
     bands, crs, transforms = read_bands(folder, pid)
-    transform = transforms["B02"]
     ref_map = root / MAPS_DIR / m["product"] / pid / f"{pid}_reference_map.tif"
     c43 = labels_43(ref_map, min_share)
     c19 = labels_19(row, root / METADATA)
@@ -164,17 +210,33 @@ def read_patch(folder: Path, row: dict, root: Path, min_share: float = 0.0) -> d
         raise InputError(root / METADATA, f"patch {pid}: split {row.get('split')!r} is not one of {sorted(SPLIT_VALUES)}")
     pm = _PRODUCT_RE.match(m["product"])
     d = pm["dt"]
-    ulx, uly = transform.c, transform.f
-    # v1's grid: x = (ulx - tile ulx) / 1200, y = (tile uly - uly) / 1200
-    if pm["tile"] in REAL_TILES and (ulx - int(m["x"]) * PATCH_M, uly + int(m["y"]) * PATCH_M) != REAL_TILES[pm["tile"]][1:]:
-        raise InputError(folder / f"{pid}_B02.tif", f"corner ({ulx:g}, {uly:g}) is not patch ({m['x']}, {m['y']}) of "
-                                                    f"tile {pm['tile']}'s grid (corner {REAL_TILES[pm['tile']][1:]})")
+    ulx, uly = check_grid(folder, pid, pm["tile"], int(m["x"]), int(m["y"]), transforms)
     return {"name": pid, "product": m["product"], "tile": pm["tile"], "x": int(m["x"]), "y": int(m["y"]),
             "date": f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}",
             "crs": f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else str(crs), "split": split,
             "bounds": [float(ulx), float(uly), float(ulx + PATCH_M), float(uly - PATCH_M)],
             "bands": bands, "classes": c43, "classes_19": c19,
             "v1_name": str(row.get("s2v1_name") or ""), "s1_name": str(row.get("s1_name") or "")}
+
+
+def check_grid(folder: Path, pid: str, tile: str, x: int, y: int, transforms: dict) -> tuple[float, float]:
+    """The patch's corner, with every band on its grid there, as v1 checks against its label
+    JSON: on a tile whose grid is known (v1's grid: x = (ulx - tile ulx) / 1200, y = (tile uly -
+    uly) / 1200) the corner is patch (x, y)'s; elsewhere B02's corner, which the other bands must
+    share. A band shifted by any amount is an InputError naming its file."""
+    t = transforms["B02"]
+    if tile in REAL_TILES:
+        tx, ty = REAL_TILES[tile][1:]
+        ulx, uly, whence = tx + x * PATCH_M, ty - y * PATCH_M, f"patch ({x}, {y}) of tile {tile}'s grid"
+    else:
+        ulx, uly, whence = t.c, t.f, f"B02's corner ({t.c:g}, {t.f:g})"
+    for band, t in transforms.items():
+        res = BAND_RESOLUTION[band]
+        expect = (float(res), 0.0, float(ulx), 0.0, -float(res), float(uly))
+        if any(abs(a - b) > 1e-6 for a, b in zip(tuple(t)[:6], expect)):
+            raise InputError(folder / f"{pid}_{band}.tif", f"geotransform {tuple(t)[:6]} is not the {res} m grid at "
+                                                           f"{whence}, corner ({ulx:g}, {uly:g})")
+    return ulx, uly
 
 
 def _xy(folder: Path) -> tuple[int, int]:
@@ -190,7 +252,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     from .bigearthnet_v1 import Neighbours, write_part
 
     root = Path(folders[0]).parents[2]
-    rows, _ = read_metadata(root)
+    rows = read_metadata(root)[0]
     share = cfg.min_label_share
     up = cfg.upsampler()
     context = Neighbours(folders, up, xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share))
@@ -220,6 +282,6 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
                                       "v1_name", "s1_name")}
             yield arrays, meta
 
-    n, stats = write_part(part_path, cfg.compression, patches())
+    n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
     return {"kept": n, "drops": dict(screened or {"snow_list": 0, "cloud_list": 0}), "stats": stats.to_json(),
             "failed_inputs": failed, "label_check": check}

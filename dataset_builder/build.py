@@ -33,7 +33,7 @@ MANIFEST_NAME = "manifest.json"
 
 
 def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float,
-           workers: dict | None = None) -> dict:
+           workers: dict | None = None, ignored: dict | None = None) -> dict:
     """Merge the parts in task order into the archive and write the manifest. The archive is
     merged under a temporary name; the old manifest is removed before the new archive takes its
     place and the new manifest is written after, so the folder never shows a manifest that does
@@ -57,7 +57,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         elif parts and sum(by_id[i]["kept"] for i in ok):
             merge_marker.unlink(missing_ok=True)
             with atomic_path(archive_path) as tmp:
-                n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge)
+                n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge, cfg.checksums)
                 manifest_path.unlink(missing_ok=True)
             archive_sha = sha256_file(archive_path)
             mark_done(merge_marker, archive_path, merge_fp, {"patches": n, "sha256": archive_sha}, sha256=archive_sha)
@@ -105,6 +105,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
                                                "seconds_total") if k in by_id[i]} for i in ok},
         "tiles_ok": len(ok),
         "tiles_failed": failed,
+        "inputs_ignored": dict(ignored or {}),  # seen and not used (not a patch), each with the reason
         "tracebacks": {r["task"]: r["traceback"] for r in results if r.get("traceback")},
         "dropped": drops,
         "dropped_total": sum(drops.values()),
@@ -134,7 +135,7 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
     rank0 = engine != "mpi" or _mpi_rank() == 0
     lock = folder_lock(cfg.out_dir, wait, "build") if rank0 else contextlib.nullcontext()
     with lock:
-        tasks, failed_inputs = plan_tasks(inputs, cfg)
+        tasks, failed_inputs, ignored = plan_tasks(inputs, cfg)
         cfg.label_sources()  # digested once here, carried to the workers
         if engine == "mpi":
             results = run_mpi(tasks, cfg)
@@ -145,7 +146,7 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
             n, why = choose_workers(tasks, workers)
             chosen = {"engine": "local", "workers": n, "why": why}
             results = run_local(tasks, cfg, n)
-        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen)
+        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen, ignored)
 
 
 def _mpi_rank() -> int:

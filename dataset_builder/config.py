@@ -11,7 +11,7 @@ from bigearth.files import content_digest
 
 from . import archive, screening, upsample
 
-PART_FORMAT = 3  # what a part holds (2: statistics per split; 3: v1_name, s1_name); older parts are rebuilt
+PART_FORMAT = 4  # what a part holds (2: statistics per split; 3: v1_name, s1_name; 4: Fletcher-32 chunks); older parts are rebuilt
 
 
 @dataclasses.dataclass
@@ -27,6 +27,7 @@ class BuildConfig:
     label_res: int = 20
     thresholds: dict = dataclasses.field(default_factory=lambda: dict(screening.DEFAULT_THRESHOLDS))
     compression: str = archive.DEFAULT_COMPRESSION
+    checksums: bool = True  # Fletcher-32 per chunk and meta_sha256 (archive.py); off only to measure their cost
     merge: str = "copy"
     split_fractions: tuple = (0.6, 0.2, 0.2)
     official_lists: str | None = None
@@ -63,7 +64,7 @@ class BuildConfig:
     def fingerprint(self) -> str:
         """What decides every part's content besides its own inputs (options, the method and its
         weights, the label sources' content, the version): see ``task_fingerprint``."""
-        keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "split_fractions",
+        keys = ("upsampling", "clc_values", "label_res", "thresholds", "compression", "checksums", "split_fractions",
                 "min_label_share")
         d = {k: getattr(self, k) for k in keys}
         d["super_resolution"] = self.super_resolution()

@@ -35,20 +35,22 @@ def choose_workers(tasks: list[Task], requested: int | None) -> tuple[int, str]:
     """(local worker processes, why). ``requested`` wins; else every core this process may use
     (its affinity: what taskset or the batch system gave it), but no more than the tasks, than
     the expected work pays for, or than the available memory holds."""
-    from bigearth.distinfo import available_memory, usable_cores
+    from bigearth.distinfo import available_memory, capped, usable_cores
 
     from .tasks import expected_bytes
 
-    if requested is not None:
-        return requested, "--workers"
     cores = usable_cores()
     limits = {f"{cores} usable cores": cores, f"{len(tasks)} tasks": max(1, len(tasks))}
-    work = sum(t.work for t in tasks)
-    limits[f"{work:.0f} s of expected work"] = max(1, int(work // MIN_WORK_PER_WORKER_S))
     mem = available_memory()
     if mem is not None and tasks:
         need = max(expected_bytes(t) for t in tasks)
         limits[f"{mem / 2 ** 30:.1f} GiB available for {need / 2 ** 30:.2f} GiB per task"] = max(1, int(0.8 * mem // need))
+    if requested is not None:  # a count past the cores, the tasks or the memory only forks idle or starved processes
+        n = capped("--workers", requested, limits)
+        return n, "--workers" if n == requested else f"--workers {requested} capped: bound by " + next(
+            k for k, v in limits.items() if v == n)
+    work = sum(t.work for t in tasks)
+    limits[f"{work:.0f} s of expected work"] = max(1, int(work // MIN_WORK_PER_WORKER_S))
     n = min(limits.values())
     return n, "bound by " + next(k for k, v in limits.items() if v == n)
 

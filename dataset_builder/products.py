@@ -95,7 +95,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
 
     drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
     stats = SplitStats()  # one split per product: the tile's
-    writer = archive.PartWriter(part_path, cfg.compression)
+    writer = archive.PartWriter(part_path, cfg.compression, checksums=cfg.checksums)
     # rows are cut on a few threads (numpy and torch release the GIL) and written in order
     threads = max(1, min(4, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(threads)

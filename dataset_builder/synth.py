@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from rasterio.transform import Affine
 from scipy.spatial import cKDTree
 
-from bigearth.files import atomic_path
+from bigearth.files import atomic_path, output_folder
 from bigearth.nomenclature import CLC_CODES
+from bigearth.options import S2_TILE_M
 from bigearth.record import BANDS_SUPER, PATCH_M
 
 from .safe import BAND_IDS, NATIVE
@@ -364,9 +365,10 @@ def write_product(cfg: SynthConfig, out_dir) -> Path:
     """Write one synthetic L2A product (atomically) plus its CORINE raster; returns the .SAFE path."""
     if cfg.tile not in REAL_TILES:
         raise ValueError(f"unknown tile {cfg.tile!r}; known: {', '.join(REAL_TILES)}")
+    if not 0 < cfg.tile_size_m <= S2_TILE_M:  # the command line refuses it where parsed; this guards the API
+        raise ValueError(f"tile_size_m {cfg.tile_size_m}: a product is at most a Sentinel-2 tile, {S2_TILE_M} m")
     epsg, ulx, uly = REAL_TILES[cfg.tile]
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     name = product_name(cfg)
     final = out_dir / f"{name}.SAFE"
     if final.exists():
@@ -441,6 +443,7 @@ DEFAULT_SCENES = (
 
 def write_default_set(out_dir, n_products: int = 4, tile_size_m: int = 12_000, seed: int = 0, **kw) -> list[Path]:
     """The embedded default: a few products on real tiles, mixing old and new processing baselines."""
+    output_folder(out_dir)  # before the first product is generated
     paths = []
     for i in range(n_products):
         tile, date, mission, baseline = DEFAULT_SCENES[i % len(DEFAULT_SCENES)]

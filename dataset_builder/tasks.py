@@ -64,22 +64,26 @@ def expected_bytes(task: "Task") -> int:
     return PATCH_TASK_BYTES
 
 
-def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
+def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict, dict]:
     """Open every input's metadata. An input that cannot be opened (or, in the BigEarthNet
     archive, a patch whose label JSON cannot be read) is returned as a failure, keyed by the
-    input's name; the others are planned."""
-    tasks, failed = [], {}
+    input's name; the others are planned. Returns (tasks, failures, ignored): the last, what a
+    BigEarthNet folder holds besides patches ({path: why}), for the manifest."""
+    tasks, failed, ignored = [], {}, {}
     for inp in inputs:
         inp = Path(inp)
         key = inp.name.removesuffix(".zip").removesuffix(".SAFE")
         try:
             v2 = bigearthnet_v2.is_v2_root(inp)
             if v2 or bigearthnet_v1.is_archive_dir(inp):
-                groups, bad, screened = (bigearthnet_v2.group_by_product(inp) if v2
-                                         else (*bigearthnet_v1.group_by_tile_source(inp), {}))
+                if v2:
+                    groups, bad, screened, skipped = bigearthnet_v2.group_by_product(inp)
+                else:
+                    (groups, bad, skipped), screened = bigearthnet_v1.group_by_tile_source(inp), {}
                 if bad and cfg.strict:
                     raise InputError(next(iter(bad)), next(iter(bad.values())))
                 failed.update(bad)
+                ignored.update(skipped)
                 tasks.extend(Task(tid, "bigearthnet_v2" if v2 else "bigearthnet", folders, len(folders),
                                   expected_work("bigearthnet", folders, len(folders), cfg.upsampling),
                                   screened.get(tid))
@@ -96,7 +100,7 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict]:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise InputError(dup[0], f"the same product is given twice ({', '.join(dup)}): give each input once")
-    return sorted(tasks, key=lambda t: t.id), failed
+    return sorted(tasks, key=lambda t: t.id), failed, ignored
 
 
 def task_inputs(task: Task, cfg: BuildConfig, read: dict | None = None) -> dict:

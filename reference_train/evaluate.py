@@ -19,7 +19,7 @@ import csv
 import json
 from pathlib import Path
 
-from bigearth.files import atomic_path, sha256_file, write_text
+from bigearth.files import atomic_path, output_folder, sha256_file, write_text
 from bigearth.options import fraction, nonneg_int, positive_int
 from reference_train.metrics import score
 
@@ -63,7 +63,7 @@ def tables_text(reports: dict, key: str = "43", baseline: tuple[dict, str] | Non
 def write_reports(out: Path, reports: dict) -> None:
     """CSV + Markdown per nomenclature, one JSON (everything in ``reports``, the run's details
     included), per-class F1 bar charts; each written atomically, each once."""
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     for key, rep in ((k, v) for k, v in reports.items() if k in NOMENCLATURES):
         with atomic_path(out / f"per_class_{key}.csv") as tmp, open(tmp, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=["class", "precision", "recall", "f1", "support", "ap"])
@@ -126,6 +126,7 @@ def main(args) -> int:
     from reference_train.predict import predict
 
     from bigearth.distinfo import size_to_node
+    output_folder(args.out)  # before the checkpoint is scored
     _, args.workers, _, _ = size_to_node(workers=args.workers, local_size=1)  # one process: the whole node
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     state = read_checkpoint(Path(args.checkpoint))
@@ -145,8 +146,7 @@ def main(args) -> int:
     reports["checkpoint"] = {"path": str(args.checkpoint), "epoch": state["epoch"], "split": args.split,
                              "sha256": sha256_file(args.checkpoint),
                              "data_sha256": sha256_file(Path(args.data) / shards.INDEX_NAME)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     write_predictions(out / PREDICTIONS, names, probs, targets, args.threshold)
     write_reports(out, reports)
     if not args.quiet:

@@ -29,8 +29,8 @@ from torch import nn
 import shards
 from bigearth import distinfo
 from bigearth.errors import InputError, run_command
-from bigearth.files import atomic_path, write_text
-from bigearth.options import float_in, int_list, nonneg_int, positive_float, positive_int
+from bigearth.files import atomic_path, output_folder, write_text
+from bigearth.options import blocks_per_stage, float_in, int_list, nonneg_int, positive_float, positive_int
 from bigearth.record import ARRAYS, RGB
 from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, save_checkpoint
 from reference_train.distributed import make_engine
@@ -71,7 +71,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--arch", default="resnet50", choices=tuple(ARCHS),
                    help="torchvision's ResNets (v1.5: a block downsamples in its 3x3 convolution); resnet50_v1 is the "
                         "paper's Keras ResNet-50 (v1: the stride in the block's first 1x1 convolution)")
-    g.add_argument("--layers", default=None, help="blocks per stage, e.g. 1,1,1,1 (a shallower net for CPU tests)")
+    g.add_argument("--layers", type=blocks_per_stage, default=None,
+                   help="blocks per stage, e.g. 1,1,1,1 (a shallower net for CPU tests)")
     g.add_argument("--dropout", type=float_in(0.0, 1.0, hi_open=True), default=0.5, help="dropout before the last dense layer")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=positive_int, default=100)
@@ -224,6 +225,16 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
             "seconds": seconds, "steps": n_steps}
 
 
+def check_weights(model: nn.Module, epoch: int, lr: float) -> None:
+    """A NonFiniteLoss when an update made a weight NaN or Inf (the same verdict on every rank:
+    their weights are equal after each reduced step); the checkpoint of the epoch before is kept."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteLoss(f"the weights became non-finite in epoch {epoch} ({len(bad)} tensor(s), first {bad[0]}; "
+                            f"lr {lr:.4g}): training diverged; the last good checkpoint is kept. Lower --base-lr or "
+                            f"--lr, or lengthen --warmup-epochs")
+
+
 NAME_BYTES = 96  # patch names travel between ranks as fixed-width byte rows
 
 
@@ -245,6 +256,9 @@ def validate(model, args, engine, normalizer) -> dict:
         names = [bytes(c).rstrip(b"\0").decode() for c in engine.gather(torch.from_numpy(codes)).numpy()]
     keep = np.sort(np.unique(np.asarray(names, dtype=object), return_index=True)[1])  # drop the padding's repeats
     probs, targets = probs[keep], targets[keep]
+    if not np.isfinite(probs).all():  # gathered: the same verdict on every rank
+        raise NonFiniteLoss(f"the predictions on the {args.val_split!r} split are NaN or Inf: training diverged; the "
+                            f"last good checkpoint is kept. Lower --base-lr or --lr, or lengthen --warmup-epochs")
     if not len(probs):
         return {}
     eps = 1e-7
@@ -312,11 +326,10 @@ def main(args) -> int:
     n_train = sum(e["samples"] for e in shard_entries(index, base, args.train_split))
     if n_train == 0 and not args.synthetic_data:
         raise InputError(base / shards.INDEX_NAME, f"the {args.train_split!r} split holds no sample")
+    out = output_folder(args.output_dir)  # before any process group starts or any step is taken
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     local_size, cores = size_to_node(args)  # before the engine: Horovod and Gloo start their threads then
     engine = make_engine(args.engine, device, args.timeout)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if engine.rank == 0 and args.val_split and args.val_split not in index["splits"]:
         print(f"note: --val-split {args.val_split!r} is not in {args.data} (it holds {', '.join(index['splits'])}): "
               f"no validation", flush=True)
@@ -369,6 +382,7 @@ def main(args) -> int:
             if hasattr(loader, "dataset"):
                 loader.dataset.set_epoch(epoch)
             row = train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch, steps, peak, milestones)
+            check_weights(raw, epoch, row["lr"])  # the last step's update may diverge after its loss was checked
             if args.val_split and args.val_split in index["splits"]:
                 row.update(validate(raw, args, engine, normalizer))  # every rank takes part
             if engine.rank == 0:

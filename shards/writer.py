@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -180,7 +181,12 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
                manifest_path: Path, progress: bool) -> dict:
     with archive.reading(archive_path) as f:
         names = archive.read_dataset(f, "name", slice(None), archive_path).astype(str)
+        # the archive checks itself: its descriptive values here, every chunk's Fletcher-32 as it is read
+        checksummed = archive.check_meta(f, archive_path)
     source_sha, stats = _source(archive_path, manifest_path)
+    if not checksummed and not manifest_path.exists():
+        print(f"note: {archive_path}: carries no checksums (built before archives did) and has no manifest.json "
+              f"beside it: damage that still decodes cannot be detected", file=sys.stderr, flush=True)
     plans = plan(archive_path, shard_bytes, seed, splits)
     # the folder is being rewritten: until the new index is in place it claims no complete set
     (out_dir / INDEX_NAME).unlink(missing_ok=True)
@@ -189,6 +195,9 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     entries = {p.file: e for p in plans if (e := _done(out_dir, p, fps[p.file])) is not None}
     todo = [p for p in plans if p.file not in entries]
     bar = tqdm(total=len(plans), initial=len(entries), unit="shard", desc="shards", disable=not progress)
+    from bigearth.distinfo import capped, usable_cores
+    workers = capped("--shard-workers", workers, {f"{usable_cores()} usable cores": usable_cores(),
+                                                  f"{len(todo)} shards to write": len(todo)})
     if workers <= 1:
         for p in todo:
             entries[p.file] = _write_task(str(archive_path), p, str(out_dir), fps[p.file])

@@ -23,7 +23,8 @@ def test_part_filters_are_read_through_the_public_api(tmp_path, built):
     parts = sorted((built[0] / "parts").glob("*.h5"))
     with h5py.File(parts[0], "r") as f:
         got = archive.filters(f["data_super"])
-    assert got == [(32001, (2, 2, 2, 345600, 5, 1, 1))]  # Blosc, lz4 (code 1), level 5, byte shuffle
+    # Blosc, lz4 (code 1), level 5, byte shuffle; then HDF5's Fletcher-32 checksum
+    assert got == [(32001, (2, 2, 2, 345600, 5, 1, 1)), (3, ())]
 
 
 def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
@@ -43,3 +44,84 @@ def test_threaded_chunks_decode_with_the_standard_hdf5_filters(tmp_path):
                 np.testing.assert_array_equal(f[k][:], v, err_msg=f"{comp} {k}")
             if comp == "gzip":
                 assert f["data_super"].compression == "gzip" and f["data_super"].shuffle
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 719, 720, 721, 7201, 345_601])
+@pytest.mark.parametrize("fill", ["random", "zeros", "ones"])
+def test_fletcher32_is_the_one_hdf5_computes(tmp_path, size, fill):
+    """The checksum our threads append equals the one HDF5's own filter stores for the same bytes
+    (uint8 chunks, so the filtered bytes are the data), including odd lengths and all-0xFF data,
+    where the 16-bit folds do not fully reduce."""
+    import struct
+    rng = np.random.default_rng(size)
+    data = {"random": rng.integers(0, 256, size), "zeros": np.zeros(size), "ones": np.full(size, 255)}[fill]
+    data = data.astype(np.uint8)
+    if size == 0:
+        assert archive.fletcher32(b"") == 0
+        return
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        ds = f.create_dataset("x", data=data[None], chunks=(1, size), fletcher32=True)
+        raw = ds.id.read_direct_chunk((0, 0))[1]
+    assert raw[:-4] == data.tobytes()
+    assert archive.fletcher32(data.tobytes()) == struct.unpack("<I", raw[-4:])[0]
+
+
+def _flip(path, offset):
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0x01]))
+
+
+@pytest.mark.parametrize("compression", ["blosc-lz4", "gzip", "none"])
+def test_a_changed_byte_in_a_chunk_is_a_read_error_naming_the_row(tmp_path, built, compression):
+    """One bit flipped in the middle of a patch's chunk: without the checksum most such flips
+    decode to other pixels; with it HDF5 refuses the chunk, and verify names dataset and row."""
+    parts = sorted((built[0] / "parts").glob("*.h5"))
+    recs = list(archive.iter_records(parts[0]))[:4]
+    w = archive.PartWriter(tmp_path / "a.h5", compression, threads=2)
+    w.append(RecordBatch.of(recs))
+    w.close()
+    assert archive.verify(tmp_path / "a.h5")["problems"] == []
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        info = f["data_20m"].id.get_chunk_info(2)
+    _flip(tmp_path / "a.h5", info.byte_offset + info.size // 2)
+    report = archive.verify(tmp_path / "a.h5")
+    assert report["problems"] and all("'data_20m', row 2: cannot be read" in p for p in report["problems"]), report
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        f["data_20m"][3]  # the other rows still read
+        with pytest.raises(OSError):
+            f["data_20m"][2]
+
+
+def test_a_changed_name_is_caught_by_meta_sha256(tmp_path, built):
+    """The strings of the descriptive datasets sit in HDF5's global heap, which carries no
+    checksum: a patch name changed in the file's bytes is caught by meta_sha256 alone."""
+    from dataset_builder.build import ARCHIVE_NAME
+    path = tmp_path / ARCHIVE_NAME
+    path.write_bytes((built[0] / ARCHIVE_NAME).read_bytes())
+    assert archive.verify(path) == {"patches": archive.verify(path)["patches"], "checksummed": True,
+                                    "unchecked": [], "problems": []}
+    with h5py.File(path, "r") as f:
+        name = f["name"].asstr()[1]
+    data = path.read_bytes()
+    at = data.find(name.encode())
+    assert at > 0 and data.count(name.encode()) == 1
+    _flip(path, at + len(name) - 1)  # the last digit of y: another valid-looking name
+    with h5py.File(path, "r") as f:
+        assert f["name"].asstr()[1] != name  # HDF5 reads the changed name without complaint
+    report = archive.verify(path)
+    assert len(report["problems"]) == 1 and "differ from the meta_sha256" in report["problems"][0]
+
+
+def test_an_archive_without_checksums_says_so(tmp_path, built):
+    parts = sorted((built[0] / "parts").glob("*.h5"))
+    recs = list(archive.iter_records(parts[0]))[:3]
+    w = archive.PartWriter(tmp_path / "p.h5", checksums=False)
+    w.append(RecordBatch.of(recs))
+    w.close()
+    archive.merge([tmp_path / "p.h5"], tmp_path / "a.h5", {}, archive.DEFAULT_COMPRESSION, checksums=False)
+    report = archive.verify(tmp_path / "a.h5")
+    assert not report["checksummed"] and report["problems"] == []
+    assert set(report["unchecked"]) >= {"data_super", "classes", "name", "meta_sha256"}

@@ -79,7 +79,9 @@ def _rewrite_parquet(path, change):
 
 
 @pytest.mark.parametrize("fault", ["parquet missing", "listed but not on disk", "on disk but not listed",
-                                   "unknown label", "code outside CLC", "band of the wrong size", "split val"])
+                                   "unknown label", "code outside CLC", "band of the wrong size", "split val",
+                                   "band shifted 1200 m", "listed twice", "listed twice, same row",
+                                   "kept and screened", "labels as strings", "patch_id as numbers"])
 def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
     root, made = v2
     victim = sorted(made)[0]
@@ -116,6 +118,36 @@ def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
         _rewrite_parquet(root / "metadata.parquet", lambda rows: [
             {**r, "split": "val"} if r["patch_id"] == victim else r for r in rows])
         names = ["metadata.parquet", victim, "'val'"]
+    elif fault == "band shifted 1200 m":  # v1 refuses the same file; B02, the corner's band, is left alone
+        path = root / "BigEarthNet-S2" / product / victim / f"{victim}_B11.tif"
+        with rasterio.open(path, "r+") as ds:
+            t = ds.transform
+            ds.transform = rasterio.Affine(t.a, t.b, t.c + 1200, t.d, t.e, t.f)
+        names = [f"{victim}_B11.tif", "is not the 20 m grid"]
+    elif fault == "listed twice":  # the later row would win: a validation patch moved to test, silently
+        def twice(rows):
+            row = next(r for r in rows if r["patch_id"] == victim)
+            other = "test" if row["split"] != "test" else "validation"
+            return rows + [{**row, "split": other}]
+        _rewrite_parquet(root / "metadata.parquet", twice)
+        names = ["metadata.parquet", victim, "listed 2 times", "which row holds is ambiguous"]
+    elif fault == "listed twice, same row":
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: rows + [r for r in rows if r["patch_id"] == victim])
+        names = ["metadata.parquet", victim, "listed 2 times"]
+    elif fault == "kept and screened":
+        row = next(r for r in pq.read_table(root / "metadata.parquet").to_pylist() if r["patch_id"] == victim)
+        _rewrite_parquet(root / "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
+                         lambda rows: rows + [{**{k: rows[0][k] for k in rows[0]}, **{k: row[k] for k in row if k in rows[0]}}])
+        names = ["metadata.parquet", victim, "kept and screened out at once"]
+    elif fault in ("labels as strings", "patch_id as numbers"):  # a column of another type: named, not misread
+        table = pq.read_table(root / "metadata.parquet")
+        col = "labels" if fault == "labels as strings" else "patch_id"
+        values = ([";".join(v) for v in table.column(col).to_pylist()] if col == "labels"
+                  else list(range(table.num_rows)))
+        table = table.set_column(table.column_names.index(col), col, pa.array(values))
+        pq.write_table(table, root / "metadata.parquet")
+        names = ["metadata.parquet", f"column '{col}' is of type {'string' if col == 'labels' else 'int64'}, expected"]
+        expect = 0
     m = _build(root, tmp_path / "o")
     errors = " | ".join(m["tiles_failed"].values())
     for n in names:

@@ -21,9 +21,20 @@ def node(monkeypatch):
     return set_node
 
 
-def test_asked_for_wins(node):
+def test_asked_for_wins_within_what_the_machine_and_the_input_use(node, capsys):
     node(64, 1 << 40)
-    assert choose_workers(_tasks(3, 1.0), 5) == (5, "--workers")
+    assert choose_workers(_tasks(8, 1.0), 5) == (5, "--workers")
+    assert capsys.readouterr().err == ""
+    # --workers 100000 forked hundreds of processes: capped at the tasks, the cores, the memory, and said
+    n, why = choose_workers(_tasks(8, 1.0), 100_000)
+    assert n == 8 and why == "--workers 100000 capped: bound by 8 tasks"
+    assert "note: --workers 100000 capped at 8 (bound by 8 tasks)" in capsys.readouterr().err
+    node(4, 1 << 40)
+    assert choose_workers(_tasks(40, 1.0), 100_000) == (4, "--workers 100000 capped: bound by 4 usable cores")
+    per_task = 1.5 * (10980 ** 2 * 2 * (4 + 6 / 4 + 2 / 36) + 5490 ** 2)
+    node(64, int(2 * per_task / 0.8) + 1)
+    n, why = choose_workers(_tasks(40, 1.0, "product"), 16)
+    assert n == 2 and "GiB available" in why
 
 
 def test_every_core_when_the_work_pays(node):

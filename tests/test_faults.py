@@ -86,6 +86,7 @@ class Ctx:
     built: Path  # the session's reference build (read only)
     fields: dict = dataclasses.field(default_factory=dict)
     expect: dict = dataclasses.field(default_factory=dict)  # what a check compares with
+    cleanups: list = dataclasses.field(default_factory=list)  # run after the case (an unmount)
 
     @property
     def out(self) -> Path:
@@ -93,6 +94,7 @@ class Ctx:
 
     def fmt(self, template: str) -> list[str]:
         f = {"products": " ".join(map(str, self.products)), "clc": " ".join(f"--clc {c}" for c in self.clc),
+             "p0": str(self.products[0]),
              "out": str(self.out), "root": str(self.root), "archive": str(self.built / ARCHIVE_NAME), **self.fields}
         return shlex.split(template.format(**f))
 
@@ -482,6 +484,190 @@ def shards_without_split(ctx):
     ctx.fields["run"] = str(ctx.root / "run")
 
 
+# 9. issue 20, second round: weights, reBEN v1 folders, archives on their own, shard indexes, bounds,
+# one-line errors (reBEN v2's strictness is tabled in test_bigearthnet_v2.py, on its fixture)
+
+
+def _bundle(ctx, change=None, name="dsen2_bad.npz") -> Path:
+    """The shipped weights bundle, one entry changed by ``change(dict of arrays)``."""
+    from dataset_builder.sr.weights import DEFAULT
+    with np.load(DEFAULT, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if change is not None:
+        change(arrays)
+    path = ctx.root / name
+    np.savez(path, **arrays)
+    ctx.fields["weights"] = str(path)
+    return path
+
+
+def _first_tensor(arrays) -> str:
+    return next(k for k in sorted(arrays) if k != "meta" and arrays[k].ndim == 4)
+
+
+def weights_nan(ctx):
+    def change(a):
+        k = _first_tensor(a)
+        a[k] = a[k].copy()
+        a[k].flat[7] = np.nan
+    _bundle(ctx, change)
+
+
+def weights_wrong_shape(ctx):
+    def change(a):
+        k = _first_tensor(a)
+        a[k] = a[k][..., :-1]
+    _bundle(ctx, change)
+
+
+def weights_text(ctx):
+    path = ctx.root / "weights.npz"
+    path.write_text("these are not weights\n")
+    ctx.fields["weights"] = str(path)
+
+
+SR_TINY = "--nets 2 --blocks 1 --features 8 --steps-per-epoch 2 --batch2 4 --no-progress"
+
+
+def sr_checkpoint_nan(ctx):
+    """sr-train wrote a checkpoint; one of its network tensors is then NaN (same fingerprint)."""
+    run_dir = ctx.root / "srrun"
+    ctx.fields["srrun"] = str(run_dir)
+    assert run(ctx.fmt("sr-train {p0} --out {srrun} --epochs2 1 " + SR_TINY))[0] == 0
+    ck_path = run_dir / "checkpoint_2x.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    key = sorted(ck["net"])[0]
+    ck["net"][key] = ck["net"][key].clone().fill_(float("nan"))
+    torch.save(ck, ck_path)
+    ctx.fields["run"] = str(run_dir)
+    ctx.expect["sha"] = sha256_file(ck_path)
+    ctx.expect["checkpoint"] = ck_path
+
+
+def ben_misnamed_folder(ctx):
+    """A patch folder renamed so that its name no longer follows BigEarthNet's (its files keep it)."""
+    folders = _ben(ctx)
+    folders[1].rename(folders[1].with_name(folders[1].name + "_copy"))
+    ctx.expect.update(bad=folders[1].name)
+
+
+def ben_stray_entries(ctx):
+    """A README and a notes folder among the patch folders: not patches, not errors, but listed."""
+    _ben(ctx)
+    ben = Path(ctx.fields["ben"])
+    (ben / "README.txt").write_text("downloaded 2019")
+    (ben / "notes").mkdir()
+    ctx.expect["ignored"] = {str(ben / "README.txt"): "a file", str(ben / "notes"): "without patch files"}
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0x01]))
+
+
+def archive_bit_flipped_alone(ctx):
+    """One bit flipped in the middle of a patch's chunk, no manifest.json beside the archive."""
+    path = _archive_copy(ctx)
+    with h5py.File(path, "r") as f:
+        info = f["data_super"].id.get_chunk_info(3)
+    _flip_byte(path, info.byte_offset + info.size // 2)
+
+
+def archive_name_changed_alone(ctx):
+    """A patch name changed in the archive's bytes (HDF5's string heap carries no checksum)."""
+    path = _archive_copy(ctx)
+    with h5py.File(path, "r") as f:
+        name = f["name"].asstr()[2]
+    data = path.read_bytes()
+    _flip_byte(path, data.find(name.encode()) + len(name) - 1)
+
+
+def _edit_index(ctx, change) -> Path:
+    sdir = _shards(ctx)
+    ctx.fields["run"] = str(ctx.root / "run")
+    index = json.loads((sdir / "index.json").read_text())
+    change(index, sdir)
+    (sdir / "index.json").write_text(json.dumps(index))
+    return sdir
+
+
+def index_parent_path(ctx):
+    """A shard name that climbs out of the folder (the file is there, one level up)."""
+    def change(index, sdir):
+        e = index["splits"]["train"]["shards"][0]
+        shutil.copy(sdir / e["file"], ctx.root / e["file"])
+        e["file"] = "../" + e["file"]
+    _edit_index(ctx, change)
+
+
+def index_absolute_path(ctx):
+    def change(index, sdir):
+        e = index["splits"]["train"]["shards"][0]
+        e["file"] = str(sdir / e["file"])
+    _edit_index(ctx, change)
+
+
+def index_link_out(ctx):
+    """A listed shard replaced by a link to a copy outside the folder (same bytes, same sha256)."""
+    def change(index, sdir):
+        e = index["splits"]["train"]["shards"][0]
+        shutil.move(sdir / e["file"], ctx.root / "elsewhere.tar")
+        (sdir / e["file"]).symlink_to(ctx.root / "elsewhere.tar")
+    _edit_index(ctx, change)
+
+
+def index_shard_twice(ctx):
+    """One shard listed twice in its split, with the totals made to agree: only the repeat is wrong."""
+    def change(index, sdir):
+        d = index["splits"]["train"]
+        d["shards"].append(dict(d["shards"][0]))
+        d["samples"] += d["shards"][0]["samples"]
+        d["bytes"] += d["shards"][0]["bytes"]
+        index["samples"] += d["shards"][0]["samples"]
+    _edit_index(ctx, change)
+
+
+def index_split_total_wrong(ctx):
+    _edit_index(ctx, lambda index, sdir: index["splits"]["train"].update(samples=index["splits"]["train"]["samples"] + 5))
+
+
+def index_count_edited(ctx):
+    """A shard's sample count raised in the index, every total raised with it: only the tar disagrees."""
+    def change(index, sdir):
+        d = index["splits"]["train"]
+        d["shards"][0]["samples"] += 1
+        d["samples"] += 1
+        index["samples"] += 1
+    _edit_index(ctx, change)
+
+
+def out_read_only(ctx):
+    """--out is a folder on a read-only file system (a tmpfs mounted ro: root writes anywhere else)."""
+    ro = ctx.root / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0:
+        ro.chmod(0o555)
+        ctx.cleanups.append(lambda: ro.chmod(0o755))
+    elif subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("running as root where no read-only file system can be mounted")
+    else:
+        ctx.cleanups.append(lambda: subprocess.run(["umount", str(ro)], check=True))
+    ctx.fields["out"] = str(ro)
+    ctx.expect["empty"] = ro
+
+
+def out_is_a_file_with_shards(ctx):
+    _shards(ctx)
+    out_is_a_file(ctx)
+
+
+def not_an_archive(ctx):
+    (ctx.root / "plain.h5").write_text("a text file named like an archive")
+
+
 # --------------------------------------------------------------------------- what must survive
 
 
@@ -562,6 +748,38 @@ def checkpoint_kept(ctx):
 
 def nothing_to_check(ctx):
     pass
+
+
+def checkpoint_file_kept(ctx):
+    assert sha256_file(ctx.expect["checkpoint"]) == ctx.expect["sha"]
+
+
+def no_build_output(ctx):
+    assert not (ctx.out / ARCHIVE_NAME).exists() and not (ctx.out / "parts").exists()
+
+
+def ignored_listed(ctx):
+    m = _manifest(ctx)
+    assert m["patches"] == len(ctx.expect["names"]) and not m["tiles_failed"]
+    ignored = m["inputs_ignored"]
+    assert set(ignored) == set(ctx.expect["ignored"]), ignored
+    for path, why in ctx.expect["ignored"].items():
+        assert why in ignored[path], ignored
+
+
+def no_shards_claimed(ctx):
+    assert not (ctx.root / "s" / "index.json").exists()
+
+
+def workers_capped(ctx):
+    from bigearth.distinfo import usable_cores
+    m = _manifest(ctx)
+    assert m["workers"]["workers"] <= min(usable_cores(), len(ctx.products)) and "capped" in m["workers"]["why"]
+    assert m["patches"] > 0 and not m["tiles_failed"]
+
+
+def nothing_written(ctx):
+    assert list(Path(ctx.expect["empty"]).iterdir()) == []
 
 
 # --------------------------------------------------------------------------- the table
@@ -674,6 +892,56 @@ CASES = [
     Case(checkpoint_with_code, TRAIN + " --resume", 1, r"checkpoint\.pt: refused: .*could run code", checkpoint_kept),
     Case(checkpoint_with_code, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
          r"checkpoint\.pt: refused: .*could run code", checkpoint_kept),
+    # 9.1 weights are inputs like any other
+    Case(weights_nan, BUILD + " --sr-weights {weights}", 1, r"dsen2_bad\.npz: tensor \S+ has 1 non-finite value",
+         no_build_output),
+    Case(weights_nan, "sr-eval {p0} --sr-weights {weights} --no-figures", 1,
+         r"dsen2_bad\.npz: tensor \S+ has 1 non-finite value"),
+    Case(weights_wrong_shape, BUILD + " --sr-weights {weights}", 1, r"dsen2_bad\.npz: tensor \S+ has shape",
+         no_build_output),
+    Case(weights_text, BUILD + " --sr-weights {weights}", 1,
+         r"weights\.npz: not a DSen2 weights bundle: a bundle is an \.npz \(zip\) archive", no_build_output),
+    Case(sr_checkpoint_nan, "sr-train {p0} --out {srrun} --epochs2 2 --resume " + SR_TINY, 1,
+         r"checkpoint_2x\.pt: tensor net\.\S+ has \d+ non-finite value", checkpoint_file_kept),
+    # 9.3 nothing dropped without a trace
+    Case(ben_misnamed_folder, BEN, 1, r"_copy: holds a patch's files .*not a BigEarthNet patch name", others_built),
+    Case(ben_stray_entries, BEN, 0, "", ignored_listed),
+    # 9.4 an archive checks itself (no manifest beside it)
+    Case(archive_bit_flipped_alone, "shards {arch} --out {root}/s --no-progress", 1,
+         r"bigearth_sr\.h5: dataset 'data_super' cannot be read", no_shards_claimed),
+    Case(archive_bit_flipped_alone, "info {arch} --verify --no-progress", 1,
+         r"dataset 'data_super', row 3: cannot be read"),
+    Case(archive_name_changed_alone, "shards {arch} --out {root}/s --no-progress", 1,
+         r"bigearth_sr\.h5: the descriptive datasets .* differ from the meta_sha256", no_shards_claimed),
+    Case(archive_name_changed_alone, "info {arch} --verify --no-progress", 1, r"differ from the meta_sha256"),
+    # 9.5 shard indexes are data, not paths to follow
+    Case(index_parent_path, "verify-shards {shards}", 1, r"index\.json: shard file '\.\./\S+' is not a plain file name"),
+    Case(index_parent_path, "read-shards {shards} train", 1, r"shard file '\.\./\S+' is not a plain file name"),
+    Case(index_parent_path, TRAIN, 1, r"shard file '\.\./\S+' is not a plain file name"),
+    Case(index_absolute_path, "read-shards {shards} train", 1, r"shard file '/\S+' is not a plain file name"),
+    Case(index_link_out, "verify-shards {shards}", 1, r"is a link out of the index's folder"),
+    Case(index_link_out, "read-shards {shards} train", 1, r"is a link out of the index's folder"),
+    Case(index_shard_twice, "verify-shards {shards}", 1, r"the same shard name is listed 2 times \(train:\S+, train:"),
+    Case(index_split_total_wrong, "verify-shards {shards}", 1, r"split 'train' says \d+ samples, its shards add up to"),
+    Case(index_count_edited, "verify-shards {shards}", 1, r"holds \d+ samples, the index says \d+"),
+    # 9.6 bounds
+    Case(nothing, BUILD + " --workers 100000", 0, r"note: --workers 100000 capped at \d+ \(bound by", workers_capped),
+    Case(nothing, "synth --out {out} --tile-size-m 1200000000", 2, r"--tile-size-m: must be at most 109800 m"),
+    # 9.7 one-line errors everywhere
+    *[Case(out_is_a_file, cmd, 1, r"plain/out: cannot write the output folder \(\S+/plain is a file, not a folder\)",
+           out_untouched) for cmd in ("synth --out {out} --products 1", "sr-eval {p0} --out {out} --no-figures",
+                                      "sr-train {p0} --out {out} " + SR_TINY,
+                                      "evaluate --checkpoint x --data x --out {out}")],
+    Case(out_is_a_file_with_shards, "train --data {shards} --output-dir {out} --epochs 1 --device cpu", 1,
+         r"plain/out: cannot write the output folder", out_untouched),
+    *[Case(out_read_only, cmd, 1, r"ro: cannot write the output folder \((read-only file system|permission denied)\)",
+           nothing_written) for cmd in ("synth --out {out} --products 1", "sr-eval {p0} --out {out} --no-figures",
+                                        "sr-train {p0} --out {out} " + SR_TINY, BUILD,
+                                        "evaluate --checkpoint x --data x --out {out}")],
+    Case(not_an_archive, "info {root}/plain.h5", 1, r"plain\.h5: not a readable HDF5 archive"),
+    Case(nothing, "train --data x --output-dir {out} --layers 0,-1,x", 2, r"--layers: must be four positive integers"),
+    Case(shards_without_split, TRAIN + " --lr 1e8 --warmup-epochs 0", 3,
+         r"stopped: (the loss became|loss became|the weights became non-finite|the predictions .* are NaN)"),
 ]
 
 
@@ -693,22 +961,26 @@ def test_fault(case: Case, tmp_path, products, synth_dir, built):
         shutil.copy(c, tmp_path / c.name)
         clc.append(tmp_path / c.name)
     ctx = Ctx(tmp_path, copies, clc, built[0])
-    case.fault(ctx)
-    argv = ctx.fmt(case.command)
-    if case.limit:
-        rc, text = run_limited(argv, case.limit)
-    elif "lock" in ctx.expect:
-        with folder_lock(ctx.expect["lock"]):
+    try:
+        case.fault(ctx)
+        argv = ctx.fmt(case.command)
+        if case.limit:
+            rc, text = run_limited(argv, case.limit)
+        elif "lock" in ctx.expect:
+            with folder_lock(ctx.expect["lock"]):
+                rc, text = run(argv)
+        else:
             rc, text = run(argv)
-    else:
-        rc, text = run(argv)
-    manifest = ctx.out / MANIFEST_NAME
-    if argv[0] == "build" and manifest.exists():
-        text += json.dumps(json.loads(manifest.read_text())["tiles_failed"])
-    assert rc == case.rc, text[-3000:]
-    assert re.search(case.message, text), text[-3000:]
-    assert "Traceback" not in text, text[-3000:]
-    case.survives(ctx)
+        manifest = ctx.out / MANIFEST_NAME
+        if argv[0] == "build" and manifest.exists():
+            text += json.dumps(json.loads(manifest.read_text())["tiles_failed"])
+        assert rc == case.rc, text[-3000:]
+        assert re.search(case.message, text), text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        case.survives(ctx)
+    finally:
+        for undo in ctx.cleanups:
+            undo()
 
 
 @pytest.mark.parametrize("content,pattern", [

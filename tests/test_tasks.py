@@ -48,7 +48,7 @@ def test_products_of_equal_grids_are_dealt_by_expected_work(tmp_path):
              for i, (t, d, c) in enumerate((("T33UUP", "20170613T101031", 0.0), ("T29UPU", "20170617T113321", 0.6),
                                             ("T35VPK", "20180204T094159", 0.0), ("T34VFJ", "20170823T094031", 0.6)))]
     cfg = BuildConfig(out_dir=str(tmp_path / "o"), clc=[str(p) for p in tmp_path.glob("CLC_*.tif")], upsampling="dsen2")
-    tasks, failed = plan_tasks(paths, cfg)
+    tasks, failed, _ = plan_tasks(paths, cfg)
     assert not failed and len({t.count for t in tasks}) == 1  # the same grid: counts cannot tell them apart
     for t in tasks:
         share = t.source.expected_kept_share()

@@ -28,7 +28,7 @@ import numpy as np
 import rasterio
 
 from bigearth.errors import InputError, OptionError
-from bigearth.files import atomic_path, write_text
+from bigearth.files import atomic_path, output_folder, write_text
 from bigearth.options import choice_list, positive_float, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
@@ -327,6 +327,8 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
 
 
 def main(args) -> int:
+    if args.out:
+        output_folder(args.out)  # before the evaluation, not after it
     methods = args.methods
     options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision}
     scene_list = scenes_mod.load(args.inputs)
@@ -345,8 +347,7 @@ def main(args) -> int:
     md = scene_markdown(doc)
     print(md)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_folder(args.out)
         write_text(out / "sr_eval.json", json.dumps(doc, indent=1))
         write_text(out / "sr_eval.md", md)
         with atomic_path(out / "sr_eval.csv") as tmp:

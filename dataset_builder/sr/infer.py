@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from bigearth.errors import InputError
 from bigearth.record import BANDS_20M, BANDS_60M
 
 from ..interpolate import BANDS_SR, bilinear
@@ -97,6 +98,32 @@ def guard(sr: torch.Tensor, up: torch.Tensor, coarse: torch.Tensor, ratio: int, 
 def guard_reach(s: int) -> int:
     """How far (10 m pixels) the guard's output at a pixel reaches into the networks' output."""
     return consistency.radius(s) + s  # the budget's energy window, then the consistency step
+
+
+# How far outside its input's own range a super-resolved band may reach, as a share of that range
+# plus a floor: bicubic overshoots an edge by at most ~0.3 of its step, DSen2's detail is bounded
+# by its budget; a value past this comes from broken weights, not from the scene.
+RANGE_SHARE, RANGE_FLOOR = 1.0, 1000.0
+
+
+def check_output(out: np.ndarray, b20: np.ndarray, b60: np.ndarray, weights) -> None:
+    """Whatever the weights, nothing non-finite or out of range reaches an archive: each
+    super-resolved band must be finite and within its coarse input's range widened by
+    ``RANGE_SHARE`` of it plus ``RANGE_FLOOR`` DN, else an InputError naming the weights."""
+    files = ", ".join(map(str, weights))
+    bad = int((~np.isfinite(out)).sum())
+    if bad:
+        raise InputError(files, f"DSen2 produced {bad} non-finite value(s) with these weights; nothing was written")
+    for coarse, names in ((b20, BANDS_20M), (b60, BANDS_60M)):
+        lo, hi = coarse.min(axis=(1, 2)).astype(np.float64), coarse.max(axis=(1, 2)).astype(np.float64)
+        slack = RANGE_SHARE * (hi - lo) + RANGE_FLOOR
+        for k, name in enumerate(names):
+            band = out[BANDS_SR.index(name)]
+            got_lo, got_hi = float(band.min()), float(band.max())
+            if got_lo < lo[k] - slack[k] or got_hi > hi[k] + slack[k]:
+                raise InputError(files, f"DSen2 produced {name} values in [{got_lo:.0f}, {got_hi:.0f}] from an input in "
+                                        f"[{lo[k]:.0f}, {hi[k]:.0f}]: out of any plausible range with these weights; "
+                                        f"nothing was written")
 
 
 def guard_context(s: int) -> int:
@@ -270,7 +297,5 @@ class DSen2:
         for cube, names in ((sr20, BANDS_20M), (sr60, BANDS_60M)):
             for k, name in enumerate(names):
                 out[BANDS_SR.index(name)] = cube[k].numpy()
-        if not np.isfinite(out).all():  # whatever the weights: nothing non-finite reaches an archive
-            raise FloatingPointError(f"DSen2 produced {int((~np.isfinite(out)).sum())} non-finite value(s) "
-                                     f"with the weights {', '.join(self.provenance['files'])}")
+        check_output(out, b20, b60, self.provenance["files"])
         return out

@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bigearth.files import atomic_path, content_digest, load_torch, sha256_file
+from bigearth.files import atomic_path, content_digest, load_torch, output_folder, sha256_file
 from bigearth.options import float_in, nonneg_int, positive_float, positive_int, tile_size_m, torch_device
 
-from bigearth.errors import InputError, OptionError
+from bigearth.errors import InputError, OptionError, TrainingDiverged
 from . import consistency, scenes as scenes_mod, wald
 from .infer import net_input
 from .model import SCALE, DSen2Net, NetSpec
-from .weights import save_bundle
+from .weights import check_state, save_bundle
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -236,12 +236,17 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
     start = 0
     if args.resume and _ckpt(out, ratio).exists():
         ck = load_checkpoint(_ckpt(out, ratio), fp)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        gen.set_state(ck["gen"])
-        torch.set_rng_state(ck["torch_rng"])
-        history, start = ck["history"], int(ck["epoch"])
+        check_state(_ckpt(out, ratio), ck.get("net"), net)  # NaN weights would train on as NaN, silently
+        try:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+            gen.set_state(ck["gen"])
+            torch.set_rng_state(ck["torch_rng"])
+            history, start = list(ck["history"]), int(ck["epoch"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise InputError(_ckpt(out, ratio), f"not a complete sr-train checkpoint ({type(e).__name__}: "
+                                                f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
         log(f"{ratio}x: resumed after epoch {start}")
 
     from tqdm import tqdm
@@ -256,7 +261,8 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
             with amp:
                 loss = (forward(net, x, None if args.no_consistency else low).float() - y).abs().mean() / SCALE
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{ratio}x: loss is {loss.item()} at epoch {epoch + 1}; the last checkpoint is kept")
+                raise TrainingDiverged(f"{ratio}x: the loss is {loss.item()} at epoch {epoch + 1}: training diverged "
+                                       f"(lower --lr); the last checkpoint is kept")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -282,8 +288,7 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
 # --------------------------------------------------------------------------- the command
 
 def main(args) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     log_path = out / "train_log.txt"
 
     def log(msg: str) -> None:

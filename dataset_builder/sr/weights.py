@@ -45,11 +45,16 @@ def load_bundle(path) -> tuple[dict[int, DSen2Net], dict]:
     path = Path(path)
     # np.load on an open file object: TFDS's test harness only lets file objects through
     with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(0)
+        if head != b"PK\x03\x04":  # numpy would read a text file as pickled data and advise loading it unsafely
+            raise InputError(path, f"not a DSen2 weights bundle: a bundle is an .npz (zip) archive, this file starts "
+                                   f"with {head!r}")
         try:
             z = np.load(fh, allow_pickle=False)
             files = set(z.files)
         except Exception as e:  # zipfile/numpy raise several types for a file that is not an npz
-            raise InputError(path, f"not a DSen2 weights bundle (.npz): {e}") from None
+            raise InputError(path, f"not a DSen2 weights bundle (.npz): {str(e).split('. If you trust')[0]}") from None
         return _read_bundle(path, z, files)
 
 
@@ -85,6 +90,29 @@ def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
             net.load_state_dict(state)
             nets[ratio] = net.eval()
     return nets, meta
+
+
+def check_state(path, state, net: DSen2Net, what: str = "net") -> None:
+    """A network's state as a checkpoint holds it (``sr-train --resume``), checked like a bundle's
+    tensors before it is loaded: the same names and shapes as ``net``'s, floating point, finite;
+    an InputError naming the file and the tensor."""
+    path = Path(path)
+    if not isinstance(state, dict):
+        raise InputError(path, f"'{what}' is not a network's state")
+    want = net.state_dict()
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or extra:
+        raise InputError(path, f"'{what}' is not this network's state: "
+                               + "; ".join(x for x in (missing and f"missing {', '.join(missing[:3])}",
+                                                       extra and f"unexpected {', '.join(extra[:3])}") if x))
+    for key, ref in want.items():
+        t = state[key]
+        if not isinstance(t, torch.Tensor):
+            raise InputError(path, f"tensor {what}.{key} is a {type(t).__name__}, not a tensor")
+        if tuple(t.shape) != tuple(ref.shape):
+            raise InputError(path, f"tensor {what}.{key} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}")
+        _check_values(path, f"{what}.{key}", t.detach().cpu().numpy() if t.dtype != torch.bfloat16 else
+                      t.detach().float().cpu().numpy())
 
 
 def _check_values(path: Path, name: str, a: np.ndarray) -> None:
