@@ -40,13 +40,27 @@ def timed(fn, n_expected: int | None = None) -> tuple[float, int]:
     return n / dt, n
 
 
-def write_geotiff_folders(archive_path, out: Path, limit: int) -> list[Path]:
-    """The first ``limit`` patches as BigEarthNet v1 folders: <name>/<name>_<band>.tif + labels JSON."""
+def write_band_geotiffs(record, folder: Path, stem: str) -> None:
+    """A patch's 12 bands at native resolution as ``<stem>_<band>.tif``, georeferenced, as
+    BigEarthNet (v1 and v2) stores them."""
     import rasterio
     from rasterio.transform import from_origin
 
-    from bigearth import nomenclature as nom
     from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ulx, uly = record.bounds[0], record.bounds[1]
+    for cube, bands in ((record.data_10m, BANDS_10M), (record.data_20m, BANDS_20M), (record.data_60m, BANDS_60M)):
+        res = 1200 / cube.shape[-1]
+        for b, a in zip(bands, cube):
+            with rasterio.open(folder / f"{stem}_{b}.tif", "w", driver="GTiff", width=a.shape[1], height=a.shape[0],
+                               count=1, dtype="uint16", crs=record.crs, transform=from_origin(ulx, uly, res, res)) as ds:
+                ds.write(a, 1)
+
+
+def write_geotiff_folders(archive_path, out: Path, limit: int) -> list[Path]:
+    """The first ``limit`` patches as BigEarthNet v1 folders: <name>/<name>_<band>.tif + labels JSON."""
+    from bigearth import nomenclature as nom
     from dataset_builder import archive
 
     folders = []
@@ -54,14 +68,7 @@ def write_geotiff_folders(archive_path, out: Path, limit: int) -> list[Path]:
         if i >= limit:
             break
         d = out / r.name
-        d.mkdir(parents=True, exist_ok=True)
-        ulx, uly = r.bounds[0], r.bounds[1]
-        for cube, bands in ((r.data_10m, BANDS_10M), (r.data_20m, BANDS_20M), (r.data_60m, BANDS_60M)):
-            res = 1200 / cube.shape[-1]
-            for b, a in zip(bands, cube):
-                with rasterio.open(d / f"{r.name}_{b}.tif", "w", driver="GTiff", width=a.shape[1], height=a.shape[0],
-                                   count=1, dtype="uint16", crs=r.crs, transform=from_origin(ulx, uly, res, res)) as ds:
-                    ds.write(a, 1)
+        write_band_geotiffs(r, d, r.name)
         (d / f"{r.name}_labels_metadata.json").write_text(json.dumps({"labels": nom.names_of(r.classes)}))
         folders.append(d)
     return folders
@@ -90,6 +97,23 @@ def read_geotiff_folders(folders) -> int:
     return len(folders)
 
 
+def prepare(work: Path, products: int, tile_size_m: int, workers: int | None = None):
+    """The data every loader row reads, from scratch in ``work``: synthetic products, their
+    archive (bilinear: the readers are measured, not the method; the TFDS row reads the
+    super_bilinear config) and its shards. Returns (manifest, archive path, shard index)."""
+    import shards
+    from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
+    from dataset_builder.synth import write_default_set
+
+    shutil.rmtree(work, ignore_errors=True)
+    write_default_set(work / "products", products, tile_size_m, seed=0, cloud_cover=0.02, snow_cover=0.01)
+    cfg = BuildConfig(out_dir=str(work / "dataset"), clc=[str(p) for p in (work / "products").glob("CLC_*.tif")],
+                      upsampling="bilinear", progress=False)
+    manifest = build(sorted((work / "products").glob("*.SAFE")), cfg, workers=workers)
+    arch = work / "dataset" / ARCHIVE_NAME
+    return manifest, arch, shards.write_shards(arch, work / "shards", progress=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/bench_loaders")
@@ -104,18 +128,10 @@ def main() -> None:
     import torch
 
     import shards
-    from dataset_builder.build import ARCHIVE_NAME, BuildConfig, build
-    from dataset_builder.synth import write_default_set
 
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
     t = time.perf_counter()
-    write_default_set(work / "products", args.products, args.tile_size_m, seed=0, cloud_cover=0.02, snow_cover=0.01)
-    cfg = BuildConfig(out_dir=str(work / "dataset"), clc=[str(p) for p in (work / "products").glob("CLC_*.tif")],
-                      progress=False)
-    manifest = build(sorted((work / "products").glob("*.SAFE")), cfg, workers=2)
-    arch = work / "dataset" / ARCHIVE_NAME
-    index = shards.write_shards(arch, work / "shards", progress=False)
+    manifest, arch, index = prepare(work, args.products, args.tile_size_m, workers=2)
     split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
     n = index["splits"][split]["samples"]
     urls = [work / "shards" / e["file"] for e in index["splits"][split]["shards"]]

@@ -202,7 +202,7 @@ def _verify_archive(path, progress: bool) -> int:
     from tqdm import tqdm
 
     from dataset_builder import archive
-    sha, manifest = archive.check_manifest(path)
+    _, manifest = archive.check_manifest(path)
     with archive.reading(path) as f:
         n = f["name"].shape[0]
     with tqdm(total=n, unit="patch", desc="verify", disable=not progress, leave=False) as bar:

@@ -242,9 +242,22 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         if checksums:
             dst.attrs["checksums"] = CHECKSUMS
             dst.attrs["meta_sha256"] = meta_digest(dst)
-        if compression.startswith("blosc"):
-            dst.attrs["reading_note"] = "patch arrays use a Blosc filter: `import hdf5plugin` before h5py reads them"
+        if compression.startswith("blosc"):  # readable without the plugin: the way to read what needs it
+            note = reading_note(compression)
+            dst.attrs["reading_note"] = note
+            for key in ARRAY_KEYS:
+                dst[key].attrs["reading_note"] = note
     return total
+
+
+def reading_note(compression: str) -> str:
+    """How to read patch arrays written with a filter that is not part of every HDF5 library."""
+    fid = COMPRESSIONS[compression]["compression"]
+    return (f"the patch arrays ({', '.join(ARRAY_KEYS)}) use the {compression} filter (HDF5 filter {fid}), "
+            f"which HDF5 libraries load as a plugin. Python: `import hdf5plugin` before h5py reads them. "
+            f"Other readers (HDFView, MATLAB, h5dump, netCDF, C): set HDF5_PLUGIN_PATH to a folder holding the "
+            f"plugin, e.g. the one `python -c 'import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)'` prints. "
+            f"Without a plugin: rebuild with --compression gzip.")
 
 
 def filters(ds: h5py.Dataset) -> list[tuple]:

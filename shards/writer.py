@@ -26,6 +26,7 @@ import webdataset as wds
 from tqdm import tqdm
 
 from bigearth import __version__, options
+from bigearth.distinfo import capped, usable_cores
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
@@ -195,7 +196,6 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     entries = {p.file: e for p in plans if (e := _done(out_dir, p, fps[p.file])) is not None}
     todo = [p for p in plans if p.file not in entries]
     bar = tqdm(total=len(plans), initial=len(entries), unit="shard", desc="shards", disable=not progress)
-    from bigearth.distinfo import capped, usable_cores
     workers = capped("--shard-workers", workers, {f"{usable_cores()} usable cores": usable_cores(),
                                                   f"{len(todo)} shards to write": len(todo)})
     if workers <= 1:

@@ -125,3 +125,26 @@ def test_an_archive_without_checksums_says_so(tmp_path, built):
     report = archive.verify(tmp_path / "a.h5")
     assert not report["checksummed"] and report["problems"] == []
     assert set(report["unchecked"]) >= {"data_super", "classes", "name", "meta_sha256"}
+
+
+def test_the_way_to_read_a_blosc_archive_is_in_it_and_works(built):
+    """The archive names its filter and both ways to read it in attributes any HDF5 reader opens
+    without the plugin; and the second way works: plain h5py (no hdf5plugin imported) reads the
+    patch arrays once HDF5_PLUGIN_PATH points at hdf5plugin's plugins, and fails without it."""
+    import os
+    import subprocess
+    import sys
+
+    from dataset_builder.build import ARCHIVE_NAME
+    path = built[0] / ARCHIVE_NAME
+    with h5py.File(path, "r") as f:
+        for note in (f.attrs["reading_note"], f["data_super"].attrs["reading_note"]):
+            assert "import hdf5plugin" in note and "HDF5_PLUGIN_PATH" in note and "32001" in note
+    read = f"import h5py; print(int(h5py.File({str(path)!r}, 'r')['data_super'][0].sum()))"
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}
+    bare = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True, env=env)
+    assert bare.returncode != 0 and "plugin" in bare.stderr
+    ok = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True,
+                        env={**env, "HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH})
+    with h5py.File(path, "r") as f:
+        assert ok.returncode == 0 and int(ok.stdout) == int(f["data_super"][0].sum())

@@ -939,6 +939,8 @@ CASES = [
                                         "sr-train {p0} --out {out} " + SR_TINY, BUILD,
                                         "evaluate --checkpoint x --data x --out {out}")],
     Case(not_an_archive, "info {root}/plain.h5", 1, r"plain\.h5: not a readable HDF5 archive"),
+    Case(nothing, "info {archive}", 0, r"checksums: every chunk: HDF5 Fletcher-32.*\n  reading: the patch arrays .*"
+                                       r"import hdf5plugin.*HDF5_PLUGIN_PATH"),
     Case(nothing, "train --data x --output-dir {out} --layers 0,-1,x", 2, r"--layers: must be four positive integers"),
     Case(shards_without_split, TRAIN + " --lr 1e8 --warmup-epochs 0", 3,
          r"stopped: (the loss became|loss became|the weights became non-finite|the predictions .* are NaN)"),

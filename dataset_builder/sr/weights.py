@@ -54,7 +54,7 @@ def load_bundle(path) -> tuple[dict[int, DSen2Net], dict]:
             z = np.load(fh, allow_pickle=False)
             files = set(z.files)
         except Exception as e:  # zipfile/numpy raise several types for a file that is not an npz
-            raise InputError(path, f"not a DSen2 weights bundle (.npz): {str(e).split('. If you trust')[0]}") from None
+            raise InputError(path, f"not a DSen2 weights bundle (.npz): {e}") from None
         return _read_bundle(path, z, files)
 
 
@@ -111,8 +111,8 @@ def check_state(path, state, net: DSen2Net, what: str = "net") -> None:
             raise InputError(path, f"tensor {what}.{key} is a {type(t).__name__}, not a tensor")
         if tuple(t.shape) != tuple(ref.shape):
             raise InputError(path, f"tensor {what}.{key} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}")
-        _check_values(path, f"{what}.{key}", t.detach().cpu().numpy() if t.dtype != torch.bfloat16 else
-                      t.detach().float().cpu().numpy())
+        a = t.detach().cpu()
+        _check_values(path, f"{what}.{key}", (a.float() if a.dtype == torch.bfloat16 else a).numpy())  # numpy has no bf16
 
 
 def _check_values(path: Path, name: str, a: np.ndarray) -> None:
