@@ -135,10 +135,11 @@ def size_to_node(threads: int | None = None, workers: int | None = None,
     local_size = local_size or local_world()[1]
     cores = usable_cores()
     share_threads, share_workers = cpu_share(local_size, cores)
+    source = "--threads"
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() and int(env) > 0 else share_threads
+        threads, source = (int(env), "OMP_NUM_THREADS") if env.isdigit() and int(env) > 0 else (share_threads, "")
     workers = share_workers if workers is None else capped("--workers", workers, {f"{cores} usable cores": cores})
-    threads = capped("--threads", threads, {f"{cores} usable cores": cores})
+    threads = capped(source, threads, {f"{cores} usable cores": cores}) if source else threads
     torch.set_num_threads(threads)
     return threads, workers, local_size, cores

@@ -31,3 +31,24 @@ def test_the_ranks_of_a_node_share_its_cores(cores, local):
     assert local * threads <= max(cores, local)  # compute threads: never more than the node has
     assert threads == share  # and the whole share is used
     assert workers == min(4, share // 2)  # light loader processes: half the share, none on one core
+
+
+def test_asked_counts_past_the_cores_are_capped_and_said(monkeypatch, capsys):
+    """--workers 100000 forked a process per worker: a count past the usable cores is cut to them,
+    with a note naming what was asked (the option, or OMP_NUM_THREADS) and why; within them it stands."""
+    import torch
+    before = torch.get_num_threads()
+    monkeypatch.setattr(distinfo, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        assert distinfo.size_to_node(threads=2, workers=3, local_size=1)[:2] == (2, 3)
+        assert capsys.readouterr().err == ""
+        assert distinfo.size_to_node(threads=64, workers=100_000, local_size=1)[:2] == (4, 4)
+        err = capsys.readouterr().err
+        assert "note: --workers 100000 capped at 4 (bound by 4 usable cores)" in err
+        assert "note: --threads 64 capped at 4 (bound by 4 usable cores)" in err
+        monkeypatch.setenv("OMP_NUM_THREADS", "32")
+        assert distinfo.size_to_node(local_size=1)[0] == 4
+        assert "note: OMP_NUM_THREADS 32 capped at 4" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
