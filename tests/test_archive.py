@@ -148,3 +148,19 @@ def test_the_way_to_read_a_blosc_archive_is_in_it_and_works(built):
                         env={**env, "HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH})
     with h5py.File(path, "r") as f:
         assert ok.returncode == 0 and int(ok.stdout) == int(f["data_super"][0].sum())
+
+
+def test_readme_snippet_reads_the_archive(built):
+    """The README's HDF5 snippet, run on a built archive, gives its first patch and labels."""
+    import re
+    from pathlib import Path
+
+    from dataset_builder.build import ARCHIVE_NAME
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"<!-- snippet: hdf5 -->\n```python\n(.*?)```", readme, re.S)
+    assert m, "README snippet hdf5 not found"
+    ns: dict = {}
+    exec(m.group(1).replace("out/demo/dataset/bigearth_sr.h5", str(built[0] / ARCHIVE_NAME)), ns)
+    first = next(archive.iter_records(built[0] / ARCHIVE_NAME))
+    np.testing.assert_array_equal(ns["x"], first.data_super)
+    np.testing.assert_array_equal(ns["y"], first.classes)
