@@ -193,18 +193,16 @@ def cmd_info(args) -> int:
         cfg = f.attrs.get("build_config")
         if cfg:
             print("  build config:", json.dumps(json.loads(cfg)))
-    return _verify_archive(args.archive, not args.no_progress) if args.verify else 0
+    return _verify_archive(args.archive, n, not args.no_progress) if args.verify else 0
 
 
-def _verify_archive(path, progress: bool) -> int:
-    """``info --verify``: every chunk read (HDF5 checks its Fletcher-32), the descriptive values
-    against meta_sha256, and the archive against the manifest beside it, if any."""
+def _verify_archive(path, n: int, progress: bool) -> int:
+    """``info --verify``: every chunk of the ``n`` patches read (HDF5 checks its Fletcher-32), the
+    descriptive values against meta_sha256, and the archive against the manifest beside it, if any."""
     from tqdm import tqdm
 
     from dataset_builder import archive
     _, manifest = archive.check_manifest(path)
-    with archive.reading(path) as f:
-        n = f["name"].shape[0]
     with tqdm(total=n, unit="patch", desc="verify", disable=not progress, leave=False) as bar:
         report = archive.verify(path, bar.update)
     for p in report["problems"]:

@@ -89,6 +89,15 @@ def write_ben(folder: Path, records, tile_source: str) -> list[Path]:
     return out
 
 
+def flip_byte(path, offset: int) -> None:
+    """One bit of a file flipped in place: damage that may still decode."""
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0x01]))
+
+
 def write_lists(folder: Path, splits: dict[str, list[str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for key, file in (("train", "train"), ("validation", "val"), ("test", "test"), ("snow", "patches_with_seasonal_snow"),

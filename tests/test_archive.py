@@ -8,6 +8,8 @@ import pytest
 from bigearth.record import ARRAYS, RecordBatch
 from dataset_builder import archive
 
+from .conftest import flip_byte
+
 
 @pytest.mark.parametrize("mode", ["copy", "virtual"])
 def test_merging_no_part_gives_an_empty_archive_with_the_schema(tmp_path, mode):
@@ -66,14 +68,6 @@ def test_fletcher32_is_the_one_hdf5_computes(tmp_path, size, fill):
     assert archive.fletcher32(data.tobytes()) == struct.unpack("<I", raw[-4:])[0]
 
 
-def _flip(path, offset):
-    with open(path, "r+b") as fh:
-        fh.seek(offset)
-        b = fh.read(1)
-        fh.seek(offset)
-        fh.write(bytes([b[0] ^ 0x01]))
-
-
 @pytest.mark.parametrize("compression", ["blosc-lz4", "gzip", "none"])
 def test_a_changed_byte_in_a_chunk_is_a_read_error_naming_the_row(tmp_path, built, compression):
     """One bit flipped in the middle of a patch's chunk: without the checksum most such flips
@@ -86,7 +80,7 @@ def test_a_changed_byte_in_a_chunk_is_a_read_error_naming_the_row(tmp_path, buil
     assert archive.verify(tmp_path / "a.h5")["problems"] == []
     with h5py.File(tmp_path / "a.h5", "r") as f:
         info = f["data_20m"].id.get_chunk_info(2)
-    _flip(tmp_path / "a.h5", info.byte_offset + info.size // 2)
+    flip_byte(tmp_path / "a.h5", info.byte_offset + info.size // 2)
     report = archive.verify(tmp_path / "a.h5")
     assert report["problems"] and all("'data_20m', row 2: cannot be read" in p for p in report["problems"]), report
     with h5py.File(tmp_path / "a.h5", "r") as f:
@@ -108,7 +102,7 @@ def test_a_changed_name_is_caught_by_meta_sha256(tmp_path, built):
     data = path.read_bytes()
     at = data.find(name.encode())
     assert at > 0 and data.count(name.encode()) == 1
-    _flip(path, at + len(name) - 1)  # the last digit of y: another valid-looking name
+    flip_byte(path, at + len(name) - 1)  # the last digit of y: another valid-looking name
     with h5py.File(path, "r") as f:
         assert f["name"].asstr()[1] != name  # HDF5 reads the changed name without complaint
     report = archive.verify(path)

@@ -30,7 +30,7 @@ from bigearth.files import folder_lock, sha256_file
 from dataset_builder import archive
 from dataset_builder.build import ARCHIVE_NAME, MANIFEST_NAME
 
-from .conftest import assert_same_archive, write_ben, write_lists
+from .conftest import assert_same_archive, flip_byte, write_ben, write_lists
 
 # --------------------------------------------------------------------------- running commands
 
@@ -560,20 +560,12 @@ def ben_stray_entries(ctx):
     ctx.expect["ignored"] = {str(ben / "README.txt"): "a file", str(ben / "notes"): "without patch files"}
 
 
-def _flip_byte(path: Path, offset: int) -> None:
-    with open(path, "r+b") as fh:
-        fh.seek(offset)
-        b = fh.read(1)
-        fh.seek(offset)
-        fh.write(bytes([b[0] ^ 0x01]))
-
-
 def archive_bit_flipped_alone(ctx):
     """One bit flipped in the middle of a patch's chunk, no manifest.json beside the archive."""
     path = _archive_copy(ctx)
     with h5py.File(path, "r") as f:
         info = f["data_super"].id.get_chunk_info(3)
-    _flip_byte(path, info.byte_offset + info.size // 2)
+    flip_byte(path, info.byte_offset + info.size // 2)
 
 
 def archive_name_changed_alone(ctx):
@@ -582,7 +574,7 @@ def archive_name_changed_alone(ctx):
     with h5py.File(path, "r") as f:
         name = f["name"].asstr()[2]
     data = path.read_bytes()
-    _flip_byte(path, data.find(name.encode()) + len(name) - 1)
+    flip_byte(path, data.find(name.encode()) + len(name) - 1)
 
 
 def _edit_index(ctx, change) -> Path:
