@@ -299,7 +299,9 @@ def output_folder(folder) -> Path:
 def folder_lock(folder, wait: bool = False, what: str = "run"):
     """Hold ``folder/.lock`` (an flock) while writing into ``folder``: a second run into the same
     folder ends at once naming the holder (or, with ``wait``, waits for it). The lock goes with
-    the process, so a killed run never leaves the folder locked."""
+    the process, so a killed run never leaves the folder locked; a run that ends removes the file
+    (while still holding it: a run that was waiting on the removed file sees that it is gone and
+    takes the lock afresh, so two runs never both hold the folder)."""
     import fcntl
     import socket
     import sys
@@ -308,18 +310,27 @@ def folder_lock(folder, wait: bool = False, what: str = "run"):
     from .errors import EnvironmentFailure
 
     folder = output_folder(folder)
-    try:
-        fh = open(folder / ".lock", "a+")
-    except OSError as e:
-        raise EnvironmentFailure(f"{folder}: cannot write the output folder ({e.strerror or e})") from None
-    try:
+    path = folder / ".lock"
+    while True:
+        try:
+            fh = open(path, "a+")
+        except OSError as e:
+            raise EnvironmentFailure(f"{folder}: cannot write the output folder ({e.strerror or e})") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
+            fh.close()
             raise EnvironmentFailure(f"{folder}: another {what} is writing here ({holder}); wait for it to end, "
                                      f"pass --wait to queue behind it, or choose another output folder") from None
+        try:
+            if os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino:
+                break  # the file we hold is the one in the folder
+        except FileNotFoundError:
+            pass
+        fh.close()  # its holder removed it as it ended: try the one in the folder now
+    try:
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -327,4 +338,6 @@ def folder_lock(folder, wait: bool = False, what: str = "run"):
         fh.flush()
         yield
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
         fh.close()  # releases the lock

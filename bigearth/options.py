@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 PATCH_M = 1200  # the patch grid: tile sizes are whole patches (bigearth.record.PATCH_M)
 S2_TILE_M = 109_800  # a Sentinel-2 MGRS tile's side: no product is larger
@@ -154,3 +155,40 @@ def torch_device(text):
     elif dev.type != "cpu":
         raise argparse.ArgumentTypeError(f"must be cpu or cuda[:N], got {text!r}")
     return str(dev)
+
+
+def auto_or(parse):
+    """``auto`` (the command chooses when it runs) or a value ``parse`` accepts."""
+    def parse_auto(text):
+        return "auto" if str(text).strip() == "auto" else parse(text)
+    parse_auto.__name__ = getattr(parse, "__name__", "value")
+    return parse_auto
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every command's ``--help``: each option with its default once, and descriptions laid out as
+    written. A help text that already says what its default is (``default: every usable core``)
+    gets no second ``(default: None)``; a switch shows ``(default: off)``, a required option
+``(required)``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return f"{text} (required)" if text else "(required)"
+        if action.nargs == 0 and action.default is False:  # store_true
+            return f"{text} (default: off)" if text else "(default: off)"
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def split_name(text):
+    """A split: ``train``, ``validation`` (``val`` is taken for it, with a note) or ``test``."""
+    from bigearth.record import SPLITS, canonical_split
+    name = canonical_split(str(text).strip(), note=lambda t: print(t, file=sys.stderr))
+    if name not in SPLITS[:3]:
+        raise argparse.ArgumentTypeError(f"must be train, validation (or val) or test, got {text!r}")
+    return name
+
+
+split_name.__name__ = "split"

@@ -16,6 +16,7 @@ BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
 BANDS_60M = ("B01", "B09")
 # data_super band order: spectral order, as BigEarthNet and DSen2 list them.
 BANDS_SUPER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+BANDS_SR = tuple(b for b in BANDS_SUPER if b not in BANDS_10M)  # the bands super-resolution makes: B01 B05 B06 B07 B8A B09 B11 B12
 RGB = ("B04", "B03", "B02")
 RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]  # RGB rows of data_super
 BAND_RESOLUTION = {**{b: 10 for b in BANDS_10M}, **{b: 20 for b in BANDS_20M}, **{b: 60 for b in BANDS_60M}}
@@ -40,6 +41,18 @@ META_FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
 # fields added after the first archives: read as these defaults from files written before them
 META_DEFAULTS = {"v1_name": "", "s1_name": ""}
 SPLITS = ("train", "validation", "test", "none")
+# what users of other BigEarthNet loaders call a split (torchgeo and ConfigILM: "val"), and ours
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "eval": "validation"}
+
+
+def canonical_split(name: str, note=None) -> str:
+    """``name`` as this package spells it: ``val`` -> ``validation`` (``note(text)`` is told so).
+    Names that are no split stay as they are, for the caller to refuse with its own context."""
+    if name in SPLIT_ALIASES:
+        if note is not None:
+            note(f"note: split {name!r} is called {SPLIT_ALIASES[name]!r} here; reading {SPLIT_ALIASES[name]!r}")
+        return SPLIT_ALIASES[name]
+    return name
 
 # What the uint16 values mean, written into every output.
 VALUE_CONVENTION = (

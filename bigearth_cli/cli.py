@@ -8,19 +8,20 @@ from pathlib import Path
 
 from bigearth import options
 from bigearth.errors import run_command
+from bigearth.options import HelpFormatter
 from bigearth.record import SPLITS
 
-from .configs import build_config
-from .summaries import print_shards, print_summary
-
-
-class DemoHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+# Only what parsing needs is imported here, none of it torch or TensorFlow: `bigearth-sr --help`
+# and every subcommand's --help answer at once; each command imports its work when it runs.
 
 
 def _add_synth_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("synthetic products")
-    g.add_argument("--products", type=options.positive_int, default=4, help="number of products (cycles over real tiles T33UUP, T29UPU, T35VPK, T34VFJ)")
+    from dataset_builder.tiles import DEFAULT_SCENES
+    tiles = ", ".join(t for t, *_ in DEFAULT_SCENES)
+    g.add_argument("--products", type=options.positive_int, default=4,
+                   help=f"number of products, on the real tiles {tiles} in turn ({len(DEFAULT_SCENES)} tiles; "
+                        f"further products revisit them 10 days later)")
     g.add_argument("--tile-size-m", type=options.tile_size_m, default=12_000,
                    help="tile side in metres, a multiple of 1200 (the real tiles are 109800)")
     g.add_argument("--seed", type=options.nonneg_int, default=0, help="random seed; the same seed writes the same products")
@@ -36,10 +37,11 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=True, help="output folder (archive, manifest.json, parts/)")
     g.add_argument("--clc", action="append", default=[],
                    help="CORINE Land Cover raster (any CRS; CLC codes or the official 1..44 grid codes); "
-                        "repeatable, a folder means every .tif in it")
+                        "repeatable, a folder means every .tif in it (default: none)")
     g.add_argument("--labels-json", default=None,
                    help="label products from BigEarthNet label JSONs in this folder (<name>/<name>_labels_metadata.json) "
-                        "instead of a CORINE raster; patches without one are dropped as no_labels")
+                        "instead of a CORINE raster; patches without one are dropped as no_labels (default: none; "
+                        "products need --clc or --labels-json, BigEarthNet folders carry their labels)")
     g.add_argument("--clc-values", choices=("auto", "codes", "grid"), default="auto",
                    help="how the CORINE raster stores classes (auto: grid codes when it is uint8)")
     g.add_argument("--label-res", type=int, default=20, choices=(10, 20, 30, 40, 60, 100, 120),
@@ -50,10 +52,11 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                         "bilinear (the paper's control; the fast choice), bicubic")
     g.add_argument("--sr-weights", default=None,
                    help="dsen2 weights: a bundle (.npz, from sr-train or sr-convert), or the authors' two Keras files "
-                        "joined by a comma (2x,6x); default: the weights shipped with the package")
+                        "joined by a comma (2x,6x) (default: the weights shipped with the package)")
     g.add_argument("--sr-device", type=options.torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="dsen2: arithmetic (auto: fp32 on CPU, bf16 on GPU; fp32 is seam-free and bit-exact)")
+                   help="dsen2: arithmetic (auto: bf16 on a GPU and on CPUs with native bf16 support, such as "
+                        "AVX512-BF16 or AMX, else fp32; fp32 is bit-exact across tilings)")
     g.add_argument("--compression", default=archive.DEFAULT_COMPRESSION, choices=sorted(archive.COMPRESSIONS),
                    help="HDF5 filter for the patch arrays: blosc-lz4 (fast; readers `import hdf5plugin`), "
                         "blosc2-zstd (gzip's ratio, 3x faster), gzip (shuffle + deflate 1, no plugin needed), "
@@ -71,7 +74,8 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                    help="BigEarthNet v2 input: share of a patch's pixels a CORINE class of its reference map needs "
                         "to count as a 43-class label (0: any pixel, as the 19-class labels were made)")
     g.add_argument("--official-lists", default=None,
-                   help="folder with BigEarthNet's official lists (snow, cloud, train/val/test .csv[.bz2]) for archive input")
+                   help="BigEarthNet v1 input: folder with the official lists (train/val/test, snow, cloud .csv[.bz2]) "
+                        "(default: none: nothing is screened and every patch is in split 'none', said at the start)")
     g.add_argument("--workers", type=options.positive_int, default=None,
                    help="local worker processes, tiles dealt by Algorithm 1 (default: every usable core, as far as "
                         "the number of tiles, their expected work and the available memory allow; the manifest says why)")
@@ -94,6 +98,9 @@ def cmd_synth(args) -> int:
 
 def cmd_build(args) -> int:
     from dataset_builder.build import build
+
+    from .configs import build_config
+    from .summaries import print_summary
     cfg = build_config(args)
     manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank
@@ -102,10 +109,12 @@ def cmd_build(args) -> int:
     return 1 if manifest["tiles_failed"] else 0
 
 
+DEFAULT_SHARD_SIZE = "256MiB"  # shards.writer.DEFAULT_SHARD_BYTES, checked equal by the tests
+
+
 def _add_shard_args(p: argparse.ArgumentParser) -> None:
-    from shards.writer import DEFAULT_SHARD_BYTES
     g = p.add_argument_group("shards")
-    g.add_argument("--shard-size", type=options.byte_size, default=f"{DEFAULT_SHARD_BYTES // 2**20}MiB",
+    g.add_argument("--shard-size", type=options.byte_size, default=DEFAULT_SHARD_SIZE,
                    help="target bytes per shard (e.g. 256MiB, 1GB); every shard of a split holds the same number of samples")
     g.add_argument("--shard-seed", type=options.nonneg_int, default=0, help="seed of the shuffle of each split's samples across tiles")
     g.add_argument("--shard-workers", type=options.positive_int, default=1, help="processes writing shards")
@@ -113,6 +122,8 @@ def _add_shard_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_shards(args) -> int:
     from shards.writer import write_shards
+
+    from .summaries import print_shards
     index = write_shards(args.archive, args.out, args.shard_size, args.shard_seed, workers=args.shard_workers,
                          manifest_path=args.manifest, progress=not args.no_progress,
                          splits=args.splits, wait=args.wait)
@@ -144,7 +155,7 @@ def _add_demo_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", default=DEMO_TRAIN["arch"],
                    choices=("resnet18", "resnet34", "resnet50", "resnet50_v1", "resnet101"),
                    help="the paper's model is resnet50 (--arch resnet50 --layers ''), which does not visibly learn "
-                        "on the small default in a few epochs")
+                        "on the demo's few hundred patches in a few epochs")
     g.add_argument("--layers", type=options.blocks_per_stage, default=DEMO_TRAIN["layers"], help="blocks per stage ('' for the architecture's own)")
     for key in ("epochs", "batch_size", "lr", "warmup_epochs", "milestones", "mixup_alpha", "dropout"):
         kind = {int: options.positive_int, float: float, str: str}[type(DEMO_TRAIN[key])]
@@ -156,11 +167,11 @@ def _add_demo_train_args(p: argparse.ArgumentParser) -> None:
 
 
 DEMO_EPILOG = """scaling up:
-  more data      --products 20 --tile-size-m 24000   (5 real tiles revisited; 400 patches per product)
+  more data      --products 20 --tile-size-m 24000   (5 real tiles revisited; up to 400 patches per product)
   longer         --epochs 40 --milestones 30
   more ranks     --ranks 4                           (each rank takes cores / ranks threads)
   the paper      --arch resnet50 --layers '' --batch-size 64 --lr 0.1 --mixup-alpha 0.2 --dropout 0.5
-  DSen2 inputs   --upsampling dsen2
+  faster builds  --upsampling bilinear                (DSen2, the default, costs ~3x bilinear's build time on a CPU)
   real data      see docs/real-data.md (BigEarthNet v1 -> archive -> shards -> GPUs / SLURM)
 """
 
@@ -216,28 +227,39 @@ def _verify_archive(path, n: int, progress: bool) -> int:
     return 1 if report["problems"] else 0
 
 
+def lazy(module: str):
+    """The ``main(args)`` of ``module``, imported when the command runs (not when it is parsed)."""
+    def run(args):
+        import importlib
+        return importlib.import_module(module).main(args)
+    return run
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="bigearth-sr",
         description="BigEarthNet-style patches from Sentinel-2 Level-2A products, with all bands super-resolved to 10 m.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("synth", help="write synthetic Level-2A products (real SAFE layout, JP2, SCL) and CORINE rasters",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--out", required=True, help="folder for the .SAFE products and CLC_*.tif rasters")
     _add_synth_args(p)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("build", help="cut products (.SAFE folders or .zip) or a BigEarthNet v1 archive into the HDF5 archive",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("inputs", nargs="+", help=".SAFE folders, .zip products, or BigEarthNet v1 patch folders' parent")
+    p = sub.add_parser("build", help="cut Level-2A products (.SAFE folders or .zip), BigEarthNet v1 patch folders or "
+                                     "BigEarthNet v2 (reBEN) into the HDF5 archive",
+                       formatter_class=HelpFormatter)
+    p.add_argument("inputs", nargs="+", help="Level-2A products (.SAFE folders, .zip), the folder holding BigEarthNet v1 "
+                                             "patch folders, or a BigEarthNet v2 (reBEN) folder (BigEarthNet-S2/, "
+                                             "Reference_Maps/, metadata.parquet)")
     _add_build_args(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("demo", help="the main job on the embedded default: synthesize, build, shard, train with "
                                     "Horovod on 2 ranks, evaluate (Tables 2 and 3)",
-                       formatter_class=DemoHelp, epilog=DEMO_EPILOG)
+                       formatter_class=HelpFormatter, epilog=DEMO_EPILOG)
     _add_synth_args(p)
     _add_build_args(p)
     _add_shard_args(p)
@@ -245,7 +267,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_demo, products=12)
 
     p = sub.add_parser("shards", help="write an archive's splits as WebDataset tar shards with an index.json",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("archive", help="bigearth_sr.h5")
     p.add_argument("--out", required=True, help="folder for the shards and index.json")
     p.add_argument("--manifest", default=None, help="the build's manifest.json (default: beside the archive; "
@@ -257,11 +279,13 @@ def main(argv=None) -> int:
     _add_shard_args(p)
     p.set_defaults(func=cmd_shards)
 
-    p = sub.add_parser("verify-shards", help="check every shard's size and sha256 against index.json")
+    p = sub.add_parser("verify-shards", help="check every shard's size and sha256 against index.json",
+                       formatter_class=HelpFormatter)
     p.add_argument("shards", help="shard folder or its index.json")
     p.set_defaults(func=cmd_verify_shards)
 
-    p = sub.add_parser("info", help="describe an archive (--verify: and check every byte of it)")
+    p = sub.add_parser("info", help="describe an archive (--verify: and check every byte of it)",
+                       formatter_class=HelpFormatter)
     p.add_argument("archive")
     p.add_argument("--verify", action="store_true",
                    help="read every chunk (HDF5 checks each one's Fletcher-32 checksum), check the descriptive "
@@ -270,31 +294,31 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("sr-train", help="train the DSen2 networks (Wald's protocol) and write a weights bundle",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from dataset_builder.sr import train as sr_train
-    sr_train.add_args(p)
-    p.set_defaults(func=sr_train.main)
+                       formatter_class=HelpFormatter)
+    from dataset_builder.sr import flags as sr_flags
+    sr_flags.add_train_args(p)
+    p.set_defaults(func=lazy("dataset_builder.sr.train"))
 
     p = sub.add_parser("sr-eval", help="super-resolution quality (Wald's protocol; full resolution with a truth)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from dataset_builder.sr import evaluate as sr_eval
-    sr_eval.add_args(p)
-    p.set_defaults(func=sr_eval.main)
+                       formatter_class=HelpFormatter)
+    sr_flags.add_eval_args(p)
+    p.set_defaults(func=lazy("dataset_builder.sr.evaluate"))
 
-    p = sub.add_parser("sr-convert", help="the DSen2 authors' two Keras weight files (2x, 6x) as one bundle")
+    p = sub.add_parser("sr-convert", help="the DSen2 authors' two Keras weight files (2x, 6x) as one bundle",
+                       formatter_class=HelpFormatter)
     p.add_argument("keras", nargs=2, help="the 2x and 6x .hdf5 files (either order)")
     p.add_argument("--out", required=True, help="bundle to write (.npz)")
     p.set_defaults(func=cmd_sr_convert)
 
     from reference_train import evaluate as ref_evaluate
-    from reference_train import train as ref_train
-    p = sub.add_parser("train", parents=[ref_train.get_args_parser(add_help=False)],
+    from reference_train import train_args
+    p = sub.add_parser("train", parents=[train_args.get_args_parser(add_help=False)],
                        help="the reference trainer: ResNet-50 multilabel on the shards (Horovod, torch.distributed)",
-                       description=ref_train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=ref_train.main)
+                       description=train_args.DESCRIPTION, formatter_class=HelpFormatter)
+    p.set_defaults(func=lazy("reference_train.train"))
     p = sub.add_parser("evaluate", parents=[ref_evaluate.get_args_parser(add_help=False)],
                        help="per-class precision/recall/F1 and averages of a checkpoint on a split (Tables 2-3)",
-                       description=ref_evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=ref_evaluate.__doc__, formatter_class=HelpFormatter)
     p.set_defaults(func=ref_evaluate.main)
 
     args = parser.parse_args(argv)

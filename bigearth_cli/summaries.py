@@ -4,25 +4,54 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def print_summary(manifest: dict, out: Path) -> None:
+def console():
+    """A rich console that never cuts a line: in a terminal its width, elsewhere (a pipe, a SLURM
+    log) wide enough for any tile id and free of colour and cursor codes."""
+    import sys
+
     from rich.console import Console
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=200, no_color=True, force_terminal=False, highlight=False)
+
+
+def failure_line(key: str, err: str) -> str:
+    """``<file>: <what is wrong>``: the error as recorded when it names its file (an InputError
+    does), else prefixed with the input it belongs to."""
+    err = " ".join(str(err).split())  # one line, whatever the message held
+    head = err.split(": ", 1)[0]
+    names_a_file = err.startswith(key) or "/" in head or head.endswith((".SAFE", ".zip", ".tif", ".json", ".parquet"))
+    return err if names_a_file else f"{key}: {err}"
+
+
+def print_summary(manifest: dict, out: Path) -> None:
+    import sys
+
     from rich.table import Table
 
-    con = Console()
+    con = console()
     t = Table(title=f"bigearth-sr build -> {out}")
-    t.add_column("tile / product")
+    t.add_column("tile / product", overflow="fold")
     t.add_column("kept", justify="right")
     t.add_column("dropped", justify="right")
     t.add_column("decode s", justify="right")
     t.add_column("total s", justify="right")
-    for tid, info in manifest["tiles"].items():
+    tiles = manifest["tiles"]
+    for tid, info in tiles.items():
         t.add_row(tid, str(info["kept"]), str(sum(info["drops"].values())),
                   str(info.get("seconds_decode", "")), str(info.get("seconds_total", "")))
-    for tid, err in manifest["tiles_failed"].items():
-        t.add_row(f"[red]{tid}[/red]", "-", "-", "", f"[red]{err[:80]}[/red]")
+    for tid in manifest["tiles_failed"]:
+        t.add_row(f"[red]{tid}[/red]", "-", "-", "", "[red]failed[/red]")
+    t.add_section()
+    t.add_row(f"total: {len(tiles)} built, {len(manifest['tiles_failed'])} failed", str(manifest["patches"]),
+              str(manifest.get("dropped_total", sum(manifest["dropped"].values()))),
+              f"{sum(i.get('seconds_decode') or 0 for i in tiles.values()):.1f}",
+              f"{manifest.get('seconds', 0):.1f} wall")
     con.print(t)
     con.print(f"patches: {manifest['patches']}  per split: {manifest['patches_per_split']}")
     con.print(f"dropped by reason: {manifest['dropped']}")
+    for note in manifest.get("notes", []):
+        con.print(f"note: {note}")
     for name, sha in manifest["outputs"].items():
         con.print(f"{name}  sha256 {sha[:16]}…")
     ignored = manifest.get("inputs_ignored") or {}
@@ -30,16 +59,21 @@ def print_summary(manifest: dict, out: Path) -> None:
         first = next(iter(ignored.items()))
         con.print(f"{len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} of the input folders not used "
                   f"(inputs_ignored in manifest.json), e.g. {first[0]}: {first[1]}")
-    if manifest["tiles_failed"]:
-        con.print(f"[red]{len(manifest['tiles_failed'])} input(s) failed; see manifest.json[/red]")
+    failed = manifest["tiles_failed"]
+    if failed:
+        # each failure whole, on a line of its own, whatever the terminal's width: the reason is
+        # what the user acts on (the manifest keeps the same text)
+        for key, err in failed.items():
+            print(f"error: {failure_line(key, err)}", file=sys.stderr, flush=True)
+        print(f"{len(failed)} input(s) failed (listed above and in {out / 'manifest.json'}); the others were built; "
+              f"fix or remove them and rerun the same command: what is built is kept", file=sys.stderr, flush=True)
 
 
 def print_shards(index: dict, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
     t = Table(title=f"shards -> {out}")
     for col in ("split", "shards", "samples", "MB"):
         t.add_column(col, justify="right" if col != "split" else "left")
     for split, doc in index["splits"].items():
         t.add_row(split, str(len(doc["shards"])), str(doc["samples"]), f"{doc['bytes'] / 1e6:.1f}")
-    Console().print(t)
+    console().print(t)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from bigearth import __version__
+from bigearth.errors import OptionError
 from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
 from bigearth.record import VALUE_CONVENTION
 
@@ -33,7 +35,7 @@ MANIFEST_NAME = "manifest.json"
 
 
 def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: BuildConfig, seconds: float,
-           workers: dict | None = None, ignored: dict | None = None) -> dict:
+           workers: dict | None = None, ignored: dict | None = None, notes: list[str] | None = None) -> dict:
     """Merge the parts in task order into the archive and write the manifest. The archive is
     merged under a temporary name; the old manifest is removed before the new archive takes its
     place and the new manifest is written after, so the folder never shows a manifest that does
@@ -114,6 +116,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "outputs": outputs,
         "seconds": round(seconds, 2),
         "workers": workers,
+        "notes": list(notes or []),  # what the options imply and a user may not expect (said on the console too)
     }
     if not manifest["tracebacks"]:
         del manifest["tracebacks"]
@@ -134,8 +137,14 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
     t0 = time.perf_counter()
     rank0 = engine != "mpi" or _mpi_rank() == 0
     lock = folder_lock(cfg.out_dir, wait, "build") if rank0 else contextlib.nullcontext()
+    require_labels([p for p in inputs if Path(p).name.endswith((".SAFE", ".zip"))], cfg)  # before any work
     with lock:
         tasks, failed_inputs, ignored = plan_tasks(inputs, cfg)
+        require_labels([t.id for t in tasks if t.kind == "product"], cfg)
+        notes = option_notes(tasks, cfg)
+        if rank0:
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr, flush=True)
         cfg.label_sources()  # digested once here, carried to the workers
         if engine == "mpi":
             results = run_mpi(tasks, cfg)
@@ -146,7 +155,27 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
             n, why = choose_workers(tasks, workers)
             chosen = {"engine": "local", "workers": n, "why": why}
             results = run_local(tasks, cfg, n)
-        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen, ignored)
+        return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen, ignored, notes)
+
+
+def require_labels(products: list, cfg: BuildConfig) -> None:
+    """Products are labelled from a CORINE raster or BigEarthNet label JSONs: without either every
+    product would fail, one after the other, after its decoding; say so before any work."""
+    if products and not cfg.clc and not cfg.labels_json:
+        raise OptionError(f"--clc: {len(products)} Level-2A product(s) given ({Path(str(products[0])).name}"
+                          f"{', ...' if len(products) > 1 else ''}) and no labels source: give a CORINE Land Cover "
+                          f"raster (--clc FILE, or a folder of them) or BigEarthNet label JSONs (--labels-json DIR)")
+
+
+def option_notes(tasks: list[Task], cfg: BuildConfig) -> list[str]:
+    """What the options mean for these inputs that a user may not expect."""
+    notes = []
+    v1 = sum(t.count for t in tasks if t.kind == "bigearthnet")
+    if v1 and not cfg.official_lists:
+        notes.append(f"BigEarthNet v1 input ({v1} patch folders) without --official-lists: nothing is screened (the "
+                     f"official seasonal-snow and cloud/shadow lists are not applied) and every patch is in split "
+                     f"'none'; pass --official-lists DIR for the official train/validation/test splits and screening")
+    return notes
 
 
 def _mpi_rank() -> int:

@@ -62,14 +62,16 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     results = []
     if workers <= 1:
         bar = tqdm(total=len(tasks), desc="tiles", unit="tile", disable=not cfg.progress)
+        # a bar within the bar moves the cursor up: only where a terminal reads it, never in a log
+        nested = cfg.progress and sys.stderr.isatty()
         for t in tasks:
             inner = tqdm(total=max(1, int(round(t.count ** 0.5))) if t.kind == "product" else t.count,
                          desc=t.id[:38], unit="row" if t.kind == "product" else "patch", leave=False,
-                         disable=not cfg.progress)
+                         disable=not nested, position=1)
             results.append(run_task(t, cfg, inner.update))
             inner.close()
             bar.update(1)
-            bar.set_postfix_str(_status(results[-1]))
+            bar.set_postfix_str(_status(results))
         bar.close()
         return results
 
@@ -94,7 +96,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
             continue
         results.append(res)
         bar.update(1)
-        bar.set_postfix_str(_status(res))
+        bar.set_postfix_str(_status(results))
         if res.get("fatal"):
             for p in procs:
                 p.kill()
@@ -151,7 +153,9 @@ def _raise_fatal(res: dict):
     raise RuntimeError(f"{res['task']}: {res['error']}\n{res.get('traceback', '')}")
 
 
-def _status(res: dict) -> str:
-    if res.get("status") != "ok":
-        return f"FAILED {res.get('error', '')[:60]}"
-    return f"kept {res['kept']}" + (" (resumed)" if res.get("resumed") else "")
+def _status(results: list[dict]) -> str:
+    """The bar's postfix: totals so far (the failures' reasons come after the build, in full)."""
+    kept = sum(r.get("kept", 0) for r in results if r.get("status") == "ok")
+    failed = sum(r.get("status") != "ok" for r in results)
+    resumed = sum(bool(r.get("resumed")) for r in results)
+    return f"kept {kept}" + (f", {failed} failed" if failed else "") + (f", {resumed} resumed" if resumed else "")

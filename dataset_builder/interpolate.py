@@ -7,9 +7,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
-
-BANDS_SR = tuple(b for b in BANDS_SUPER if b not in BANDS_10M)  # B01 B05 B06 B07 B8A B09 B11 B12
+from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SR
 
 
 class Upsampler(Protocol):

@@ -29,7 +29,7 @@ from bigearth.record import BANDS_SUPER, PATCH_M
 
 from .safe import BAND_IDS, NATIVE
 from .sr.detail import block_mean
-from .tiles import REAL_TILES
+from .tiles import DEFAULT_SCENES, REAL_TILES  # noqa: F401  (DEFAULT_SCENES: benchmarks import it from here)
 
 # Reflectance x 10000 of a few materials, bands in BANDS_SUPER order
 # (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B11 B12).
@@ -429,16 +429,6 @@ def write_clc(path: Path, lc60: np.ndarray, crs: str, transform: Affine) -> None
             tmp, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1, dtype="uint16",
             crs=crs, transform=transform, nodata=0, compress="deflate", tiled=True) as ds:
         ds.write(codes, 1)
-
-
-DEFAULT_SCENES = (
-    ("T33UUP", "20170613T101031", "S2A", "05.00"),
-    ("T29UPU", "20170617T113321", "S2A", "02.14"),
-    ("T35VPK", "20180204T094159", "S2B", "05.09"),
-    ("T34VFJ", "20170823T094031", "S2A", "04.00"),
-    # a fifth tile so that the tile-disjoint 60/20/20 split of the default set has a test tile
-    ("T34UCF", "20180412T094031", "S2A", "02.07"),
-)
 
 
 def write_default_set(out_dir, n_products: int = 4, tile_size_m: int = 12_000, seed: int = 0, **kw) -> list[Path]:

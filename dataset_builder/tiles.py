@@ -14,3 +14,15 @@ REAL_TILES: dict[str, tuple[int, float, float]] = {
     "T34UCF": (32634, 300000.0, 6100020.0),
 }
 FULL_TILE_M = 109_800
+
+
+# the embedded default's products (tile, date, mission, processing baseline), old and new baselines;
+# further products revisit these tiles 10 days later each round
+DEFAULT_SCENES = (
+    ("T33UUP", "20170613T101031", "S2A", "05.00"),
+    ("T29UPU", "20170617T113321", "S2A", "02.14"),
+    ("T35VPK", "20180204T094159", "S2B", "05.09"),
+    ("T34VFJ", "20170823T094031", "S2A", "04.00"),
+    # a fifth tile so that the tile-disjoint 60/20/20 split of the default set has a test tile
+    ("T34UCF", "20180412T094031", "S2A", "02.07"),
+)

@@ -9,15 +9,34 @@ New methods register with :func:`register`.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SR, BANDS_SUPER, PATCH_PX
 
-# the interpolations themselves, re-exported here where the registry offers them
-from .interpolate import BANDS_SR, Bicubic, Bilinear, Upsampler, bilinear  # noqa: F401
+if TYPE_CHECKING:
+    from .interpolate import Upsampler
+
+# The methods import torch when first used, not here: the command line lists them (``--help``,
+# option parsing) without paying torch's few seconds of start-up.
+_INTERPOLATE = ("Bicubic", "Bilinear", "Upsampler", "bilinear")
+
+
+def __getattr__(name):  # the interpolations, re-exported here where the registry offers them
+    if name in _INTERPOLATE:
+        from . import interpolate
+        return getattr(interpolate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _interpolation(cls: str):
+    """The factory of an interpolation: it takes the options every method is called with and has
+    no use for them (no weights; it runs on the CPU, in fp32), so one call serves every method."""
+    def make(weights=None, device="cpu", precision="auto") -> Upsampler:
+        from . import interpolate
+        return getattr(interpolate, cls)()
+    return make
 
 
 def _dsen2(**options) -> Upsampler:
@@ -25,7 +44,8 @@ def _dsen2(**options) -> Upsampler:
     return DSen2(**options)
 
 
-_REGISTRY: dict[str, Callable[..., Upsampler]] = {"bilinear": Bilinear, "bicubic": Bicubic, "dsen2": _dsen2}
+_REGISTRY: dict[str, Callable[..., Upsampler]] = {"bilinear": _interpolation("Bilinear"), "bicubic": _interpolation("Bicubic"),
+                                                  "dsen2": _dsen2}
 
 
 def register(name: str, factory: Callable[..., Upsampler]) -> None:
@@ -37,9 +57,10 @@ def get(name: str, **options) -> Upsampler:
 
     Args:
         name: ``bilinear``, ``bicubic``, ``dsen2`` or a name given to :func:`register`.
-        **options: passed to the method's factory; ``dsen2`` takes ``weights`` (a bundle path, two
-            Keras files joined by a comma, or None for the shipped default), ``device``
-            (``cpu``/``cuda``) and ``precision`` (``auto``/``fp32``/``bf16``/``fp16``).
+        **options: passed to the method's factory; every built-in method takes ``weights`` (a
+            bundle path, two Keras files joined by a comma, or None for the shipped default),
+            ``device`` (``cpu``/``cuda``) and ``precision`` (``auto``/``fp32``/``bf16``/``fp16``);
+            the interpolations accept and ignore them (no weights, CPU, fp32).
 
     Returns:
         An :class:`Upsampler`: ``up(b10, b20, b60)`` maps (4,H,W), (6,H/2,W/2), (2,H/6,W/6)
@@ -133,6 +154,7 @@ def upsample_with_context(up: Upsampler, b10: np.ndarray | None, b20: np.ndarray
 
 def to_uint16(a: np.ndarray) -> np.ndarray:
     """Round half to even and saturate; in place on ``a`` (torch: on every core)."""
+    import torch
     t = torch.from_numpy(a)
     t.round_().clamp_(0, 65535)
     return t.to(torch.uint16).numpy()

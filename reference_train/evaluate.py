@@ -20,8 +20,7 @@ import json
 from pathlib import Path
 
 from bigearth.files import atomic_path, output_folder, sha256_file, write_text
-from bigearth.options import fraction, nonneg_int, positive_int
-from reference_train.metrics import score
+from bigearth.options import HelpFormatter, fraction, nonneg_int, positive_int, split_name
 
 NOMENCLATURES = ("43", "19")
 PREDICTIONS = "predictions.npz"
@@ -102,14 +101,14 @@ def plot_f1(rep: dict, path: Path, title: str) -> None:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 add_help=add_help)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data", required=True, help="shard folder")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--threshold", type=fraction, default=0.5)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--batch-size", type=positive_int, default=128)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, add_help=add_help)
+    ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `bigearth-sr train`")
+    ap.add_argument("--data", required=True, help="shard folder (with index.json) written by `bigearth-sr shards`")
+    ap.add_argument("--split", type=split_name, default="test",
+                    help="split to score: train, validation (or val) or test")
+    ap.add_argument("--threshold", type=fraction, default=0.5, help="a class is predicted when its probability is at least this")
+    ap.add_argument("--out", required=True, help="folder for the tables, report.json, plots and predictions.npz")
+    ap.add_argument("--batch-size", type=positive_int, default=128, help="images per batch")
     ap.add_argument("--workers", type=nonneg_int, default=None,
                     help="DataLoader workers (default: half the usable cores, at most 4)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -121,6 +120,7 @@ def main(args) -> int:
     import torch
 
     import shards
+    from reference_train.metrics import score
     from reference_train.checkpoint import load_weights, read_checkpoint
     from reference_train.model import build_model, parse_layers
     from reference_train.predict import predict

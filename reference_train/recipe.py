@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from reference_train.train_args import MIXUP_MODES  # defined with the flag that chooses one
+
 
 def scaled_lr(base: float = 0.1, workers: int = 1, batch_per_worker: int = 64) -> float:
     """lr = base * k * n / 256 (Goyal et al.'s linear scaling rule; base 0.1 for 256 images)."""
@@ -50,7 +52,6 @@ def mixup(x, y: torch.Tensor, lam, perm: torch.Tensor):
     return mix(x), mix(y)
 
 
-MIXUP_MODES = ("per-patch", "per-batch")
 
 
 def augment(x, y: torch.Tensor, gen: torch.Generator, alpha: float, rotate: bool = True, mode: str = "per-patch"):

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
-from .index import INDEX_NAME, listed_files
+from .index import INDEX_NAME, listed_files, read_index
 from .sample import NPY_MEMBERS, encode, tar_bytes
 
 FORMAT = "bigearth-sr-shards"
@@ -142,6 +143,7 @@ def _done(out_dir: Path, p: ShardPlan, fp: str) -> dict | None:
 
 def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
     entry = write_shard(archive_path, p, out_dir)
+    entry["fingerprint"] = fp  # in the index too: a rerun reuses the shard after .progress/ is gone
     return mark_done(_marker(Path(out_dir), p), Path(out_dir) / p.file, fp, entry, sha256=entry["sha256"])
 
 
@@ -189,11 +191,13 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
         print(f"note: {archive_path}: carries no checksums (built before archives did) and has no manifest.json "
               f"beside it: damage that still decodes cannot be detected", file=sys.stderr, flush=True)
     plans = plan(archive_path, shard_bytes, seed, splits)
+    previous = _previous_entries(out_dir)
     # the folder is being rewritten: until the new index is in place it claims no complete set
     (out_dir / INDEX_NAME).unlink(missing_ok=True)
     (out_dir / ".progress").mkdir(parents=True, exist_ok=True)
     fps = {p.file: p.fingerprint(source_sha, [names[i] for i in p.indices]) for p in plans}
-    entries = {p.file: e for p in plans if (e := _done(out_dir, p, fps[p.file])) is not None}
+    entries = {p.file: e for p in plans
+               if (e := _done(out_dir, p, fps[p.file]) or _intact(out_dir, previous.get(p.file), fps[p.file]))}
     todo = [p for p in plans if p.file not in entries]
     bar = tqdm(total=len(plans), initial=len(entries), unit="shard", desc="shards", disable=not progress)
     workers = capped("--shard-workers", workers, {f"{usable_cores()} usable cores": usable_cores(),
@@ -229,7 +233,32 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     }
     write_text(out_dir / INDEX_NAME, json.dumps(index, indent=1))
     remove_unlisted(out_dir, index)
+    shutil.rmtree(out_dir / ".progress", ignore_errors=True)  # the index holds what a rerun needs
     return index
+
+
+def _previous_entries(out_dir: Path) -> dict:
+    """The shard entries of the index a finished earlier run left here ({} when there is none or
+    it cannot be read: its shards are then checked against their markers, or written again)."""
+    try:
+        index, _ = read_index(out_dir / INDEX_NAME)
+    except InputError:
+        return {}
+    return {e["file"]: e for d in index["splits"].values() for e in d["shards"]}
+
+
+def _intact(out_dir: Path, entry: dict | None, fp: str) -> dict | None:
+    """``entry`` of an earlier index, when it was made from the same inputs (``fp``) and its file is
+    as the index records it (size and sha256)."""
+    if not entry or entry.get("fingerprint") != fp:
+        return None
+    path = out_dir / entry["file"]
+    try:
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            return None
+    except OSError:
+        return None
+    return entry
 
 
 def unlisted(out_dir: Path, index: dict) -> list[Path]:

@@ -108,3 +108,50 @@ def test_a_rebuild_keeps_the_archive_unless_a_part_changed(products, synth_dir, 
     assert path.stat().st_mtime_ns != 0 and third["patches"] < again["patches"]
     with h5py.File(path, "r") as f:
         assert f["name"].shape[0] == third["patches"]
+
+
+def test_products_without_a_labels_source_fail_before_any_work(products, tmp_path, capsys):
+    from bigearth_cli.cli import main
+    out = tmp_path / "out"
+    assert main(["build", *map(str, products), "--out", str(out), "--upsampling", "bilinear", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --clc: 3 Level-2A product(s) given") and "--labels-json" in err[0]
+    assert not (out / "parts").exists() and not (out / "manifest.json").exists()
+
+
+def test_each_failed_input_is_one_full_line(products, synth_dir, tmp_path, capsys, monkeypatch):
+    """A product whose folder is not a product, beside a good one: the good one is built, the bad
+    one is named in full on its own line (never cut to the table's width), exit 1."""
+    from bigearth_cli.cli import main
+    monkeypatch.setenv("COLUMNS", "40")
+    bad = tmp_path / ("S2B_MSIL2A_20990101T000000_N0500_R001_T31UFU_" + "X" * 60 + ".SAFE")
+    bad.mkdir()
+    out = tmp_path / "out"
+    rc = main(["build", str(products[0]), str(bad), "--out", str(out), "--upsampling", "bilinear", "--no-progress",
+               "--clc", str(synth_dir)])
+    assert rc == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    (key, reason), = manifest["tiles_failed"].items()
+    assert len(errors) == 1 and str(bad) in errors[0] and errors[0].endswith(reason.split(": ")[-1])
+    assert manifest["patches"] > 0 and key in captured.out  # the table names it whole too
+    assert "total: 1 built, 1 failed" in captured.out
+    assert not (out / ".lock").exists()
+
+
+def test_v1_without_official_lists_says_nothing_is_screened(built, tmp_path, capsys):
+    from bigearth_cli.cli import main
+
+    from .conftest import write_ben
+    out, _, _ = built
+    recs = list(archive.iter_records(Path(out) / ARCHIVE_NAME))[:3]
+    write_ben(tmp_path / "ben", recs, recs[0].product + ".SAFE")
+    assert main(["build", str(tmp_path / "ben"), "--out", str(tmp_path / "o"), "--upsampling", "bilinear",
+                 "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["patches_per_split"] == {"none": 3}
+    (note,) = manifest["notes"]
+    assert "without --official-lists: nothing is screened" in note and "split 'none'" in note
+    assert f"note: {note}" in captured.err

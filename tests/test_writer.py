@@ -7,6 +7,7 @@ import json
 import google_crc32c
 import h5py
 import numpy as np
+import pytest
 
 import shards
 from bigearth import nomenclature as nom
@@ -66,16 +67,27 @@ def test_same_seed_same_bytes_other_seed_other_order(written, tmp_path):
     assert other["splits"] != index["splits"]
 
 
-def test_rewrite_resumes_and_skips_finished_shards(written, tmp_path):
+@pytest.mark.parametrize("how", ["finished", "killed"])
+def test_rewrite_resumes_and_skips_finished_shards(written, tmp_path, monkeypatch, how):
+    """A rerun rewrites only what is missing: after a finished run from the index's fingerprints
+    (a finished run leaves no .progress/ or .lock behind), after a killed one from the markers."""
     path, _, _, index = written
     out = tmp_path / "s"
+    if how == "killed":  # the markers as a run killed before its index leaves them
+        monkeypatch.setattr(shards.writer.shutil, "rmtree", lambda *a, **k: None)
     shards.write_shards(path, out, SHARD_BYTES, seed=7, progress=False)
+    monkeypatch.undo()
+    assert (out / ".progress").is_dir() == (how == "killed")
+    assert not (out / ".lock").exists()
     files = sorted(out.glob("*.tar"))
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     files[0].unlink()  # as if killed before this shard was renamed into place
     (out / (files[0].name + ".tmp")).write_bytes(b"partial")
-    (out / "index.json").unlink()
+    if how == "killed":
+        (out / "index.json").unlink()
     again = shards.write_shards(path, out, SHARD_BYTES, seed=7, progress=False)
     assert again["splits"] == index["splits"]
     assert all(p.stat().st_mtime_ns == mtimes[p] for p in files[1:])
+    assert files[0].exists() and files[0].stat().st_mtime_ns != mtimes[files[0]]
     assert not list(out.glob("*.tmp"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["index.json", *(p.name for p in files)])

@@ -19,7 +19,6 @@ several runs (the folds of a cross-validation) merge exactly (:func:`merge_repor
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -29,7 +28,6 @@ import rasterio
 
 from bigearth.errors import InputError, OptionError
 from bigearth.files import atomic_path, output_folder, write_text
-from bigearth.options import choice_list, positive_float, torch_device
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 from .. import upsample
@@ -38,26 +36,6 @@ from . import metrics, scenes as scenes_mod, wald
 VIEW = 240  # side of the figure's window, in pixels of the reference grid
 FIGURE_BANDS = {"2x": ("B11", "B8A", "B05"), "6x": ("B09", "B01", "B01"), "full": ("B11", "B8A", "B05")}
 RATIO = {"2x": 2, "6x": 6, "full": 1}
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", help="MAT/HDF5 crops (im10/im20/im60), BigEarthNet v1 patch folders, "
-                                              "Level-2A products (synthetic ones with their truth), or folders of them")
-    p.add_argument("--methods", type=choice_list(upsample.available()), default="bilinear,bicubic,dsen2",
-                   help=f"comma-separated upsampling methods, of {','.join(upsample.available())}")
-    p.add_argument("--truth", default=None, help="10 m truth of all 12 bands (GeoTIFF, BANDS_SUPER order) of a single "
-                                                 "input; default: truth_10m.tif inside a synthetic product, if there")
-    p.add_argument("--degradation", choices=wald.MODES, default="gauss", help="Wald degradation")
-    p.add_argument("--slack", type=positive_float, default=2.0,
-                   help="a method is counted worse than bicubic on a scene or patch when its RMSE is higher by more than this (DN)")
-    p.add_argument("--allow-seen", action="store_true",
-                   help="report scenes the DSen2 weights were trained or validated on too (marked 'seen')")
-    p.add_argument("--sr-weights", default=None, help="dsen2 weights (default: shipped)")
-    p.add_argument("--sr-device", type=torch_device, default="cpu")
-    p.add_argument("--sr-precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="dsen2 arithmetic (default fp32: the reference the other precisions are measured against)")
-    p.add_argument("--no-figures", action="store_true", help="no PNG figures")
-    p.add_argument("--out", default=None, help="folder for sr_eval.json/.md/.csv and the figures")
 
 
 # --------------------------------------------------------------------------- one piece

@@ -19,11 +19,12 @@ from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
 
 from bigearth.errors import InputError
 from .detail import block_mean
+from .flags import DEGRADATIONS
 
 # Sentinel-2 MSI modulation transfer at Nyquist, per band
 MTF_NYQUIST = {"B02": 0.275, "B03": 0.28, "B04": 0.25, "B08": 0.24, "B05": 0.365, "B06": 0.33, "B07": 0.34,
                "B8A": 0.32, "B11": 0.205, "B12": 0.235, "B01": 0.3175, "B09": 0.295}
-MODES = ("gauss", "mtf")
+MODES = DEGRADATIONS  # named where the flag is
 CUBES = (("im10", BANDS_10M), ("im20", BANDS_20M), ("im60", BANDS_60M))
 
 
