@@ -19,7 +19,7 @@ import h5py
 from .archive import check_manifest
 from .bigearthnet_v1 import is_archive_dir
 from .bigearthnet_v2 import is_v2_root
-from .build import ARCHIVE_NAME, BuildConfig, build
+from .build import ARCHIVE_NAME, MANIFEST_NAME, BuildConfig, build
 
 
 def describe(folder) -> tuple[str, list[Path]]:
@@ -66,6 +66,12 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
         if upsampling is not None and found is not None and found != upsampling:
             raise ValueError(f"{paths[0]}: built with --upsampling {found}, this configuration needs {upsampling}")
         return paths[0]
+    if upsampling is None:
+        # the native cubes are the same in every build: go on with a build already made here (its
+        # resume checks every input by content, so it is reused only if nothing changed), else
+        # make the cheapest
+        made = [p.parent.name for p in Path(work_dir).glob(f"*/{MANIFEST_NAME}")]
+        upsampling = next((u for u in ("dsen2", "bilinear", "bicubic") if u in made), "bilinear")
     out = Path(work_dir) / (upsampling or "bilinear")
     cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", progress=progress)
     if kind == "products":
@@ -80,3 +86,4 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
         raise RuntimeError(f"{folder}: {len(manifest['tiles_failed'])} input(s) failed: "
                            + "; ".join(f"{k}: {v}" for k, v in manifest["tiles_failed"].items()))
     return out / ARCHIVE_NAME
+

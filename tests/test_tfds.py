@@ -173,3 +173,27 @@ def test_real_bigearthnet_patches_flow_through_tfds(tmp_path):
             r = recs[ex["filename"].decode()]
             assert r.split == split
             check_example(ex, r, "native")
+
+
+def test_every_config_from_an_archive_skips_the_others_in_one_line(built, tmp_path):
+    """`tfds build bigearth_sr` (no config) on an archive: the configs of its upsampling and native
+    are built; each other config is one line naming it and why, with no folder and no traceback."""
+    out, manifest, _ = built
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    os.link(out / ARCHIVE_NAME, manual / ARCHIVE_NAME)
+    shutil.copy(out / "manifest.json", manual / "manifest.json")
+    data_dir = tmp_path / "data"
+    r = run_tfds(["bigearth_sr", "--imports", "dataset_builder.bigearth_sr", f"--manual_dir={manual}",
+                  f"--data_dir={data_dir}"], tmp_path, tmp_path)
+    skipped = [line for line in r.stdout.splitlines() if line.startswith("skipped ")]
+    assert sorted(line.split(":")[0] for line in skipped) == sorted(
+        f"skipped bigearth_sr/{c}" for c in ("super", "rgb", "super_bicubic", "rgb_bicubic"))
+    assert all("was built with --upsampling bilinear and this config needs" in line for line in skipped)
+    assert "Traceback" not in r.stdout + r.stderr
+    made = sorted(p.name for p in (data_dir / "bigearth_sr").iterdir() if not p.name.startswith("."))  # TFDS's .config/
+    assert made == ["native", "rgb_bilinear", "super_bilinear"]
+    from dataset_builder.bigearth_sr import Builder
+    b = Builder(config="super_bicubic", data_dir=str(data_dir))
+    with pytest.raises(ValueError, match="needs bicubic"):
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import h5py
@@ -114,11 +115,43 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def download_and_prepare(self, *, download_config=None, **kwargs):
+        why = self._cannot_come_from_source(download_config)
+        if why:
+            # `tfds build bigearth_sr` builds every config: one the source cannot give is skipped
+            # with its reason, before TFDS makes any folder for it, and the others go on; asked for
+            # by name from Python, it is an error
+            if "tensorflow_datasets.scripts.cli.build" in sys.modules:
+                print(f"skipped {self.name}/{self.builder_config.name}: {why}", flush=True)
+                self._skipped = why  # the CLI prints the info of what it built next: one line, not a card
+                return None
+            raise ValueError(f"{self.name}/{self.builder_config.name}: {why}")
         # Beam when the user asks for it (`tfds build --beam_pipeline_options=...` or a runner),
         # else a plain generator: the small default needs no pipeline
         self.use_beam = download_config is not None and (download_config.beam_options is not None
                                                           or download_config.beam_runner is not None)
         return super().download_and_prepare(download_config=download_config, **kwargs)
+
+    @property
+    def info(self):
+        if getattr(self, "_skipped", None):
+            return _NotBuilt(f"{self.name}/{self.builder_config.name}")
+        return super().info
+
+    def _cannot_come_from_source(self, download_config) -> str | None:
+        """Why this config cannot be built from the manual_dir (an archive of another upsampling),
+        or None. Reads only the archive's attributes."""
+        cfg = self.builder_config
+        manual = getattr(download_config, "manual_dir", None) or Path(self._data_dir_root) / "downloads" / "manual"
+        try:
+            kind, paths = inputs.describe(manual)
+        except FileNotFoundError:
+            return None  # TFDS's own message about the manual_dir follows
+        found = inputs.archive_upsampling(paths[0]) if kind == "archive" else None
+        if cfg.upsampling is None or found is None or found == cfg.upsampling:
+            return None
+        return (f"{paths[0]} was built with --upsampling {found} and this config needs {cfg.upsampling} "
+                f"(the configs of {found}, and native, come from it; for {cfg.upsampling}, point --manual_dir at "
+                f"the products or patches, or at an archive built with --upsampling {cfg.upsampling})")
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
@@ -136,6 +169,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
             return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)
         return examples(rows, path, variant)
+
+
+class _NotBuilt:
+    """What ``builder.info`` is after a config was skipped: nothing to describe."""
+
+    def __init__(self, name: str):
+        self.full_name = name
+
+    def __repr__(self) -> str:
+        return f"{self.full_name}: not built (skipped, see above)"
 
 
 def examples(rows, path: str, variant: str):

@@ -1,0 +1,43 @@
+"""The docs' code blocks run as written (the README's own snippets are run by the tests of the
+modules they use): docs/tfds.md's build commands and its loading code, from a fresh folder."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+def snippet(doc: str, name: str, lang: str) -> str:
+    text = (ROOT / doc).read_text()
+    m = re.search(rf"<!-- snippet: {name} -->\n```{lang}\n(.*?)```", text, re.S)
+    assert m, f"{doc}: snippet {name} not found"
+    return m.group(1)
+
+
+@pytest.mark.slow
+def test_tfds_page_builds_and_loads_as_written(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "BIGEARTH_SR_WORKERS": "2"}
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet("docs/tfds.md", "tfds-build", "bash")], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # one build of the source, DSen2's, served both configs
+    builds = tmp_path / "tfds_data" / "downloads" / "bigearth_sr_build"
+    assert sorted(p.name for p in builds.iterdir()) == ["dsen2"]
+    manifest = json.loads((builds / "dsen2" / "manifest.json").read_text())
+    r = subprocess.run([sys.executable, "-c", snippet("docs/tfds.md", "tfds-load", "python")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = r.stdout.strip().splitlines()[-1].split(" ", 1)[0]  # the snippet prints the train split's length first
+    assert int(n) == manifest["patches_per_split"]["train"]
+    assert "(3, 120, 120)" in r.stdout
+    assert not (tmp_path / "~").exists()
