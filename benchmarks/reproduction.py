@@ -102,7 +102,7 @@ def _scores(run_dir: Path) -> dict:
     rep = report(pred["probs"], pred["targets"], nom.CLASS_NAMES, float(pred["threshold"]))
     micro = rep["averages"]["micro"]
     return {"P": micro["precision"], "R": micro["recall"], "F1": micro["f1"], "macro": rep["averages"]["macro"]["f1"],
-            "per_class": np.array([r["f1"] for r in rep["per_class"]]),
+            "per_class": np.array([np.nan if r["f1"] is None else r["f1"] for r in rep["per_class"]]),
             "support": np.array([r["support"] for r in rep["per_class"]])}
 
 

@@ -188,23 +188,57 @@ def cmd_info(args) -> int:
     from dataset_builder import archive
     with archive.reading(args.archive) as f:
         n = f["name"].shape[0]
-        print(f"{args.archive}: {n} patches; merge={f.attrs.get('merge', '?')} "
-              f"compression={f.attrs.get('compression', '?')}")
-        print(f"  checksums: {f.attrs.get('checksums', 'none (built before archives carried checksums)')}")
-        if f.attrs.get("reading_note"):
-            print(f"  reading: {f.attrs['reading_note']}")
+        splits = {}
         if "split" in f and n:
             import numpy as np
-            splits, counts = np.unique(f["split"].asstr()[:], return_counts=True)
-            print("  per split:", dict(zip(splits.tolist(), counts.tolist())))
-        for k in f:
-            ds = f[k]
-            layout = f"virtual over {len(ds.virtual_sources())} part(s)" if ds.is_virtual else f"chunks={ds.chunks}"
-            print(f"  {k:12s} {str(ds.dtype):8s} {str(ds.shape):22s} {layout}")
-        cfg = f.attrs.get("build_config")
+            names, counts = np.unique(f["split"].asstr()[:], return_counts=True)
+            splits = dict(zip(names.tolist(), counts.tolist()))
+        datasets = {k: {"dtype": str(f[k].dtype), "shape": list(f[k].shape),
+                        "layout": f"virtual over {len(f[k].virtual_sources())} part(s)" if f[k].is_virtual
+                        else f"chunks={f[k].chunks}"} for k in f}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+                 for k, v in f.attrs.items()}
+    cfg = json.loads(attrs["build_config"]) if attrs.get("build_config") else None
+    if args.json:
+        print(json.dumps({"archive": str(args.archive), "patches": n, "per_split": splits, "datasets": datasets,
+                          "attributes": {k: v for k, v in attrs.items() if k != "build_config"}, "build_config": cfg},
+                         indent=1, default=str))
+    else:
+        print(f"{args.archive}: {n} patches; merge={attrs.get('merge', '?')} compression={attrs.get('compression', '?')}")
+        print(f"  checksums: {attrs.get('checksums', 'none (built before archives carried checksums)')}")
+        if attrs.get("reading_note"):
+            print(f"  reading: {attrs['reading_note']}")
+        print("  per split:", splits)
+        for k, d in datasets.items():
+            print(f"  {k:12s} {d['dtype']:8s} {str(tuple(d['shape'])):22s} {d['layout']}")
         if cfg:
-            print("  build config:", json.dumps(json.loads(cfg)))
+            for line in config_summary(cfg):
+                print(f"  {line}")
+            print("  (the whole build configuration and provenance: bigearth-sr info --json)")
     return _verify_archive(args.archive, n, not args.no_progress) if args.verify else 0
+
+
+def config_summary(cfg: dict) -> list[str]:
+    """A few lines a person reads: how the archive was made (the rest is in --json)."""
+    up = cfg.get("upsampling", "?")
+    sr = cfg.get("super_resolution") if isinstance(cfg.get("super_resolution"), dict) else {}
+    files = sr.get("files") if isinstance(sr.get("files"), dict) else {}
+    weights = ", ".join(f"{name} (sha256 {str(sha)[:12]}…)" for name, sha in files.items()) or cfg.get("sr_weights") \
+        or "shipped"
+    nets = sr.get("nets") if isinstance(sr.get("nets"), dict) else {}
+    if nets:
+        weights += "; nets " + ", ".join(f"{r}x {v.get('blocks')}x{v.get('features')}" for r, v in nets.items()
+                                         if isinstance(v, dict))
+    labels = (f"{len(cfg['clc'])} CORINE raster(s)" if cfg.get("clc") else
+              f"label JSONs in {cfg['labels_json']}" if cfg.get("labels_json") else "the BigEarthNet inputs' own")
+    lines = [f"super-resolution: {up}" + (f", weights {weights}, precision {sr.get('precision', cfg.get('sr_precision', '?'))}"
+                                          if up == "dsen2" else ""),
+             f"labels: {labels}; splits: " + ("official lists" if cfg.get("official_lists") else
+                                               f"tile-disjoint {cfg.get('split_fractions', '?')} for products")]
+    thresholds = cfg.get("thresholds")
+    if isinstance(thresholds, dict):
+        lines.append("screening (max share of SCL pixels): " + ", ".join(f"{k} {v}" for k, v in thresholds.items()))
+    return lines
 
 
 def _verify_archive(path, n: int, progress: bool) -> int:
@@ -290,6 +324,8 @@ def main(argv=None) -> int:
     p.add_argument("--verify", action="store_true",
                    help="read every chunk (HDF5 checks each one's Fletcher-32 checksum), check the descriptive "
                         "datasets against meta_sha256 and the archive against manifest.json when one is beside it")
+    p.add_argument("--json", action="store_true",
+                   help="print everything as JSON: attributes, datasets and the whole build configuration and provenance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_info)
 

@@ -49,7 +49,7 @@ def tables_text(reports: dict, key: str = "43", baseline: tuple[dict, str] | Non
         lines.append(f"  {'label-frequency baseline':<28}{b['precision']:>10.3f}{b['recall']:>10.3f}{b['f1']:>10.3f}"
                      f"   (micro; {how})")
     if rep.get("mAP") is not None:
-        lines.append(f"  mAP {rep['mAP']:.3f} over the {rep['classes_present']} classes present")
+        lines.append(f"  macro mAP {rep['mAP']:.3f} (AP averaged over the {rep['classes_present']} classes present)")
     rows = [r for r in rep["per_class"] if r["support"] > 0]
     width = max(len(r["class"]) for r in rows) if rows else 10
     lines += ["", f"Table 3 layout: per class ({len(rows)} of {len(rep['per_class'])} classes present in the split)",
@@ -75,8 +75,12 @@ def write_reports(out: Path, reports: dict) -> None:
         lines += ["", "| average | precision | recall | F1 |", "|---|---|---|---|"]
         lines += [f"| {a} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |" for a, v in rep["averages"].items()]
         if rep["mAP"] is not None:
-            lines += ["", f"mAP (macro over {rep['classes_present']} classes present) {rep['mAP']:.3f}; "
+            lines += ["", f"macro mAP (AP averaged over the {rep['classes_present']} classes present) {rep['mAP']:.3f}; "
                           f"micro AP {rep['micro_AP']:.3f}"]
+        absent = [r["class"] for r in rep["per_class"] if r["support"] == 0]
+        if absent:
+            lines += ["", f"{len(absent)} class(es) absent from the split (blank in the CSV, null in the JSON): "
+                          + ", ".join(absent)]
         write_text(out / f"per_class_{key}.md", "\n".join(lines) + "\n")
         plot_f1(rep, out / f"f1_{key}.png", f"per-class F1, {key} classes")
     write_text(out / "report.json", json.dumps(reports, indent=1))
@@ -88,7 +92,13 @@ def plot_f1(rep: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     rows = sorted((r for r in rep["per_class"] if r["support"] > 0), key=lambda r: r["f1"])
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))
-    ax.barh([f"{r['class'][:48]} ({r['support']})" for r in rows], [r["f1"] for r in rows], color="tab:green")
+    labels = [f"{r['class'][:48]} ({r['support']})" for r in rows]
+    ax.barh(labels, [r["f1"] for r in rows], color="tab:green")
+    zero = [i for i, r in enumerate(rows) if r["f1"] == 0]
+    if zero:  # a bar of length 0 is invisible: mark it, so it reads as a score of 0, not a missing class
+        ax.scatter([0.0] * len(zero), zero, marker="x", color="tab:red", zorder=3, label="F1 = 0", clip_on=False)
+        for i in zero:
+            ax.text(0.012, i, "0", va="center", color="tab:red", fontsize=8)
     ax.axvline(rep["averages"]["micro"]["f1"], color="k", ls="--", lw=1, label="micro F1")
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1 (support in brackets)")
@@ -157,7 +167,7 @@ def main(args) -> int:
         if key in reports:
             a = reports[key]["averages"]
             print(f"{key} classes: micro F1 {a['micro']['f1']:.3f}  macro F1 {a['macro']['f1']:.3f}  "
-                  f"samples F1 {a['samples']['f1']:.3f}  mAP {reports[key]['mAP']:.3f}")
+                  f"samples F1 {a['samples']['f1']:.3f}  macro mAP {reports[key]['mAP']:.3f}")
     print(f"reports in {args.out}")
     return 0
 

@@ -1,6 +1,8 @@
 """The paper's evaluation, computed by scikit-learn: per-class precision, recall, F1 and support
 (its Table 3), micro/macro/weighted/samples averages (its Table 2) and mAP, for the 43 classes and
-the 19-class nomenclature. Averages are over the classes present in the split (support > 0)."""
+the 19-class nomenclature. Averages are over the classes present in the split (support > 0); a
+class absent from it has None for precision, recall, F1 and AP. mAP is the macro average of the
+per-class AP over the classes present."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,14 +30,18 @@ def report(probs: np.ndarray, targets: np.ndarray, names, threshold: float = 0.5
     ap = np.full(len(names), np.nan)
     for c in present:
         ap[c] = average_precision_score(y[:, c], probs[:, c])
-    rows = [{"class": names[c], "precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
+    # a class the split lacks has no recall, and no precision or F1 worth a number: None (blank in
+    # the CSV, null in the JSON), never 0.0, which averaging the column would count as a failure
+    rows = [{"class": names[c], **({"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c])} if s[c] else
+                                   {"precision": None, "recall": None, "f1": None}),
              "support": int(s[c]), "ap": None if np.isnan(ap[c]) else float(ap[c])} for c in range(len(names))]
     avgs = {}
     for avg in AVERAGES:
         ap_, ar, af, _ = precision_recall_fscore_support(y, pred, average=avg, labels=present, zero_division=0)
         avgs[avg] = {"precision": float(ap_), "recall": float(ar), "f1": float(af)}
     return {"threshold": threshold, "samples": int(len(y)), "classes_present": int(len(present)), "per_class": rows,
-            "averages": avgs, "mAP": float(np.nanmean(ap)) if len(present) else None,
+            "averages": avgs, "mAP": float(np.nanmean(ap)) if len(present) else None,  # macro over the present
+            "mAP_averaging": f"macro over the {len(present)} classes present",
             "micro_AP": float(average_precision_score(y[:, present], probs[:, present], average="micro"))
             if len(present) else None}
 

@@ -6,6 +6,7 @@
 # `bigearth-sr demo` (see `bigearth-sr demo --help` to scale it up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SECONDS=0
 bash scripts/setup.sh ""
 mkdir -p build
 # Horovod is built from source once and cached (build/wheels/); where it cannot be built the
@@ -13,4 +14,5 @@ mkdir -p build
 if ! bash scripts/build_horovod.sh > build/horovod-build.log 2>&1; then
     echo "note: Horovod could not be built here (see build/horovod-build.log); the demo trains with torch.distributed"
 fi
+echo "set-up (install, Horovod check): ${SECONDS} s; the demo says its own time at the end"
 exec .venv/bin/bigearth-sr demo --out out/demo "$@"

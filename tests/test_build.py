@@ -89,6 +89,13 @@ def test_cli_info_reports_the_archive(built, capsys):
     assert f"{manifest['patches']} patches; merge=copy compression=blosc-lz4" in text
     assert str(manifest["patches_per_split"]) in text
     assert "data_super   uint16" in text and "chunks=(1, 12, 120, 120)" in text
+    assert "super-resolution: bilinear" in text and "labels: 3 CORINE raster(s)" in text
+    assert max(len(line) for line in text.splitlines()) < 1000  # the provenance is behind --json, not one long line
+    assert main(["info", str(Path(out) / ARCHIVE_NAME), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    with h5py.File(Path(out) / ARCHIVE_NAME) as f:
+        assert doc["build_config"] == json.loads(f.attrs["build_config"])
+    assert doc["patches"] == manifest["patches"] and doc["per_split"] == manifest["patches_per_split"]
 
 
 def test_a_rebuild_keeps_the_archive_unless_a_part_changed(products, synth_dir, tmp_path):

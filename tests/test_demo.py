@@ -93,3 +93,18 @@ def test_without_horovod_the_demo_says_so_and_uses_torch_distributed(monkeypatch
 def test_a_checkpoint_is_reused_only_for_the_same_options(key, saved, wanted, same):
     from bigearth_cli.demo import same_options
     assert same_options({key: saved}, {key: wanted}) is same
+
+
+def test_a_demo_whose_tiles_miss_a_split_stops_before_any_work(tmp_path, capsys):
+    """4 products lie on 4 tiles, none of them a test tile: said at once, nothing synthesized."""
+    from bigearth_cli.cli import main
+    from bigearth_cli.demo import splits_missing
+    from dataset_builder.products import tile_split
+    from dataset_builder.tiles import DEFAULT_SCENES
+    tiles4 = {t for t, *_ in DEFAULT_SCENES[:4]}
+    expect = [s for s in ("train", "validation", "test") if s not in {tile_split(t, (0.6, 0.2, 0.2)) for t in tiles4}]
+    assert expect and splits_missing(4, (0.6, 0.2, 0.2), "test") == expect and not splits_missing(5, (0.6, 0.2, 0.2), "test")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--products", "4", "--tile-size-m", "3600"]) == 1
+    err = capsys.readouterr().err
+    assert f"no patch to split(s) {expect}" in err and "--products 5" in err
+    assert not (tmp_path / "d" / "products").exists()

@@ -39,3 +39,34 @@ def test_report_json_is_written_once_atomically_with_the_checkpoint_details(buil
     assert rep["checkpoint"]["epoch"] == 3 and rep["checkpoint"]["split"] == split
     assert rep["43"]["samples"] == index["splits"][split]["samples"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_absent_classes_are_blank_and_zero_f1_is_marked(tmp_path, monkeypatch):
+    import csv
+
+    import matplotlib.axes
+    import numpy as np
+
+    from bigearth import nomenclature as nom
+    from reference_train import evaluate
+    from reference_train.metrics import score
+    rng = np.random.default_rng(1)
+    targets = (rng.random((60, 43)) < 0.2).astype(np.float32)
+    targets[:, :3] = 0  # absent from the split
+    probs = rng.random((60, 43)).astype(np.float32)
+    probs[:, 10] = 0.0  # present, never predicted: F1 0
+    reports = score(probs, targets, 43)
+    marked = []
+    real = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", lambda self, x, y, **k: marked.append((list(x), k.get("label")))
+                        or real(self, x, y, **k))
+    evaluate.write_reports(tmp_path, reports)
+    with open(tmp_path / "per_class_43.csv") as fh:
+        rows = {r["class"]: r for r in csv.DictReader(fh)}
+    for c in nom.CLASS_NAMES[:3]:
+        assert rows[c]["support"] == "0" and rows[c]["f1"] == rows[c]["precision"] == rows[c]["recall"] == ""
+    assert float(rows[nom.CLASS_NAMES[10]]["f1"]) == 0.0
+    assert json.loads((tmp_path / "report.json").read_text())["43"]["per_class"][0]["f1"] is None
+    zero = sum(1 for r in reports["43"]["per_class"] if r["f1"] == 0)
+    assert ([0.0] * zero, "F1 = 0") in marked  # one marker per F1 = 0 bar, in the 43-class chart
+    assert "macro mAP" in evaluate.tables_text(reports, "43")

@@ -39,6 +39,9 @@ def test_evaluation_matches_an_independent_computation(tmp_path):
     present = targets.sum(0) > 0
     for c, row in enumerate(rep["per_class"]):
         assert row["support"] == targets[:, c].sum()
+        if not present[c]:  # absent: no figure at all, not a 0.0 that a column average would count
+            assert row["precision"] is None and row["recall"] is None and row["f1"] is None and row["ap"] is None
+            continue
         assert row["precision"] == pytest.approx(prec[c]) and row["recall"] == pytest.approx(rec[c])
         assert row["f1"] == pytest.approx(f1[c])
         if present[c]:
@@ -51,6 +54,9 @@ def test_evaluation_matches_an_independent_computation(tmp_path):
     inter = (targets[:, present] & pred[:, present]).sum(1)
     denom = targets[:, present].sum(1) + pred[:, present].sum(1)
     assert rep["averages"]["samples"]["f1"] == pytest.approx(np.where(denom > 0, 2 * inter / np.maximum(denom, 1), 0).mean())
+    assert rep["mAP_averaging"] == f"macro over the {present.sum()} classes present"
+    # the CSV's F1 column, averaged as a spreadsheet would (blanks skipped), is the macro F1
+    assert np.mean([r["f1"] for r in rep["per_class"] if r["f1"] is not None]) == pytest.approx(rep["averages"]["macro"]["f1"])
     assert rep["mAP"] == pytest.approx(np.mean([_independent_ap(targets[:, c], probs[:, c]) for c in np.flatnonzero(present)]))
     p19, t19 = to_19(probs, targets)
     for j, (_, codes) in enumerate(nom.CLASSES_19):
