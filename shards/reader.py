@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from functools import partial
 
 import torch
 import webdataset as wds
 
-from bigearth.distinfo import rank_world
+from bigearth.distinfo import capped, rank_world, usable_cores
+from bigearth.record import canonical_split
 
 from .stream import VARIANTS, Skipped, decode_samples, tar_samples
 from .index import read_index, shard_entries
@@ -35,6 +37,7 @@ class ShardDataset(wds.DataPipeline):
         super().__init__(*stages)
         self.index, self.skipped, self.rank, self.world = index, skipped, rank, world
         self._epoch, self._entries, self._resampled, self._epoch_samples = epoch, entries, resampled, epoch_samples
+        self.rebatched = False  # set by loader(): the workers' batches are joined into full ones
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for this epoch (shard order and buffers); call before iterating, like
@@ -50,8 +53,13 @@ class ShardDataset(wds.DataPipeline):
         return hi - lo
 
     def batches_this_rank(self, batch_size: int, workers: int, partial: bool = True) -> int:
-        """Batches one pass gives this rank when each of ``workers`` DataLoader workers batches
-        its own part (the same on every rank, so data-parallel ranks take the same steps)."""
+        """Batches one pass gives this rank (the same on every rank, so data-parallel ranks take
+        the same steps): through :func:`loader`, ``batch_size`` samples each whatever the workers,
+        the last one smaller (with ``partial``); iterating :func:`load` in ``workers`` DataLoader
+        workers directly, each worker batches its own part."""
+        if self.rebatched:
+            n = self.samples_this_rank()
+            return -(-n // batch_size) if partial else n // batch_size
         n, w = self.samples_this_rank(), max(1, workers)
         sizes = [hi - lo for lo, hi in (worker_range(0, n, i, w) for i in range(w))]
         return sum(-(-k // batch_size) if partial else k // batch_size for k in sizes)
@@ -60,7 +68,8 @@ class ShardDataset(wds.DataPipeline):
 def load(source, split: str = "train", variant: str = "super", labels: int = 43, batch_size: int | None = None,
          shuffle: int = 1000, resampled: bool = False, epoch_samples: int | None = None, normalize: bool = True,
          with_meta: bool = False, on_error: str = "raise", verify: bool = True, seed: int = 0,
-         rank: int | None = None, world: int | None = None, partial_batches: bool = True) -> ShardDataset:
+         rank: int | None = None, world: int | None = None, partial_batches: bool = True,
+         layout: str = "chw") -> ShardDataset:
     """A webdataset pipeline over one split of the shards.
 
     Args:
@@ -87,6 +96,8 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         rank, world: this process's place (default: from torch.distributed, Horovod or the
             launcher's environment).
         partial_batches: keep each worker's last, smaller batch.
+        layout: ``chw`` (bands first, as stored: what torchvision's models take) or ``hwc``
+            (channels last, as TFDS ``bigearthnet`` and Keras have it).
 
     Returns:
         A :class:`ShardDataset` (an ``IterableDataset``) yielding ``(x, y)`` (``(x, y, meta)``
@@ -95,6 +106,9 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if layout not in ("chw", "hwc"):
+        raise ValueError(f"layout must be 'chw' (bands first) or 'hwc' (channels last), got {layout!r}")
+    split = canonical_split(split, note=lambda t: print(t, file=sys.stderr, flush=True))
     if labels not in (43, 19):
         raise ValueError(f"labels must be 43 or 19, got {labels!r}")
     if on_error not in ("raise", "skip"):
@@ -124,7 +138,17 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
     if batch_size:
         stages.append(wds.batched(batch_size, collation_fn=collate, partial=partial_batches))
     stages.append(wds.map(partial(to_tensors, stats=stats)))
+    if layout == "hwc":
+        stages.append(wds.map(channels_last))
     return ShardDataset(stages, index, entries, skipped, epoch, rank, world, resampled, n_epoch)
+
+
+def channels_last(item: tuple) -> tuple:
+    """(x, y[, meta]) with x (or each cube of the native variant) bands last: (..., H, W, C)."""
+    def move(t):
+        return t.movedim(-3, -1).contiguous()
+    x = item[0]
+    return ({k: move(v) for k, v in x.items()} if isinstance(x, dict) else move(x), *item[1:])
 
 
 class _Stage(torch.utils.data.IterableDataset):
@@ -143,23 +167,76 @@ def _shuffled(src, bufsize: int, epoch: Epoch):
 
 
 def loader(source, split: str = "train", batch_size: int = 64, num_workers: int = 4, pin_memory: bool = True,
-           prefetch_factor: int = 4, **kw) -> wds.WebLoader:
-    """A DataLoader of batches from :func:`load`.
+           prefetch_factor: int = 4, partial_batches: bool = True, **kw) -> wds.WebLoader:
+    """A DataLoader of batches from :func:`load`: every batch ``batch_size`` samples, whatever the
+    number of workers, the last one of an epoch smaller unless ``partial_batches=False``.
 
     Args:
-        source, split: as :func:`load`.
-        batch_size: samples per batch, made in the workers.
-        num_workers: DataLoader worker processes; each reads its own part of this rank's share.
+        source, split: as :func:`load` (``split="val"`` is read as ``validation``, with a note).
+        batch_size: samples per batch. Each worker batches its own part; the main process joins
+            the workers' batches into full ones (one process reading: they are full already).
+        num_workers: DataLoader worker processes, each reading its own part of this rank's
+            share; capped at the usable cores, with a note (0: read in this process).
         pin_memory: pin batches for asynchronous copies to the GPU (ignored without one).
         prefetch_factor: batches each worker prepares ahead.
-        **kw: passed to :func:`load` (variant, labels, shuffle, normalize, rank, world, ...).
+        partial_batches: keep the last, smaller batch of an epoch (False: drop it).
+        **kw: passed to :func:`load`: ``variant``, ``labels``, ``shuffle``, ``resampled``,
+            ``epoch_samples``, ``normalize``, ``with_meta``, ``on_error``, ``verify``, ``seed``,
+            ``rank``, ``world``, ``layout``.
 
     Returns:
         A ``webdataset.WebLoader``; the pipeline is ``loader.dataset`` (its ``set_epoch``,
         ``index``, ``skipped``, ``batches_this_rank``).
     """
-    ds = load(source, split, batch_size=batch_size, **kw)
+    num_workers = capped("num_workers", num_workers, {f"{usable_cores()} usable cores": usable_cores()}) \
+        if num_workers else 0
+    ds = load(source, split, batch_size=batch_size, partial_batches=partial_batches or num_workers > 1, **kw)
     dl = wds.WebLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory and torch.cuda.is_available(),
                        prefetch_factor=prefetch_factor if num_workers else None, persistent_workers=False)
+    if num_workers > 1:  # each worker's last batch is short: join them so the user gets batch_size
+        dl = dl.compose(partial(rebatch, batch_size=batch_size, partial=partial_batches))
+    ds.rebatched = True
     dl.dataset = ds
     return dl
+
+
+def rebatch(src, batch_size: int, partial: bool = True):
+    """Batches of ``batch_size`` from batches of any size (tuples of tensors, dicts of them for the
+    native variant, lists for the metadata), in order; the remainder last, if ``partial``."""
+    held, n = [], 0
+    for b in src:
+        held.append(b)
+        n += _length(b)
+        while n >= batch_size:
+            joined = _join(held) if len(held) > 1 else held[0]
+            yield _slice(joined, 0, batch_size)
+            n -= batch_size
+            held = [_slice(joined, batch_size, batch_size + n)] if n else []
+    if held and partial:
+        yield _join(held) if len(held) > 1 else held[0]
+
+
+def _length(b) -> int:
+    first = b[0] if isinstance(b, (tuple, list)) else b
+    if isinstance(first, dict):
+        first = next(iter(first.values()))
+    return len(first)
+
+
+def _join(parts: list):
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {k: _join([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_join([p[i] for p in parts]) for i in range(len(first)))
+    return [x for p in parts for x in p]  # a list: the samples' metadata
+
+
+def _slice(b, lo: int, hi: int):
+    if isinstance(b, dict):
+        return {k: _slice(v, lo, hi) for k, v in b.items()}
+    if isinstance(b, tuple):
+        return tuple(_slice(v, lo, hi) for v in b)
+    return b[lo:hi]

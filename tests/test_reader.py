@@ -141,3 +141,45 @@ def test_skip_policy_skips_corruption_only_never_a_programming_error(written, mo
     with pytest.raises(KeyError, match="a bug"):
         next(iter(ds))
     assert ds.skipped.samples == 0
+
+
+@pytest.mark.parametrize("variant", ["super", "native"])
+def test_loader_batches_are_batch_size_whatever_the_workers(written, variant, monkeypatch, capsys):
+    """Two workers, each with an odd share: every batch but the epoch's last holds batch_size
+    samples, every sample comes once, and the pixels are the archive's."""
+    from shards import reader
+    monkeypatch.setattr(reader, "usable_cores", lambda: 2)
+    path, _, sdir, index = written
+    recs = archive_by_name(path)
+    split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
+    n = index["splits"][split]["samples"]
+    dl = shards.loader(sdir, split, batch_size=4, num_workers=3, shuffle=0, normalize=False, with_meta=True,
+                       variant=variant)
+    assert "note: num_workers 3 capped at 2 (bound by 2 usable cores)" in capsys.readouterr().err
+    sizes, names = [], []
+    for x, y, meta in dl:
+        cube = x["10m"] if variant == "native" else x
+        sizes.append(len(cube))
+        assert len(y) == len(meta) == len(cube)
+        for i, m in enumerate(meta):
+            want = recs[m["name"]].data_10m if variant == "native" else recs[m["name"]].data_super
+            np.testing.assert_array_equal(cube[i].numpy(), want)
+        names += [m["name"] for m in meta]
+    assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    assert sorted(names) == sorted(r for r in recs if recs[r].split == split)
+    assert len(sizes) == dl.dataset.batches_this_rank(4, 2)
+    full = shards.loader(sdir, split, batch_size=4, num_workers=2, shuffle=0, partial_batches=False)
+    assert [len(y) for _, y in full] == [4] * (n // 4)
+
+
+def test_channels_last_and_val_are_what_other_loaders_call_them(written, capsys):
+    path, _, sdir, index = written
+    assert "validation" in index["splits"]
+    chw = [x for x, _ in shards.load(sdir, "validation", shuffle=0, normalize=False)]
+    hwc = [x for x, _ in shards.load(sdir, "val", shuffle=0, normalize=False, layout="hwc")]
+    assert "split 'val' is called 'validation'" in capsys.readouterr().err
+    assert hwc[0].shape == (120, 120, 12)
+    for a, b in zip(chw, hwc):
+        np.testing.assert_array_equal(a.permute(1, 2, 0).numpy(), b.numpy())
+    with pytest.raises(ValueError, match="layout must be"):
+        shards.load(sdir, "validation", layout="nhwc")
