@@ -33,11 +33,16 @@ class EnvironmentFailure(ReportedError):
     Ends the run (every other input would fail the same way); the message says what to do."""
 
 
-def run_command(fn, *args) -> int:
+def run_command(fn, *args, kept: str = "") -> int:
     """``fn(*args)`` as a command: its return code, or 1 with ``error: <message>`` on stderr for a
-    ReportedError (bugs keep their traceback)."""
+    ReportedError (bugs keep their traceback); Ctrl-C (SIGINT) is one line and 130, the shell's
+    code for it, saying what is kept (``kept``)."""
     try:
         return fn(*args)
     except ReportedError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; rerun the same command to resume{f' ({kept})' if kept else ''}", file=sys.stderr,
+              flush=True)
+        return 130

@@ -358,7 +358,17 @@ def main(argv=None) -> int:
     p.set_defaults(func=ref_evaluate.main)
 
     args = parser.parse_args(argv)
-    return run_command(args.func, args)
+    return run_command(args.func, args, kept=KEPT.get(args.cmd, ""))
+
+
+# what an interrupted command leaves for its rerun (said with "interrupted; rerun ...")
+KEPT = {"build": "finished tiles are kept in the output's parts/ and not built again",
+        "demo": "finished stages and tiles are kept and not done again",
+        "shards": "finished shards are kept and not written again",
+        "train": "the last epoch's checkpoint is kept; add --resume",
+        "sr-train": "the last epoch's checkpoint is kept; add --resume",
+        "synth": "finished products are kept",
+        "info": "nothing was written", "verify-shards": "nothing was written"}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from .tasks import Task, run_task
 
 
 def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> None:
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
     import torch
     torch.set_num_threads(1)
     for t in tasks:
@@ -83,6 +85,20 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     for p in procs:
         p.start()
     bar = tqdm(total=len(tasks), desc=f"tiles ({workers} workers)", unit="tile", disable=not cfg.progress)
+    try:
+        _collect(results, tasks, procs, queue, bar)
+    except KeyboardInterrupt:  # Ctrl-C: end the workers now (their finished parts are kept)
+        for p in procs:
+            p.kill()
+        raise
+    bar.close()
+    for p in procs:
+        p.join()
+    return results
+
+
+def _collect(results: list, tasks: list[Task], procs: list, queue, bar) -> None:
+    """Gather the workers' results into ``results``; a worker that dies or fails fatally ends the build."""
     import queue as _q
     while len(results) < len(tasks):
         try:
@@ -101,10 +117,6 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
             for p in procs:
                 p.kill()
             _raise_fatal(res)
-    bar.close()
-    for p in procs:
-        p.join()
-    return results
 
 
 def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:

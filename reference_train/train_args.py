@@ -11,6 +11,13 @@ from bigearth.options import (HelpFormatter, blocks_per_stage, float_in, int_lis
 ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "resnet50_v1", "resnet101")
 MIXUP_MODES = ("per-patch", "per-batch")
 
+def optional_split(text):
+    """A split, or '' for none."""
+    return "" if not str(text).strip() else split_name(text)
+
+
+optional_split.__name__ = "split"
+
 DESCRIPTION = """Reference trainer: ResNet-50 multilabel classification of the shards, data-parallel with
 Horovod (or torch.distributed), the recipe of Sedona et al. 2019 after Goyal et al. 2017.
 
@@ -32,7 +39,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="12 super-resolved bands, RGB, or the native 10/20/60 m cubes (multi-resolution stem)")
     g.add_argument("--labels", type=int, default=43, choices=(43, 19), help="43 CORINE classes or BigEarthNet-19")
     g.add_argument("--train-split", type=split_name, default="train", help="split to train on")
-    g.add_argument("--val-split", default="validation", help="evaluated after each epoch on rank 0 ('' to skip)")
+    g.add_argument("--val-split", type=optional_split, default="validation",
+                   help="evaluated after each epoch on rank 0 ('' to skip)")
     g.add_argument("--workers", type=nonneg_int, default=None,
                    help="DataLoader worker processes per rank (default: half of this rank's share of the node's "
                         "cores, at most 4; 0 on a one-core share)")

@@ -205,6 +205,7 @@ def rebatch(src, batch_size: int, partial: bool = True):
     native variant, lists for the metadata), in order; the remainder last, if ``partial``."""
     held, n = [], 0
     for b in src:
+        b = tuple(b) if isinstance(b, list) else b  # the DataLoader may hand a tuple over as a list
         held.append(b)
         n += _length(b)
         while n >= batch_size:

@@ -207,7 +207,7 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
             entries[p.file] = _write_task(str(archive_path), p, str(out_dir), fps[p.file])
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_ignore_sigint) as pool:
             futs = {pool.submit(_write_task, str(archive_path), p, str(out_dir), fps[p.file]): p for p in todo}
             for fut in as_completed(futs):
                 entries[futs[fut].file] = fut.result()
@@ -235,6 +235,12 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     remove_unlisted(out_dir, index)
     shutil.rmtree(out_dir / ".progress", ignore_errors=True)  # the index holds what a rerun needs
     return index
+
+
+def _ignore_sigint() -> None:
+    """A shard worker leaves Ctrl-C to the parent, which ends the pool (no traceback per worker)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _previous_entries(out_dir: Path) -> dict:

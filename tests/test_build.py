@@ -162,3 +162,25 @@ def test_v1_without_official_lists_says_nothing_is_screened(built, tmp_path, cap
     (note,) = manifest["notes"]
     assert "without --official-lists: nothing is screened" in note and "split 'none'" in note
     assert f"note: {note}" in captured.err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(built, products, tmp_path, workers):
+    """SIGINT mid-build (in this process, or with worker processes): exit 130, one line saying what
+    is kept, no traceback; the rerun ends with the archive an uninterrupted build writes."""
+    import signal
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "bigearth_cli.cli", "build", *map(str, products), "--out", str(out), "--no-progress",
+           "--upsampling", "bilinear", "--workers", workers, *[a for c in built[2].clc for a in ("--clc", c)]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((out / "parts").glob(".*.h5.*.tmp")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "interrupted; rerun the same command to resume (finished tiles are kept in the output's parts/ and not "
+        "built again)")
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)

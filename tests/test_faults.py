@@ -129,11 +129,11 @@ def _rewrite_tif(path: Path, array=None, **profile) -> None:
         ds.write(a, 1)
 
 
-def _shards(ctx: Ctx, size: str = "400KiB") -> Path:
+def _shards(ctx: Ctx, size: str = "400KiB", splits: str | None = None) -> Path:
     """Shards of the reference archive, written in this case's folder."""
     sdir = ctx.root / "shards"
     assert run(["shards", str(ctx.built / ARCHIVE_NAME), "--out", str(sdir), "--shard-size", size,
-                "--no-progress"])[0] == 0
+                "--no-progress", *(["--splits", splits] if splits else [])])[0] == 0
     ctx.fields["shards"] = str(sdir)
     return sdir
 
@@ -480,6 +480,11 @@ def checkpoint_with_code(ctx):
 
 
 def shards_without_split(ctx):
+    _shards(ctx, splits="train")
+    ctx.fields["run"] = str(ctx.root / "run")
+
+
+def shards_of_every_split(ctx):
     _shards(ctx)
     ctx.fields["run"] = str(ctx.root / "run")
 
@@ -879,7 +884,9 @@ CASES = [
     Case(checkpoint_other_data, TRAIN + " --resume", 1,
          r"checkpoint\.pt: checkpoint of a run on other data: archive_sha256 '0+' there, '[0-9a-f]{64}' here",
          checkpoint_kept),
-    Case(shards_without_split, TRAIN + " --train-split nope", 1, r"split 'nope' is not in the shards \(they hold train"),
+    Case(shards_without_split, TRAIN + " --train-split test", 1, r"split 'test' is not in the shards \(they hold train"),
+    Case(nothing, TRAIN.replace("{shards}", "x").replace("{run}", "{out}") + " --train-split nope", 2,
+         r"--train-split: must be train, validation \(or val\) or test, got 'nope'"),
     # 8. files from elsewhere are data, never code
     Case(checkpoint_with_code, TRAIN + " --resume", 1, r"checkpoint\.pt: refused: .*could run code", checkpoint_kept),
     Case(checkpoint_with_code, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
@@ -934,7 +941,7 @@ CASES = [
     Case(nothing, "info {archive}", 0, r"checksums: every chunk: HDF5 Fletcher-32.*\n  reading: the patch arrays .*"
                                        r"import hdf5plugin.*HDF5_PLUGIN_PATH"),
     Case(nothing, "train --data x --output-dir {out} --layers 0,-1,x", 2, r"--layers: must be four positive integers"),
-    Case(shards_without_split, TRAIN + " --lr 1e8 --warmup-epochs 0", 3,
+    Case(shards_of_every_split, TRAIN + " --lr 1e8 --warmup-epochs 0", 3,
          r"stopped: (the loss became|loss became|the weights became non-finite|the predictions .* are NaN)"),
 ]
 

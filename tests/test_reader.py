@@ -183,3 +183,28 @@ def test_channels_last_and_val_are_what_other_loaders_call_them(written, capsys)
         np.testing.assert_array_equal(a.permute(1, 2, 0).numpy(), b.numpy())
     with pytest.raises(ValueError, match="layout must be"):
         shards.load(sdir, "validation", layout="nhwc")
+
+
+def test_hf_features_are_what_datasets_infers_with_typed_arrays(written, tmp_path, monkeypatch):
+    """The declared features equal what datasets infers for every member but the .npy ones, which
+    are Array3D of the record's shapes; read back, they equal the archive."""
+    datasets = pytest.importorskip("datasets")
+    path, _, sdir, index = written
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    files = sorted(str(p) for p in Path(sdir).glob("bigearth_sr-train-*.tar"))
+    inferred = datasets.load_dataset("webdataset", data_files={"train": files}, split="train")
+    ours = shards.hf_features()
+    assert set(ours) == set(inferred.features)
+    for k in ours:
+        if k.endswith(".npy"):
+            assert isinstance(ours[k], datasets.Array3D)
+        else:
+            assert ours[k] == inferred.features[k], k
+    typed = datasets.load_dataset("webdataset", data_files={"train": files}, split="train",
+                                  features=ours).with_format("numpy")
+    recs = archive_by_name(path)
+    for i in range(len(typed)):
+        ex = typed[i]
+        r = recs[ex["__key__"]]
+        np.testing.assert_array_equal(ex["super.npy"], r.data_super)
+        np.testing.assert_array_equal(ex["20m.npy"], r.data_20m)
