@@ -19,7 +19,7 @@ import csv
 import json
 from pathlib import Path
 
-from bigearth.files import atomic_path, output_folder, sha256_file, write_text
+from bigearth.files import atomic_path, folder_lock, output_folder, sha256_file, write_text
 from bigearth.options import HelpFormatter, fraction, nonneg_int, positive_int, split_name
 
 NOMENCLATURES = ("43", "19")
@@ -127,6 +127,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
+    """Evaluate, holding --out for the run: a second evaluation into it is refused, naming this one."""
+    with folder_lock(args.out, False, "evaluation"):
+        return evaluate_run(args)
+
+
+def evaluate_run(args) -> int:
     import torch
 
     import shards

@@ -23,7 +23,7 @@ from torch import nn
 import shards
 from bigearth import distinfo
 from bigearth.errors import InputError, run_command
-from bigearth.files import atomic_path, output_folder, write_text
+from bigearth.files import atomic_path, folder_lock, output_folder, write_text
 from bigearth.record import ARRAYS, RGB
 from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, save_checkpoint
 from reference_train.distributed import make_engine
@@ -252,6 +252,12 @@ def plot_curves(history: list, path: Path) -> None:
 # --------------------------------------------------------------------------- main
 
 def main(args) -> int:
+    """Train, holding --output-dir for the run (rank 0 holds it): a second run into it is refused, naming this one."""
+    with folder_lock(args.output_dir, False, "train run") if distinfo.rank_world()[0] == 0 else contextlib.nullcontext():
+        return train_run(args)
+
+
+def train_run(args) -> int:
     index, base = shards.read_index(args.data)  # data problems are named before any process group starts
     n_train = sum(e["samples"] for e in shard_entries(index, base, args.train_split))
     if n_train == 0 and not args.synthetic_data:

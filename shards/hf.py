@@ -2,7 +2,7 @@
 
 ``load_dataset("webdataset", ...)`` infers a ``.npy`` member as a list of lists of lists, which
 it then hands back as nested Python lists; declared as ``Array3D`` the same member comes back as
-one array (measured: about 9x the samples/s, ``benchmarks/RESULTS.md``). The declaration is
+one array (measured: about 10x the samples/s, ``benchmarks/RESULTS.md``). The declaration is
 derived from the record's definition, as the shard writer's members are."""
 from __future__ import annotations
 

@@ -412,6 +412,12 @@ def out_locked(ctx):
     ctx.expect["lock"] = ctx.out
 
 
+def shards_and_out_locked(ctx):
+    """Shards to train on, and another run holding the output folder."""
+    _shards(ctx)
+    ctx.expect["lock"] = ctx.out
+
+
 # 6. unclear before
 
 
@@ -854,6 +860,13 @@ CASES = [
          out_untouched),
     Case(out_locked, BUILD, 1,
          r"another build is writing here \(\{\"pid\": \d+", lock_holder_untouched),
+    # issue 27: one run per output folder for every command that writes one
+    Case(shards_and_out_locked, TRAIN.replace("{run}", "{out}"), 1, r"another train run is writing here \(\{\"pid\": \d+",
+         lock_holder_untouched),
+    Case(out_locked, "evaluate --checkpoint x --data x --out {out}", 1, r"another evaluation is writing here"),
+    Case(out_locked, "sr-train {p0} --out {out} " + SR_TINY, 1, r"another sr-train run is writing here",
+         lock_holder_untouched),
+    Case(out_locked, "sr-eval {p0} --out {out} --no-figures", 1, r"another sr-eval run is writing here"),
     # 5. options are validated where they are parsed
     Case(nothing, "build {products} --out {out} --workers -2", 2, r"--workers: must be an integer >= 1"),
     Case(nothing, "build {products} --out {out} --max-cloud 1.5", 2, r"--max-cloud: must be in \[0, 1\]"),

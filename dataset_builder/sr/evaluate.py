@@ -19,6 +19,8 @@ several runs (the folds of a cross-validation) merge exactly (:func:`merge_repor
 """
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import json
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 import rasterio
 
 from bigearth.errors import InputError, OptionError
-from bigearth.files import atomic_path, output_folder, write_text
+from bigearth.files import atomic_path, folder_lock, output_folder, write_text
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 from .. import upsample
@@ -305,6 +307,12 @@ def figure(images: dict, proto: str, path: Path, methods: list[str]) -> None:
 
 
 def main(args) -> int:
+    """Evaluate, holding --out (if any) for the run: a second sr-eval into it is refused, naming this one."""
+    with folder_lock(args.out, False, "sr-eval run") if args.out else contextlib.nullcontext():
+        return evaluate_run(args)
+
+
+def evaluate_run(args) -> int:
     if args.out:
         output_folder(args.out)  # before the evaluation, not after it
     methods = args.methods

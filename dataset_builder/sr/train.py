@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bigearth.files import atomic_path, content_digest, load_torch, output_folder, sha256_file
+from bigearth.files import atomic_path, content_digest, folder_lock, load_torch, output_folder, sha256_file
 
 from bigearth.errors import InputError, OptionError, TrainingDiverged
 from . import consistency, scenes as scenes_mod, wald
@@ -242,6 +242,12 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
 # --------------------------------------------------------------------------- the command
 
 def main(args) -> int:
+    """Train, holding --out for the run: a second sr-train into it is refused, naming this one."""
+    with folder_lock(args.out, False, "sr-train run"):
+        return train_run(args)
+
+
+def train_run(args) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     out = output_folder(args.out)
