@@ -10,16 +10,45 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 
 def sha256_file(path) -> str:
     """sha256 of a file, read in 4 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def open_regular(path):
+    """``open(path, "rb")`` for a regular file; anything else (a FIFO, a socket, a device, a
+    folder) is an InputError naming it, at once: a FIFO would block a reader forever. Opened
+    without blocking, so the check itself cannot wait."""
+    from .errors import InputError
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, where a file is expected") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise InputError(path, f"is {kind}, not a regular file: not read")
+    return os.fdopen(fd, "rb")
+
+
+def check_regular(path) -> Path:
+    """``path``, after checking without blocking that it is a regular file (``open_regular``):
+    for readers that open files themselves (GDAL, tifffile, h5py)."""
+    open_regular(path).close()
+    return Path(path)
 
 
 @contextlib.contextmanager
@@ -193,7 +222,7 @@ def read_digested(path) -> bytes:
     changes while it is read is an error naming it (what was read is no one version of it)."""
     from .errors import InputError
 
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         before = os.fstat(fh.fileno())
         data = fh.read()
         after = os.fstat(fh.fileno())

@@ -5,10 +5,21 @@ from pathlib import Path
 
 
 def expand_clc(paths) -> list[str]:
+    """--clc values: a file as it is, a folder as the .tif files in it (anything there that is not
+    a regular file, a FIFO say, is named and passed over: reading it would wait forever)."""
+    import stat
+    import sys
     out = []
     for p in paths:
         p = Path(p)
-        out.extend(sorted(str(q) for q in p.glob("*.tif")) if p.is_dir() else [str(p)])
+        if not p.is_dir():
+            out.append(str(p))
+            continue
+        for q in sorted(p.glob("*.tif")):
+            if stat.S_ISREG(q.stat().st_mode):
+                out.append(str(q))
+            else:
+                print(f"note: {q}: not a regular file, not read as a CORINE raster", file=sys.stderr, flush=True)
     return out
 
 

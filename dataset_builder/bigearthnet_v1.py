@@ -29,6 +29,8 @@ from .tiles import REAL_TILES
 
 _NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
 _TILE_RE = re.compile(r"_(T\d{2}[A-Z]{3})_")
+# a tile_source product name: S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_20170613T121731
+_SOURCE_RE = re.compile(r"^(?P<mission>S2[AB])_MSIL2A_(?P<when>\d{8}T\d{5,6})_")
 LIST_FILES = {"snow": "patches_with_seasonal_snow", "cloud": "patches_with_cloud_and_shadow",
               "train": "train", "validation": "val", "test": "test"}
 
@@ -90,7 +92,38 @@ def group_by_tile_source(path: Path) -> tuple[dict[str, list[Path]], dict[str, s
             failed[folder.name] = str(e)
             continue
         groups[str(meta["tile_source"]).removesuffix(".SAFE")].append(folder)
+    for source, members in groups.items():
+        groups[source] = one_per_place(source, members, failed)
     return dict(groups), failed, ignored
+
+
+def one_per_place(source: str, folders: list[Path], failed: dict) -> list[Path]:
+    """The folders of one tile source, at most one per grid place (x, y). Two folders claiming one
+    place (a copy under another acquisition time, say) would become two rows of one patch: the one
+    whose name carries its tile source's acquisition is kept, the others fail as inputs naming it;
+    when none or several carry it, all of them fail (``failed``: {folder name: error})."""
+    by_place: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for f in folders:
+        by_place[_row_col(f)].append(f)
+    m = _SOURCE_RE.match(source)
+    own = f"{m['mission']}_MSIL2A_{m['when']}" if m else None
+    keep = []
+    for (y, x), claims in by_place.items():
+        if len(claims) == 1:
+            keep += claims
+            continue
+        genuine = [f for f in claims if _NAME_RE.match(f.name)["prefix"] == own]
+        chosen = genuine[0] if len(genuine) == 1 else None
+        for f in claims:
+            if f is chosen:
+                continue
+            others = ", ".join(g.name for g in claims if g is not f)
+            failed[f.name] = (f"{f}: claims the patch at x {x}, y {y} of {source} that {others} also claims"
+                              + (f" (kept: its name carries the tile's acquisition {own}); not built" if chosen
+                                 else "; none is built: give each patch once"))
+        if chosen is not None:
+            keep.append(chosen)
+    return sorted(keep, key=_row_col)
 
 
 def list_files(lists_dir) -> list[Path]:
@@ -265,7 +298,7 @@ class Neighbours:
 
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
     up = cfg.upsampler()
-    drops = {"snow_list": 0, "cloud_list": 0}
+    drops = {"snow_list": 0, "cloud_list": 0, "no_labels": 0}
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     context = Neighbours(folders, up)
@@ -286,6 +319,9 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
                 tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
+                continue
+            if not p["meta"]["classes"].any():  # "labels": [] teaches nothing: dropped and counted, as products do
+                drops["no_labels"] += 1
                 continue
             cubes = context.cubes(p)
             arrays = dict(cubes, classes=p["meta"]["classes"], classes_19=nom.to_19(p["meta"]["classes"]))

@@ -28,6 +28,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
+from bigearth.files import check_regular
 from bigearth.record import BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from .bigearthnet_v1 import read_bands
@@ -56,12 +57,12 @@ def read_metadata(root: Path) -> tuple[dict[str, dict], dict[str, dict], dict[st
     path = root / METADATA
     if not path.exists():
         raise InputError(path, f"not found (a BigEarthNet v2 folder holds {S2_DIR}/ and {METADATA})")
-    st = path.stat()
+    st = check_regular(path).stat()
     kept, dups = _read_table(str(path), st.st_size, st.st_mtime_ns)
     screened, sdups = {}, {}
     spath = root / SCREENED
     if spath.exists():
-        s2 = spath.stat()
+        s2 = check_regular(spath).stat()
         screened, sdups = _read_table(str(spath), s2.st_size, s2.st_mtime_ns)
     ambiguous = {pid: f"{path}: {why}" for pid, why in dups.items()}
     ambiguous.update({pid: f"{spath}: {why}" for pid, why in sdups.items()})
@@ -112,6 +113,8 @@ def _read_table(path_str: str, size: int, mtime_ns: int) -> tuple[dict[str, dict
         where.setdefault(pid, []).append(i)
     dups = {}
     for pid, idx in where.items():
+        if len(idx) > 1 and all({c: cols[c][i] for c in cols} == rows[pid] for i in idx):
+            continue  # the same row repeated: nothing to choose between (the patch is built once)
         if len(idx) > 1:
             splits = sorted({str(cols["split"][i]) for i in idx}) if "split" in cols else []
             dups[pid] = (f"patch {pid} is listed {len(idx)} times (rows {', '.join(map(str, idx))}"
@@ -258,6 +261,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     context = Neighbours(folders, up, xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share))
     failed: dict[str, str] = {}
     check = {"patches": 0, "disagree": 0, "by_class_19": {}}
+    no_labels = [0]
 
     def patches():
         for folder in sorted(folders, key=lambda f: _xy(f)[::-1]):
@@ -267,6 +271,9 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
                 p = context.patch(folder)
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
+                continue
+            if not p["classes_19"].any() or not p["classes"].any():  # no labels in the parquet or the map
+                no_labels[0] += 1
                 continue
             cubes = context.cubes(p)
             arrays = dict(cubes, classes=p["classes"], classes_19=p["classes_19"])
@@ -283,5 +290,6 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
             yield arrays, meta
 
     n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
-    return {"kept": n, "drops": dict(screened or {"snow_list": 0, "cloud_list": 0}), "stats": stats.to_json(),
+    drops = {**dict(screened or {"snow_list": 0, "cloud_list": 0}), "no_labels": no_labels[0]}
+    return {"kept": n, "drops": drops, "stats": stats.to_json(),
             "failed_inputs": failed, "label_check": check}

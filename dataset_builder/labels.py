@@ -53,9 +53,11 @@ class ClcLabeler:
         self.values = values
 
     def _source_for(self, crs: str, bounds) -> Path:
-        """The first raster that covers ``bounds``. A raster that cannot be opened is passed over
-        (it may cover other tiles only); it is named when no readable raster covers the tile."""
-        unreadable = []
+        """The one raster that covers ``bounds``. A raster that cannot be opened is passed over (it
+        may cover other tiles only); it is named when no readable raster covers the tile. Two
+        rasters over one tile are refused for that tile: which one labels it would otherwise
+        depend on the order the files were given in."""
+        unreadable, covering, touching = [], [], []
         for p in self.paths:
             try:
                 with rasterio.open(p) as ds:
@@ -66,18 +68,28 @@ class ClcLabeler:
                         unreadable.append(f"{p}: holds {ds.dtypes[0] if ds.count else 'no'} values, not integer class codes")
                         continue
                     l, b, r, t = transform_bounds(crs, ds.crs, *bounds)
-                    if l >= ds.bounds.left - 1e-6 and r <= ds.bounds.right + 1e-6 and \
-                            b >= ds.bounds.bottom - 1e-6 and t <= ds.bounds.top + 1e-6:
-                        return p
+                    e = ds.bounds
+                    if l >= e.left - 1e-6 and r <= e.right + 1e-6 and b >= e.bottom - 1e-6 and t <= e.top + 1e-6:
+                        covering.append(p)
+                    elif l < e.right and r > e.left and b < e.top and t > e.bottom:  # shares more than an edge
+                        touching.append(p)
             except (RasterioError, OSError, ValueError) as e:
                 unreadable.append(f"{p}: cannot open CORINE raster ({str(e).splitlines()[0][:200]})")
         where = tuple(round(v) for v in bounds)
+        if len(covering) == 1 and not touching:
+            return covering[0]
+        if len(covering) + len(touching) > 1:
+            both = [*covering, *touching]
+            raise InputError(both[0], f"{len(both)} CORINE rasters overlap the tile bounds {where} in {crs} "
+                                      f"({', '.join(str(q) for q in both)}): its labels would depend on which one is "
+                                      f"read; give one raster per tile (--clc), e.g. a mosaic of them")
         if unreadable:
             raise InputError(unreadable[0].split(": ", 1)[0],
                              f"{unreadable[0].split(': ', 1)[1]}; no readable CORINE raster covers the tile bounds "
                              f"{where} in {crs}" + (f" ({len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""))
         raise InputError(self.paths[0] if len(self.paths) == 1 else self.paths[0].parent,
-                         f"no CORINE raster covers the tile bounds {where} in {crs}")
+                         f"no CORINE raster covers the tile bounds {where} in {crs}"
+                         + (f" ({touching[0]} covers part of it)" if touching else ""))
 
     def tile_classes(self, crs: str, ulx: float, uly: float, size_m: int) -> tuple[np.ndarray, Path]:
         """Class index (0..43) on the tile's grid at ``self.res`` m."""

@@ -96,11 +96,38 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict, dict]:
             if cfg.strict:
                 raise
             failed[key] = str(e) if isinstance(e, InputError) else f"{inp}: cannot read ({e.strerror or e})"
+    tasks = one_claim_per_name(tasks, failed)
     ids = [t.id for t in tasks]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise InputError(dup[0], f"the same product is given twice ({', '.join(dup)}): give each input once")
     return sorted(tasks, key=lambda t: t.id), failed, ignored
+
+
+def one_claim_per_name(tasks: list[Task], failed: dict) -> list[Task]:
+    """Tasks whose patches could take the names of another's are refused (``failed``), so no two
+    inputs become two rows of one name: products of one acquisition (BigEarthNet names a patch
+    by mission and acquisition time, not by processing baseline) keep the first by name; BigEarthNet
+    v1 patch folders named after a product that is built too are refused, the product kept."""
+    kept, owner = [], {}
+    for t in sorted(tasks, key=lambda t: (t.kind != "product", t.id)):
+        if t.kind == "product":
+            prefix = t.source.prefix
+            if prefix in owner and owner[prefix] != t.id:  # the same product twice: refused below, whole
+                failed[t.id] = (f"{t.source.path}: its patches would be named {prefix}_<x>_<y>, as those of "
+                                f"{owner[prefix]}, another processing of the same acquisition: not built (give one "
+                                f"product per acquisition)")
+                continue
+            owner[prefix] = t.id
+        elif t.kind == "bigearthnet":
+            clash = sorted({f.name.rsplit("_", 2)[0] for f in t.source} & set(owner))
+            if clash:
+                failed[t.id] = (f"{t.source[0].parent}: its patch folders of {t.id} are named {clash[0]}_<x>_<y>, "
+                                f"as the patches of the product {owner[clash[0]]} given too: not built (give the "
+                                f"product or its BigEarthNet patches, not both)")
+                continue
+        kept.append(t)
+    return kept
 
 
 def task_inputs(task: Task, cfg: BuildConfig, read: dict | None = None) -> dict:

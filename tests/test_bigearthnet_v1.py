@@ -58,7 +58,7 @@ def test_arrays_equal_rasterio_reads(ben_build):
 
 def test_snow_listed_patch_dropped_and_official_splits_kept(ben_build):
     _, lists, out, manifest = ben_build
-    assert manifest["dropped"] == {"snow_list": 1, "cloud_list": 0}
+    assert manifest["dropped"] == {"snow_list": 1, "cloud_list": 0, "no_labels": 0}
     recs = list(archive.iter_records(out / ARCHIVE_NAME))
     assert SNOWY not in {r.name for r in recs}
     for r in recs:

@@ -37,7 +37,7 @@ def test_v2_patches_equal_their_files_and_v1(v2, tmp_path):
     root, made = v2
     m = _build(root, tmp_path / "o")
     assert not m["tiles_failed"] and m["patches"] == len(made) == 4
-    assert m["dropped"] == {"snow_list": 1, "cloud_list": 0}  # the copy listed as snowy
+    assert m["dropped"] == {"snow_list": 1, "cloud_list": 0, "no_labels": 0}  # the copy listed as snowy
     assert m["labels_43_vs_19"] == {"patches": 4, "disagree": 0, "by_class_19": {}}
     rows = {r["patch_id"]: r for r in pq.read_table(root / "metadata.parquet").to_pylist()}
     recs = {r.name: r for r in archive.iter_records(tmp_path / "o" / ARCHIVE_NAME)}
@@ -81,7 +81,7 @@ def _rewrite_parquet(path, change):
 @pytest.mark.parametrize("fault", ["parquet missing", "listed but not on disk", "on disk but not listed",
                                    "unknown label", "code outside CLC", "band of the wrong size", "split val",
                                    "band shifted 1200 m", "listed twice", "listed twice, same row",
-                                   "kept and screened", "labels as strings", "patch_id as numbers"])
+                                   "kept and screened", "labels as strings", "patch_id as numbers", "no labels"])
 def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
     root, made = v2
     victim = sorted(made)[0]
@@ -131,14 +131,18 @@ def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
             return rows + [{**row, "split": other}]
         _rewrite_parquet(root / "metadata.parquet", twice)
         names = ["metadata.parquet", victim, "listed 2 times", "which row holds is ambiguous"]
-    elif fault == "listed twice, same row":
+    elif fault == "listed twice, same row":  # identical rows are not ambiguous: built once
         _rewrite_parquet(root / "metadata.parquet", lambda rows: rows + [r for r in rows if r["patch_id"] == victim])
-        names = ["metadata.parquet", victim, "listed 2 times"]
+        names, expect = [], 4
     elif fault == "kept and screened":
         row = next(r for r in pq.read_table(root / "metadata.parquet").to_pylist() if r["patch_id"] == victim)
         _rewrite_parquet(root / "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
                          lambda rows: rows + [{**{k: rows[0][k] for k in rows[0]}, **{k: row[k] for k in row if k in rows[0]}}])
         names = ["metadata.parquet", victim, "kept and screened out at once"]
+    elif fault == "no labels":  # an empty label list: dropped as no_labels, counted, not a failure
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: [
+            {**r, "labels": []} if r["patch_id"] == victim else r for r in rows])
+        names = []
     elif fault in ("labels as strings", "patch_id as numbers"):  # a column of another type: named, not misread
         table = pq.read_table(root / "metadata.parquet")
         col = "labels" if fault == "labels as strings" else "patch_id"
@@ -153,9 +157,17 @@ def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
     for n in names:
         assert n in errors, (n, errors)
     assert m["patches"] == expect
-    if expect:
+    if expect and names:
         with h5py.File(tmp_path / "o" / ARCHIVE_NAME, "r") as f:
             assert victim not in set(f["name"].asstr()[:])
+    if fault == "no labels":
+        assert not m["tiles_failed"] and m["dropped"]["no_labels"] == 1 and m["patches"] == 3
+        return
+    if not names:  # nothing wrong: every patch once, no failure
+        assert not m["tiles_failed"]
+        with h5py.File(tmp_path / "o" / ARCHIVE_NAME, "r") as f:
+            got = list(f["name"].asstr()[:])
+        assert len(got) == len(set(got)) == 4 and victim in got
 
 
 def test_the_v2_folder_is_a_tfds_manual_dir(v2, tmp_path):

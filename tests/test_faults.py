@@ -183,6 +183,107 @@ def product_band_changed(ctx):
     assert run(ctx.fmt("build {products} {clc} --out " + str(ctx.root / "fresh") + " --no-progress"))[0] == 0
 
 
+def ben_copy_at_the_same_place(ctx):
+    """A copy of a patch folder under another acquisition time (files renamed, one band changed),
+    in the same tile source: it claims the original's place on the grid."""
+    folders = _ben(ctx)
+    src = folders[1]
+    when = src.name.split("_")[2]
+    other = when[:-2] + ("00" if when[-2:] != "00" else "01")
+    dst = src.with_name(src.name.replace(when, other))
+    shutil.copytree(src, dst)
+    for f in list(dst.iterdir()):
+        f.rename(dst / f.name.replace(src.name, dst.name))
+    band = dst / f"{dst.name}_B11.tif"
+    with rasterio.open(band) as ds:
+        a = ds.read(1)
+    _rewrite_tif(band, (a // 2 + 1).astype(a.dtype))
+    ctx.expect["copy"] = dst.name
+
+
+def one_row_per_name_the_original_kept(ctx):
+    recs = {r.name: r for r in archive.iter_records(ctx.out / ARCHIVE_NAME)}
+    names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
+    assert len(names) == len(set(names)) and sorted(names) == sorted(ctx.expect["names"])
+    ref = {r.name: r for r in archive.iter_records(ctx.built / ARCHIVE_NAME)}
+    for n in names:
+        np.testing.assert_array_equal(recs[n].data_20m, ref[n].data_20m)
+    failed = json.loads((ctx.out / MANIFEST_NAME).read_text())["tiles_failed"]
+    assert list(failed) == [ctx.expect["copy"]]
+
+
+def product_twice_processed(ctx):
+    """Two processings (baselines) of one acquisition: their patches would share names."""
+    p = ctx.products[0]
+    twin = p.with_name(p.name.replace("_N0", "_N9", 1))
+    assert twin != p
+    shutil.copytree(p, twin)
+    mtd = twin / "MTD_MSIL2A.xml"
+    mtd.write_text(mtd.read_text().replace(p.name.removesuffix(".SAFE"), twin.name.removesuffix(".SAFE")))
+    ctx.products.append(twin)
+    ctx.expect["twin"] = twin.name.removesuffix(".SAFE")
+
+
+def one_row_per_name_twin_refused(ctx):
+    names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
+    assert len(names) == len(set(names))
+    assert list(json.loads((ctx.out / MANIFEST_NAME).read_text())["tiles_failed"]) == [ctx.expect["twin"]]
+
+
+def ben_band_a_fifo(ctx):
+    """A named pipe where a patch's band should be: reading it would wait for a writer forever."""
+    folders = _ben(ctx)
+    band = folders[2] / f"{folders[2].name}_B11.tif"
+    band.unlink()
+    os.mkfifo(band)
+    ctx.expect.update(bad=folders[2].name)
+
+
+def product_band_a_fifo(ctx):
+    band = _band(ctx.products[1], "B11")
+    band.unlink()
+    os.mkfifo(band)
+    ctx.expect.update(bad=ctx.products[1].name.split("_")[5])
+
+
+def clc_folder_with_a_fifo(ctx):
+    folder = ctx.root / "clc"
+    folder.mkdir()
+    for c in ctx.clc:
+        shutil.copy(c, folder / c.name)
+    os.mkfifo(folder / "CLC_zz.tif")
+    ctx.fields["clcdir"] = str(folder)
+
+
+def ben_empty_labels(ctx):
+    """A v1 label JSON with "labels": [] (a patch no class covers): dropped as no_labels, counted."""
+    folders = _ben(ctx)
+    j = _json_of(folders[3])
+    meta = json.loads(j.read_text())
+    meta["labels"] = []
+    j.write_text(json.dumps(meta))
+    ctx.expect["empty"] = folders[3].name
+
+
+def empty_labels_dropped_and_counted(ctx):
+    m = _manifest(ctx)
+    names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
+    assert ctx.expect["empty"] not in names and len(names) == len(ctx.expect["names"]) - 1
+    assert m["dropped"]["no_labels"] == 1 and not m["tiles_failed"]
+
+
+def product_and_its_ben_patches(ctx):
+    """A product and BigEarthNet v1 patch folders cut from it, in one build."""
+    _ben(ctx)
+
+
+def product_kept_ben_refused(ctx):
+    names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
+    assert len(names) == len(set(names))
+    failed = json.loads((ctx.out / MANIFEST_NAME).read_text())["tiles_failed"]
+    assert len(failed) == 1 and "as the patches of the product" in next(iter(failed.values()))
+
+
 def ben_band_changed(ctx):
     """A BigEarthNet build, then one patch's band gets other pixels (same name, same size): the
     patch folders are digested from the bytes the build read, after it, so this must show."""
@@ -339,6 +440,19 @@ def clc_garbage_one_of_several(ctx):
     bad = next(c for c in ctx.clc if "T29UPU" in c.name)
     bad.write_bytes(b"II*\x00" + os.urandom(3000))
     ctx.expect.update(bad="T29UPU", file=bad.name)
+
+
+def clc_two_over_one_tile(ctx):
+    """A second CORINE raster over one tile, of another single class: which one labels the tile
+    must not depend on the file names' order."""
+    src = next(c for c in ctx.clc if "T29UPU" in c.name)
+    with rasterio.open(src) as ds:
+        a = ds.read(1)
+    other = ctx.root / ("A_" + src.name)  # sorts before the original
+    shutil.copy(src, other)
+    _rewrite_tif(other, np.full_like(a, a.max()))
+    ctx.clc.append(other)
+    ctx.expect.update(bad="T29UPU", file=other.name)
 
 
 def clc_truncated_one_of_several(ctx):
@@ -837,6 +951,8 @@ CASES = [
          others_built),
     Case(clc_garbage_one_of_several, BUILD, 1,
          r"CLC_T29UPU\S*\.tif: cannot open CORINE raster", others_built),
+    Case(clc_two_over_one_tile, BUILD, 1, r"2 CORINE rasters overlap the tile bounds .*: its labels would depend on "
+         r"which one is read", others_built),
     Case(clc_truncated_one_of_several, BUILD, 1,
          r"CLC_T33UUP\S*\.tif: (cannot open|cannot read) CORINE raster", others_built),
     Case(_mtd_field("ten-thousand"), BUILD, 1,
@@ -860,6 +976,19 @@ CASES = [
          out_untouched),
     Case(out_locked, BUILD, 1,
          r"another build is writing here \(\{\"pid\": \d+", lock_holder_untouched),
+    # issue 27: one patch per place, one row per name
+    Case(ben_copy_at_the_same_place, BEN, 1, r"claims the patch at x \d+, y \d+ of .* also claims \(kept: its name",
+         one_row_per_name_the_original_kept),
+    Case(product_twice_processed, BUILD, 1, r"another processing of the same acquisition: not built",
+         one_row_per_name_twin_refused),
+    Case(product_and_its_ben_patches, "build {p0} {ben} {clc} --out {out} --no-progress", 1,
+         r"as the patches of the product S2.* given too: not built", product_kept_ben_refused),
+    Case(ben_empty_labels, BEN, 0, r"patches: 5 ", empty_labels_dropped_and_counted),
+    # issue 27: nothing that is not a regular file is read (a FIFO would block the build forever)
+    Case(ben_band_a_fifo, BEN, 1, r"_B11\.tif: is a FIFO, not a regular file: not read", others_built),
+    Case(product_band_a_fifo, BUILD, 1, r"_B11_20m\.jp2: is a FIFO, not a regular file: not read", others_built),
+    Case(clc_folder_with_a_fifo, "build {products} --clc {clcdir} --out {out} --no-progress", 0,
+         r"note: \S*CLC_zz\.tif: not a regular file, not read as a CORINE raster"),
     # issue 27: one run per output folder for every command that writes one
     Case(shards_and_out_locked, TRAIN.replace("{run}", "{out}"), 1, r"another train run is writing here \(\{\"pid\": \d+",
          lock_holder_untouched),
