@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import re
 
 import numpy as np
@@ -141,3 +142,39 @@ def test_unknown_method_and_bad_input(tmp_path, capsys):
     bad.write_text("?")
     assert cli(["sr-eval", str(bad), "--methods", "bilinear"]) == 1
     assert re.search(r"x\.txt: not a super-resolution input", capsys.readouterr().err)
+
+
+def test_a_training_input_under_another_name_is_known_by_its_bytes(products, tmp_path, capsys):
+    """Issue 27: the seen-scene refusal goes by content. A byte-identical crop under another
+    scene's name, and a product renamed (another acquisition in its name) with a file added, whose
+    band files are the training product's, are both left out; an unrelated crop is not."""
+    import h5py
+
+    from bigearth.files import content_digest, file_digests
+    from dataset_builder.sr.weights import load_bundle, save_bundle
+    rng = np.random.default_rng(0)
+    crop = tmp_path / "S2A_MSIL2A_20171121T112351_1_1.h5"
+    other = tmp_path / "S2B_MSIL2A_20180101T100000_2_2.h5"
+    for path in (crop, other):
+        with h5py.File(path, "w") as f:
+            for key, n, side in (("im10", 4, 96), ("im20", 6, 48), ("im60", 2, 16)):
+                f[key] = rng.uniform(100, 3000, (n, side, side)).astype(np.float32)
+    trained = [crop, products[0]]
+    nets, _ = load_bundle(tiny_bundle(tmp_path / "t.npz"))
+    w = save_bundle(tmp_path / "w.npz", nets, {"provenance": {
+        "train_scenes": ["S2A_20171121", "synthetic:x"], "val_scenes": [],
+        "sources": {p.name: content_digest(p) for p in trained},
+        "source_files": sorted(set().union(*(file_digests(p) for p in trained)))}})
+    copy = tmp_path / "S2B_MSIL2A_20190707T101010_5_5.h5"
+    copy.write_bytes(crop.read_bytes())
+    p = products[0]
+    renamed = tmp_path / p.name.replace(p.name.split("_")[2], "20990101T000000")
+    shutil.copytree(p, renamed)
+    (renamed / "notes.txt").write_text("a file the training product did not have")  # the folder's digest differs
+    assert cli(["sr-eval", str(copy), str(renamed), str(other), "--methods", "bicubic,dsen2", "--sr-weights", str(w),
+                "--no-figures", "--out", str(tmp_path / "ev")]) == 0
+    doc = json.loads((tmp_path / "ev" / "sr_eval.json").read_text())
+    assert [r["scene"] for r in doc["report"]["scenes"]] == ["S2B_20180101"]
+    why = {e["scene"]: e["why"] for e in doc["report"]["excluded"]}
+    assert len(why) == 2 and "has the bytes of an input the DSen2 weights were trained on" in why["S2B_20190707"]
+    assert any("file(s) with the bytes of the DSen2 weights' training inputs" in v for v in why.values())

@@ -1,6 +1,7 @@
 """``bigearth-sr sr-train`` (dataset_builder/sr/train.py)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -51,6 +52,8 @@ def test_bundle_records_its_provenance(products, tmp_path):
     nets, meta = load_bundle(tmp_path / "dsen2.npz")
     prov = meta["provenance"]
     assert prov["sources"] == {products[0].name: content_digest(products[0])}
+    files = sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in products[0].rglob("*") if f.is_file())
+    assert prov["source_files"] == sorted(set(files))  # every file's bytes, names left out
     assert prov["train_scenes"] == [scenes.read_piece(products[0])[1]] and prov["val_scenes"] == []
     assert prov["seed"] == 3 and prov["options"]["features"] == 8 and set(prov["history"]) == {"2", "6"}
     assert (nets[2].spec.blocks, nets[6].spec.features) == (1, 8)

@@ -29,7 +29,7 @@ import numpy as np
 import rasterio
 
 from bigearth.errors import InputError, OptionError
-from bigearth.files import atomic_path, folder_lock, output_folder, write_text
+from bigearth.files import atomic_path, content_digest, file_digests, folder_lock, output_folder, write_text
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
 from .. import upsample
@@ -91,30 +91,60 @@ def evaluate_piece(piece, ups: dict, truth=None, mode="gauss"):
 
 # --------------------------------------------------------------------------- scenes and pooling
 
-def seen_scenes(methods, options: dict) -> set:
-    """Scene keys the DSen2 weights were trained or validated on, as their bundle names them; for
-    a bundle that names only its source files, the keys of those names."""
+class Seen:
+    """What the DSen2 weights were trained or validated on, as their bundle records it: scene keys,
+    and the content of the inputs (each input's digest and every file's, names left out), so that
+    a copy of a training input under another name is known as one."""
+
+    def __init__(self, keys=(), sources=(), files=()):
+        self.keys, self.sources, self.files = set(keys), set(sources), set(files)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.keys
+
+    def why(self, scene) -> str | None:
+        """Why ``scene`` counts as seen, or None."""
+        if scene.key in self.keys:
+            return "the DSen2 weights were trained or validated on it"
+        if not (self.sources or self.files):
+            return None
+        for piece in scene.pieces:
+            if content_digest(piece.path) in self.sources:
+                return f"{piece.path} has the bytes of an input the DSen2 weights were trained on"
+            shared = file_digests(piece.path) & self.files
+            if shared:
+                return f"{piece.path} holds {len(shared)} file(s) with the bytes of the DSen2 weights' training inputs"
+        return None
+
+
+def seen_scenes(methods, options: dict) -> Seen:
+    """What the DSen2 weights saw (``Seen``), from their bundle: the scenes it names (for a bundle
+    that names only its source files, the keys of those names) and the sources' digests."""
     if "dsen2" not in methods:
-        return set()
+        return Seen()
     from .weights import load
     _, prov = load(options.get("weights"))
     p = prov.get("provenance") if isinstance(prov.get("provenance"), dict) else {}
-    if "train_scenes" in p:
-        return set(p["train_scenes"]) | set(p.get("val_scenes", []))
-    return {scenes_mod.scene_key(name)[0] for name in p.get("sources", {})}
+    sources = p.get("sources") if isinstance(p.get("sources"), dict) else {}
+    keys = (set(p["train_scenes"]) | set(p.get("val_scenes", [])) if "train_scenes" in p
+            else {scenes_mod.scene_key(name)[0] for name in sources})
+    files = p.get("source_files") if isinstance(p.get("source_files"), list) else []
+    return Seen(keys, {str(v) for v in sources.values()}, {str(v) for v in files})
 
 
-def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", truth=None, seen=frozenset(),
+def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", truth=None, seen=None,
              allow_seen=False, progress=None):
     """The report (see the module's docstring) and, per protocol, the images of the largest piece."""
     ups = {m: upsample.get(m, **((options or {}) if m == "dsen2" else {})) for m in methods}
     report = {"methods": list(methods), "scenes": [], "excluded": []}
     images = {}
+    seen = seen if isinstance(seen, Seen) else Seen(seen or ())
     for sc in scene_list:
-        if sc.key in seen and not allow_seen:
-            report["excluded"].append({"scene": sc.key, "why": "the DSen2 weights were trained or validated on it"})
+        why_seen = seen.why(sc)
+        if why_seen and not allow_seen:
+            report["excluded"].append({"scene": sc.key, "why": why_seen})
             continue
-        row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": sc.key in seen, "protocols": {}}
+        row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": bool(why_seen), "protocols": {}}
         for piece in sc.pieces:
             why = too_small(piece.shape, 2)
             if why:

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bigearth.files import atomic_path, content_digest, folder_lock, load_torch, output_folder, sha256_file
+from bigearth.files import (atomic_path, content_digest, file_digests, folder_lock, load_torch, output_folder,
+                            sha256_file)
 
 from bigearth.errors import InputError, OptionError, TrainingDiverged
 from . import consistency, scenes as scenes_mod, wald
@@ -260,6 +261,8 @@ def train_run(args) -> int:
 
     paths = scene_paths(args)
     sources = {str(p.name): content_digest(p) for p in paths}
+    # every file's bytes, names left out: sr-eval knows a training input under any other name
+    source_files = sorted(set().union(*(file_digests(p) for p in paths)))
     loaded = scenes_mod.load(paths)
     train, val = split_scenes(loaded, args.val_scenes, args.exclude_scenes)
     log(f"sr-train: {len(loaded)} scene(s) from {len(paths)} input(s); training on {len(train)}, validating on "
@@ -274,7 +277,7 @@ def train_run(args) -> int:
         return 0
     options = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
     meta = {"provenance": {"trained_by": "bigearth-sr sr-train", "options": options, "seed": args.seed,
-                           "sources": sources, "degradation": args.degradation,
+                           "sources": sources, "source_files": source_files, "degradation": args.degradation,
                            "train_scenes": [s.key for s in train], "val_scenes": [s.key for s in val],
                            "consistency": not args.no_consistency,
                            "torch": torch.__version__, "device": str(args.device), "amp": args.amp,
