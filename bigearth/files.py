@@ -379,3 +379,27 @@ def folder_lock(folder, wait: bool = False, what: str = "run"):
         with contextlib.suppress(OSError):
             path.unlink()
         fh.close()  # releases the lock
+
+
+def field_digests(doc: dict, fields) -> dict:
+    """{field: sha256 of its canonical JSON} for those of ``fields`` that ``doc`` has: what a JSON
+    document (a manifest, a shard index) records of itself, so that an edit is named by field."""
+    return {k: hashlib.sha256(json.dumps(doc[k], sort_keys=True).encode()).hexdigest() for k in fields if k in doc}
+
+
+def check_field_digests(doc: dict, path, what: str) -> bool:
+    """``doc`` against the ``digests`` it records (``field_digests``): an InputError naming the
+    file and the first field that differs. False when it records none."""
+    from .errors import InputError
+    want = doc.get("digests")
+    if want is None:
+        return False
+    if not isinstance(want, dict):
+        raise InputError(path, f"its 'digests' is not a table of field digests: the {what} was changed after it was written")
+    got = field_digests(doc, want)
+    for field in sorted(want):
+        if got.get(field) != want[field]:
+            why = "is missing" if field not in doc else "differs from its digest"
+            raise InputError(path, f"field {field!r} {why}: the {what} was changed after it was written "
+                                   f"(write it again: its command resumes and rewrites it)")
+    return True

@@ -109,6 +109,8 @@ def cmd_build(args) -> int:
     return 1 if manifest["tiles_failed"] else 0
 
 
+UNCHECKED_HELP = ("accept an archive that carries no checksum attributes (built before archives carried them), "
+                  "on purpose: its values cannot be checked (without it such an archive is refused)")
 DEFAULT_SHARD_SIZE = "256MiB"  # shards.writer.DEFAULT_SHARD_BYTES, checked equal by the tests
 
 
@@ -126,7 +128,7 @@ def cmd_shards(args) -> int:
     from .summaries import print_shards
     index = write_shards(args.archive, args.out, args.shard_size, args.shard_seed, workers=args.shard_workers,
                          manifest_path=args.manifest, progress=not args.no_progress,
-                         splits=args.splits, wait=args.wait)
+                         splits=args.splits, wait=args.wait, allow_unchecked=args.unchecked_archive)
     print_shards(index, Path(args.out))
     return 0
 
@@ -215,7 +217,7 @@ def cmd_info(args) -> int:
             for line in config_summary(cfg):
                 print(f"  {line}")
             print("  (the whole build configuration and provenance: bigearth-sr info --json)")
-    return _verify_archive(args.archive, n, not args.no_progress) if args.verify else 0
+    return _verify_archive(args.archive, n, not args.no_progress, args.unchecked_archive) if args.verify else 0
 
 
 def config_summary(cfg: dict) -> list[str]:
@@ -241,7 +243,7 @@ def config_summary(cfg: dict) -> list[str]:
     return lines
 
 
-def _verify_archive(path, n: int, progress: bool) -> int:
+def _verify_archive(path, n: int, progress: bool, allow_unchecked: bool = False) -> int:
     """``info --verify``: every chunk of the ``n`` patches read (HDF5 checks its Fletcher-32), the
     descriptive values against meta_sha256, and the archive against the manifest beside it, if any."""
     from tqdm import tqdm
@@ -249,7 +251,7 @@ def _verify_archive(path, n: int, progress: bool) -> int:
     from dataset_builder import archive
     _, manifest = archive.check_manifest(path)
     with tqdm(total=n, unit="patch", desc="verify", disable=not progress, leave=False) as bar:
-        report = archive.verify(path, bar.update)
+        report = archive.verify(path, bar.update, allow_unchecked=allow_unchecked)
     for p in report["problems"]:
         print(f"{path}: {p}")
     if report["unchecked"]:
@@ -310,6 +312,7 @@ def main(argv=None) -> int:
                    help=f"comma-separated splits to write, of {','.join(SPLITS)} (default: all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--wait", action="store_true", help="when another run holds --out, wait for it instead of exiting")
+    p.add_argument("--unchecked-archive", action="store_true", help=UNCHECKED_HELP)
     _add_shard_args(p)
     p.set_defaults(func=cmd_shards)
 
@@ -324,6 +327,7 @@ def main(argv=None) -> int:
     p.add_argument("--verify", action="store_true",
                    help="read every chunk (HDF5 checks each one's Fletcher-32 checksum), check the descriptive "
                         "datasets against meta_sha256 and the archive against manifest.json when one is beside it")
+    p.add_argument("--unchecked-archive", action="store_true", help=UNCHECKED_HELP)
     p.add_argument("--json", action="store_true",
                    help="print everything as JSON: attributes, datasets and the whole build configuration and provenance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

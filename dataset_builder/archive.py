@@ -29,7 +29,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import atomic_path, sha256_file
+from bigearth.files import atomic_path, check_field_digests, sha256_file
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
                              VALUE_CONVENTION, META_DEFAULTS, PatchRecord, RecordBatch)
 
@@ -196,9 +196,10 @@ class PartWriter:
 
 
 def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: str = "copy",
-          checksums: bool = True) -> int:
+          checksums: bool = True, band_stats: dict | None = None) -> int:
     """Merge part files, in the given order, into ``out`` (a temporary name: the caller renames
-    it into place, ``bigearth.files.atomic_path``); returns the patch count."""
+    it into place, ``bigearth.files.atomic_path``); returns the patch count. ``band_stats`` (the
+    normalisation statistics of the build) are kept in the archive, under its digests."""
     out = tmp = Path(out)
     sizes = []
     for p in parts:
@@ -239,14 +240,20 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         describe(dst, config)
         dst.attrs["merge"] = mode
         dst.attrs["compression"] = compression
-        if checksums:
-            dst.attrs["checksums"] = CHECKSUMS
-            dst.attrs["meta_sha256"] = meta_digest(dst)
+        if band_stats is not None:
+            dst.attrs["band_stats"] = json.dumps(band_stats, sort_keys=True)
+        if total:
+            splits, counts = np.unique(dst["split"].asstr()[:], return_counts=True)
+            dst.attrs["patches_per_split"] = json.dumps(dict(zip(splits.tolist(), map(int, counts))), sort_keys=True)
         if compression.startswith("blosc"):  # readable without the plugin: the way to read what needs it
             note = reading_note(compression)
             dst.attrs["reading_note"] = note
             for key in ARRAY_KEYS:
                 dst[key].attrs["reading_note"] = note
+        if checksums:  # last: the digests cover every attribute written above
+            dst.attrs["checksums"] = CHECKSUMS
+            dst.attrs["meta_sha256"] = meta_digest(dst)
+            dst.attrs["digests"] = json.dumps(record_digests(dst), sort_keys=True)
     return total
 
 
@@ -330,6 +337,12 @@ def read_dataset(f: h5py.File, key: str, sel, path):
                                f"{str(e).splitlines()[0][:200]})") from None
 
 
+# the manifest's fields that readers act on (shards take the statistics, everyone the counts):
+# each digested in its "digests", so an edit is named by field
+MANIFEST_FIELDS = ("patches", "patches_per_split", "band_stats", "band_stats_per_split", "dropped", "outputs",
+                   "config", "tiles_failed")
+
+
 def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
     """(sha256, manifest) of an archive that agrees with the build manifest beside it (or
     ``manifest_path``): an archive the manifest does not list (left from an earlier build) or
@@ -352,6 +365,13 @@ def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
     if recorded != sha:
         raise InputError(path, f"sha256 differs from the one {manifest_path.name} records: the archive changed "
                                f"after its build (rebuild it)")
+    check_field_digests(manifest, manifest_path, "build manifest")
+    with reading(path) as f:  # the figures the manifest repeats are the archive's own, under its digests
+        for field in ("band_stats", "patches_per_split"):
+            own = f.attrs.get(field)
+            if own is not None and field in manifest and json.loads(own) != manifest[field]:
+                raise InputError(manifest_path, f"field {field!r} differs from the archive's own ({path.name}): the "
+                                                f"manifest was changed after the build (rebuild, or remove it)")
     return sha, manifest
 
 
@@ -375,12 +395,50 @@ def meta_digest(f: h5py.File) -> str:
     return h.hexdigest()
 
 
-def check_meta(f: h5py.File, path) -> bool:
-    """The descriptive datasets against ``meta_sha256``: an InputError naming the archive when
-    they differ; False when the archive records no digest (built before archives carried checksums), True when it holds."""
+# root attributes the digests cannot cover: the digests themselves
+_UNDIGESTED = ("meta_sha256", "digests")
+
+
+def _attr_text(v) -> str:
+    v = v.decode() if isinstance(v, bytes) else v
+    return json.dumps(v.tolist() if hasattr(v, "tolist") else v, sort_keys=True, default=str)
+
+
+def record_digests(f: h5py.File) -> dict:
+    """What the root attribute ``digests`` records, so a change is named by what changed: the
+    labels (``classes``, ``classes_19``: numbers a rewrite with h5py would give a fresh Fletcher-32)
+    and each root attribute (build configuration, band statistics, counts, reading note...). The
+    descriptive strings are ``meta_sha256``'s."""
+    out = {}
+    for key in LABEL_KEYS:
+        if key in f:
+            out[f"dataset {key}"] = hashlib.sha256(np.ascontiguousarray(f[key][:]).tobytes()
+                                                   + str(f[key].shape).encode()).hexdigest()
+    for k in sorted(f.attrs):
+        if k not in _UNDIGESTED:
+            out[f"attribute {k}"] = hashlib.sha256(_attr_text(f.attrs[k]).encode()).hexdigest()
+    return out
+
+
+class UncheckedArchive(InputError):
+    """An archive that carries no digests to check it against."""
+
+
+def check_meta(f: h5py.File, path, allow_unchecked: bool = False) -> bool:
+    """The archive against the digests it records: the descriptive datasets against
+    ``meta_sha256``, the labels and every root attribute against ``digests``; an InputError naming
+    the archive and what differs. An archive without ``meta_sha256`` is refused
+    (``UncheckedArchive``: its values could have been changed unseen, its digests removed) unless
+    ``allow_unchecked`` (an archive built before archives carried checksums, on purpose): then
+    False. One built before ``digests`` existed is checked against ``meta_sha256`` alone. True
+    when it holds."""
     recorded = f.attrs.get("meta_sha256")
     if recorded is None:
-        return False
+        if allow_unchecked:
+            return False
+        raise UncheckedArchive(path, "carries no checksum attributes (meta_sha256, digests): an archive built before "
+                                     "archives carried them, or one whose digests were removed; rebuild it, or pass "
+                                     "--unchecked-archive to use it as it is on purpose")
     try:
         got = meta_digest(f)
     except (OSError, ValueError, RuntimeError) as e:
@@ -389,6 +447,22 @@ def check_meta(f: h5py.File, path) -> bool:
     if got != recorded:
         raise InputError(path, "the descriptive datasets (names, splits, georeference) differ from the meta_sha256 "
                                "the archive records: it was damaged or changed after its build")
+    digests = f.attrs.get("digests")
+    if digests is not None:
+        try:
+            want = json.loads(digests)
+        except ValueError:
+            raise InputError(path, "its attribute 'digests' is not readable JSON: damaged or changed after its "
+                                   "build") from None
+        try:
+            got = record_digests(f)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise InputError(path, f"the labels cannot be read (damaged archive? {str(e).splitlines()[0][:200]})") from None
+        for field in sorted(set(want) | set(got)):
+            if want.get(field) != got.get(field):
+                what = "is missing" if field not in got else "is new" if field not in want else "differs"
+                raise InputError(path, f"{field} {what} from what the archive's digests record: it was changed after "
+                                       f"its build (rebuild it)")
     return True
 
 
@@ -407,7 +481,7 @@ def _checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:
     return True
 
 
-def verify(path, progress=None) -> dict:
+def verify(path, progress=None, allow_unchecked: bool = False) -> dict:
     """Read every chunk of every dataset of an archive (HDF5 checks each chunk's Fletcher-32 as
     it reads) and its descriptive datasets against ``meta_sha256``. Returns ``{"patches",
     "checksummed" (every chunk and the descriptive values carry a checksum), "unchecked" (the
@@ -432,11 +506,12 @@ def verify(path, progress=None) -> dict:
                                     f"({str(e).splitlines()[0][:160]})")
                 if progress is not None and key == "data_super":
                     progress(min(step, n - lo))
-        has_digest = f.attrs.get("meta_sha256") is not None
-        if not has_digest:
+        if f.attrs.get("meta_sha256") is None:
             unchecked.append("meta_sha256")
+        elif f.attrs.get("digests") is None:
+            unchecked.append("digests")
         try:
-            check_meta(f, path)
+            check_meta(f, path, allow_unchecked=allow_unchecked)
         except InputError as e:
             problems.append(e.problem)
     return {"patches": n, "checksummed": not unchecked, "unchecked": unchecked, "problems": problems}

@@ -21,7 +21,8 @@ import numpy as np
 
 from bigearth import __version__
 from bigearth.errors import OptionError
-from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
+from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
+                            sha256_file, write_text)
 from bigearth.record import VALUE_CONVENTION
 
 from . import archive
@@ -51,6 +52,9 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     merge_fp = hashlib.sha256(json.dumps({"parts": [by_id[i]["sha256"] for i in ok], "config": cfg.public(),
                                           "version": __version__}, sort_keys=True).encode()).hexdigest()[:16]
     merge_marker = parts_dir(cfg) / ".archive.json"
+    totals = SplitStats()
+    for i in ok:
+        totals.merge(by_id[i]["stats"])
     with disk_full_named(archive_path, lambda: sum(p.stat().st_size for p in parts)):
         reused = done_record(merge_marker, archive_path, merge_fp) if parts else None
         archive_sha = None
@@ -59,7 +63,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         elif parts and sum(by_id[i]["kept"] for i in ok):
             merge_marker.unlink(missing_ok=True)
             with atomic_path(archive_path) as tmp:
-                n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge, cfg.checksums)
+                n = archive.merge(parts, tmp, cfg.public(), cfg.compression, cfg.merge, cfg.checksums,
+                                  band_stats=totals.normalisation())
                 manifest_path.unlink(missing_ok=True)
             archive_sha = sha256_file(archive_path)
             mark_done(merge_marker, archive_path, merge_fp, {"patches": n, "sha256": archive_sha}, sha256=archive_sha)
@@ -85,9 +90,6 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         for c in checks:
             for k, v in c["by_class_19"].items():
                 label_check["by_class_19"][k] = label_check["by_class_19"].get(k, 0) + v
-    totals = SplitStats()
-    for i in ok:
-        totals.merge(by_id[i]["stats"])
     split_counts: dict[str, int] = {}
     if n:
         import h5py
@@ -122,6 +124,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         del manifest["tracebacks"]
     if label_check is not None:
         manifest["labels_43_vs_19"] = label_check
+    manifest["digests"] = field_digests(manifest, archive.MANIFEST_FIELDS)
     with disk_full_named(manifest_path):
         write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest

@@ -145,13 +145,13 @@ def evaluate_run(args) -> int:
     output_folder(args.out)  # before the checkpoint is scored
     _, args.workers, _, _ = size_to_node(workers=args.workers, local_size=1)  # one process: the whole node
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    index = shards.read_index(args.data)[0]  # the data checked (its digests, its entries) before the model is read
     state = read_checkpoint(Path(args.checkpoint))
     targs = state["args"]
     model = build_model(targs["variant"], targs["labels"], targs["arch"], targs["dropout"],
                         parse_layers(targs.get("layers")))
     load_weights(Path(args.checkpoint), model, state["model"])
     model.to(device)
-    index = shards.read_index(args.data)[0]
     loader = shards.loader(args.data, args.split, batch_size=args.batch_size, num_workers=args.workers, shuffle=0,
                            variant=targs["variant"], labels=targs["labels"], normalize=False, rank=0, world=1,
                            with_meta=True)

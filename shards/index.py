@@ -13,9 +13,12 @@ import tarfile
 from pathlib import Path
 
 from bigearth.errors import InputError
-from bigearth.files import read_json, sha256_file
+from bigearth.files import check_field_digests, read_json, sha256_file
 
 INDEX_NAME = "index.json"
+# the fields readers act on (statistics, counts, shard entries...), digested in the index's "digests"
+INDEX_FIELDS = ("source", "config", "members", "class_names", "class_names_19", "value_convention", "band_stats",
+                "samples", "splits")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -62,6 +65,13 @@ def read_index(source) -> tuple[dict, Path]:
     index = read_json(path, "shard index", IndexMissing, IndexInvalid, " (write shards with `bigearth-sr shards`)")
     if index.get("format") != "bigearth-sr-shards" or not isinstance(index.get("splits"), dict):
         raise IndexInvalid(path, "not a bigearth-sr shard index")
+    try:
+        digested = check_field_digests(index, path, "shard index")
+    except InputError as e:
+        raise IndexInvalid(path, e.problem) from None
+    if not digested and isinstance(index.get("format_version"), int) and index["format_version"] >= 2:
+        raise IndexInvalid(path, "its 'digests' are missing (indexes of this format record them): it was changed "
+                                 "after it was written; write the shards again")
     _check_entries(index, path)
     return index, path.parent
 

@@ -29,17 +29,18 @@ from tqdm import tqdm
 from bigearth import __version__, options
 from bigearth.distinfo import capped, usable_cores
 from bigearth import nomenclature as nom
-from bigearth.errors import InputError
-from bigearth.files import atomic_path, disk_full_named, done_record, folder_lock, mark_done, sha256_file, write_text
+from bigearth.errors import InputError, OptionError
+from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
+                            sha256_file, write_text)
 from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
-from .index import INDEX_NAME, listed_files, read_index
+from .index import INDEX_FIELDS, INDEX_NAME, listed_files, read_index
 from .sample import NPY_MEMBERS, encode, tar_bytes
 
 FORMAT = "bigearth-sr-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the index records its fields' digests
 DEFAULT_SHARD_BYTES = 256 * 2**20
 MTIME = 0  # fixed member times: the same archive and seed give byte-identical shards
 
@@ -148,9 +149,14 @@ def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
 
 
 def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
-    """(archive sha256, band statistics): the statistics from the build's manifest (after
-    checking that it describes this archive), else computed here."""
+    """(archive sha256, band statistics): the statistics the archive keeps under its digests (the
+    manifest, checked against them, must agree), else the manifest's (checked against its own
+    digests: archives built before they kept them), else computed here."""
     sha, manifest = archive.check_manifest(archive_path, manifest_path)
+    with archive.reading(archive_path) as f:
+        own = f.attrs.get("band_stats")
+    if own is not None:
+        return sha, json.loads(own)
     if manifest is not None and "band_stats" in manifest:
         return sha, manifest["band_stats"]
     with archive.reading(archive_path) as f:
@@ -168,7 +174,8 @@ def members_doc() -> dict:
 
 
 def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_BYTES, seed: int = 0, splits=None,
-                 workers: int = 1, manifest_path=None, progress: bool = True, wait: bool = False) -> dict:
+                 workers: int = 1, manifest_path=None, progress: bool = True, wait: bool = False,
+                 allow_unchecked: bool = False) -> dict:
     """Write every split's shards and ``index.json``; returns the index. The folder is locked for
     the run (a second writer ends at once, or waits with ``wait``); shards of an earlier run that
     the new index does not list are removed."""
@@ -176,21 +183,29 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
     shard_bytes = parse_size(shard_bytes)
     if manifest_path is None:
         manifest_path = archive_path.with_name("manifest.json")
+    elif not Path(manifest_path).is_file():  # named, so meant: not silently replaced by computed statistics
+        raise InputError(manifest_path, "no such build manifest (--manifest)")
     with folder_lock(out_dir, wait, "shards run"), disk_full_named(out_dir):
-        return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress)
+        return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress,
+                          allow_unchecked)
 
 
 def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
-               manifest_path: Path, progress: bool) -> dict:
+               manifest_path: Path, progress: bool, allow_unchecked: bool = False) -> dict:
     with archive.reading(archive_path) as f:
         names = archive.read_dataset(f, "name", slice(None), archive_path).astype(str)
         # the archive checks itself: its descriptive values here, every chunk's Fletcher-32 as it is read
-        checksummed = archive.check_meta(f, archive_path)
+        checksummed = archive.check_meta(f, archive_path, allow_unchecked)
     source_sha, stats = _source(archive_path, manifest_path)
     if not checksummed and not manifest_path.exists():
         print(f"note: {archive_path}: carries no checksums (built before archives did) and has no manifest.json "
               f"beside it: damage that still decodes cannot be detected", file=sys.stderr, flush=True)
     plans = plan(archive_path, shard_bytes, seed, splits)
+    empty = [sp for sp in (splits or []) if not any(p.split == sp for p in plans)]
+    if empty:  # asked for by name: an index without it would read as a finished, empty split
+        held = sorted({p.split for p in plan(archive_path, shard_bytes, seed, None)})
+        raise OptionError(f"--splits: {archive_path} has no patch in split(s) {', '.join(empty)} "
+                          f"(it holds {', '.join(held) or 'none'})")
     previous = _previous_entries(out_dir)
     # the folder is being rewritten: until the new index is in place it claims no complete set
     (out_dir / INDEX_NAME).unlink(missing_ok=True)
@@ -231,6 +246,7 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
         "samples": sum(d["samples"] for d in split_docs.values()),
         "splits": split_docs,
     }
+    index["digests"] = field_digests(index, INDEX_FIELDS)  # what readers act on, each checked when read
     write_text(out_dir / INDEX_NAME, json.dumps(index, indent=1))
     remove_unlisted(out_dir, index)
     shutil.rmtree(out_dir / ".progress", ignore_errors=True)  # the index holds what a rerun needs

@@ -77,11 +77,11 @@ def test_a_changed_byte_in_a_chunk_is_a_read_error_naming_the_row(tmp_path, buil
     w = archive.PartWriter(tmp_path / "a.h5", compression, threads=2)
     w.append(RecordBatch.of(recs))
     w.close()
-    assert archive.verify(tmp_path / "a.h5")["problems"] == []
+    assert archive.verify(tmp_path / "a.h5", allow_unchecked=True)["problems"] == []  # a part: no digests
     with h5py.File(tmp_path / "a.h5", "r") as f:
         info = f["data_20m"].id.get_chunk_info(2)
     flip_byte(tmp_path / "a.h5", info.byte_offset + info.size // 2)
-    report = archive.verify(tmp_path / "a.h5")
+    report = archive.verify(tmp_path / "a.h5", allow_unchecked=True)
     assert report["problems"] and all("'data_20m', row 2: cannot be read" in p for p in report["problems"]), report
     with h5py.File(tmp_path / "a.h5", "r") as f:
         f["data_20m"][3]  # the other rows still read
@@ -116,7 +116,9 @@ def test_an_archive_without_checksums_says_so(tmp_path, built):
     w.append(RecordBatch.of(recs))
     w.close()
     archive.merge([tmp_path / "p.h5"], tmp_path / "a.h5", {}, archive.DEFAULT_COMPRESSION, checksums=False)
-    report = archive.verify(tmp_path / "a.h5")
+    refused = archive.verify(tmp_path / "a.h5")  # its values cannot be checked: refused unless on purpose
+    assert len(refused["problems"]) == 1 and "--unchecked-archive" in refused["problems"][0]
+    report = archive.verify(tmp_path / "a.h5", allow_unchecked=True)
     assert not report["checksummed"] and report["problems"] == []
     assert set(report["unchecked"]) >= {"data_super", "classes", "name", "meta_sha256"}
 

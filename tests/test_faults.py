@@ -26,7 +26,8 @@ import torch
 from rasterio.transform import from_origin
 
 from bigearth.errors import run_command
-from bigearth.files import folder_lock, sha256_file
+from bigearth.files import field_digests, folder_lock, sha256_file
+from bigearth.record import BANDS_20M
 from dataset_builder import archive
 from dataset_builder.build import ARCHIVE_NAME, MANIFEST_NAME
 
@@ -198,16 +199,16 @@ def ben_copy_at_the_same_place(ctx):
     with rasterio.open(band) as ds:
         a = ds.read(1)
     _rewrite_tif(band, (a // 2 + 1).astype(a.dtype))
-    ctx.expect["copy"] = dst.name
+    ctx.expect.update(copy=dst.name, original=src)
 
 
 def one_row_per_name_the_original_kept(ctx):
     recs = {r.name: r for r in archive.iter_records(ctx.out / ARCHIVE_NAME)}
     names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
     assert len(names) == len(set(names)) and sorted(names) == sorted(ctx.expect["names"])
-    ref = {r.name: r for r in archive.iter_records(ctx.built / ARCHIVE_NAME)}
-    for n in names:
-        np.testing.assert_array_equal(recs[n].data_20m, ref[n].data_20m)
+    original = ctx.expect["original"]  # the kept row holds the original's pixels, not the copy's
+    with rasterio.open(original / f"{original.name}_B11.tif") as ds:
+        np.testing.assert_array_equal(recs[original.name].data_20m[BANDS_20M.index("B11")], ds.read(1))
     failed = json.loads((ctx.out / MANIFEST_NAME).read_text())["tiles_failed"]
     assert list(failed) == [ctx.expect["copy"]]
 
@@ -702,13 +703,77 @@ def archive_name_changed_alone(ctx):
     flip_byte(path, data.find(name.encode()) + len(name) - 1)
 
 
-def _edit_index(ctx, change) -> Path:
+def _edit_index(ctx, change, redigest: bool = True) -> Path:
+    """index.json changed by ``change``; with ``redigest`` its digests are made to match again (a
+    crafted index: what the checks behind the digests must catch on their own)."""
+    from shards.index import INDEX_FIELDS
     sdir = _shards(ctx)
     ctx.fields["run"] = str(ctx.root / "run")
     index = json.loads((sdir / "index.json").read_text())
     change(index, sdir)
+    if redigest:
+        index["digests"] = field_digests(index, INDEX_FIELDS)
     (sdir / "index.json").write_text(json.dumps(index))
     return sdir
+
+
+def index_band_stats_edited(ctx):
+    """The normalisation statistics in index.json edited (the digests left as written)."""
+    def change(index, sdir):
+        index["band_stats"]["data_super"]["mean"][0] += 100.0
+    _edit_index(ctx, change, redigest=False)
+
+
+def index_digests_removed(ctx):
+    def change(index, sdir):
+        index["band_stats"]["data_super"]["mean"][0] += 100.0
+        del index["digests"]
+    _edit_index(ctx, change, redigest=False)
+
+
+def _manifest_edit(ctx, change, fields=True):
+    arch = _archive_copy(ctx)
+    m = json.loads((ctx.built / MANIFEST_NAME).read_text())
+    change(m)
+    if fields:
+        m["digests"] = field_digests(m, archive.MANIFEST_FIELDS)  # re-digested: the archive's own must still disagree
+    (arch.parent / MANIFEST_NAME).write_text(json.dumps(m))
+
+
+def manifest_band_stats_edited(ctx):
+    _manifest_edit(ctx, lambda m: m["band_stats"]["data_super"]["mean"].__setitem__(0, 1.0), fields=False)
+
+
+def manifest_band_stats_edited_and_redigested(ctx):
+    _manifest_edit(ctx, lambda m: m["band_stats"]["data_super"]["mean"].__setitem__(0, 1.0))
+
+
+def _archive_attr_edit(ctx, change):
+    arch = _archive_copy(ctx)  # the archive alone, no manifest: its own digests must catch it
+    with h5py.File(arch, "r+") as f:
+        change(f)
+
+
+def archive_config_edited(ctx):
+    _archive_attr_edit(ctx, lambda f: f.attrs.__setitem__("build_config", f.attrs["build_config"].replace(
+        '"bilinear"', '"dsen2"')))
+
+
+def archive_labels_rewritten(ctx):
+    def change(f):
+        c = f["classes"][:]
+        c[0] = 1 - c[0]
+        f["classes"][:] = c  # h5py writes a fresh Fletcher-32: only the digests can tell
+    _archive_attr_edit(ctx, change)
+
+
+def archive_digests_removed(ctx):
+    def change(f):
+        del f.attrs["meta_sha256"]
+        del f.attrs["digests"]
+        s = f["split"].asstr()[:]
+        f["split"][0] = "test" if s[0] != "test" else "train"
+    _archive_attr_edit(ctx, change)
 
 
 def index_parent_path(ctx):
@@ -989,6 +1054,21 @@ CASES = [
     Case(product_band_a_fifo, BUILD, 1, r"_B11_20m\.jp2: is a FIFO, not a regular file: not read", others_built),
     Case(clc_folder_with_a_fifo, "build {products} --clc {clcdir} --out {out} --no-progress", 0,
          r"note: \S*CLC_zz\.tif: not a regular file, not read as a CORINE raster"),
+    # issue 27: what the data path trusts is checked (statistics, counts, labels, attributes)
+    *[Case(index_band_stats_edited, cmd, 1, r"index\.json: field 'band_stats' differs from its digest")
+      for cmd in ("verify-shards {shards}", TRAIN, "evaluate --checkpoint x --data {shards} --out {out}")],
+    Case(index_digests_removed, "verify-shards {shards}", 1, r"index\.json: its 'digests' are missing"),
+    Case(manifest_band_stats_edited, "shards {arch} --out {out} --no-progress", 1,
+         r"manifest\.json: field 'band_stats' differs from its digest"),
+    Case(manifest_band_stats_edited_and_redigested, "shards {arch} --out {out} --no-progress", 1,
+         r"manifest\.json: field 'band_stats' differs from the archive's own"),
+    Case(archive_config_edited, "info {arch} --verify --no-progress", 1,
+         r"attribute build_config differs from what the archive's digests record"),
+    Case(archive_labels_rewritten, "shards {arch} --out {out} --no-progress", 1,
+         r"dataset classes differs from what the archive's digests record"),
+    Case(archive_digests_removed, "shards {arch} --out {out} --no-progress", 1,
+         r"carries no checksum attributes .* pass --unchecked-archive"),
+    Case(archive_digests_removed, "shards {arch} --out {out} --no-progress --unchecked-archive", 0, r"shards ->"),
     # issue 27: one run per output folder for every command that writes one
     Case(shards_and_out_locked, TRAIN.replace("{run}", "{out}"), 1, r"another train run is writing here \(\{\"pid\": \d+",
          lock_holder_untouched),
