@@ -35,12 +35,19 @@ class EnvironmentFailure(ReportedError):
 
 def run_command(fn, *args, kept: str = "") -> int:
     """``fn(*args)`` as a command: its return code, or 1 with ``error: <message>`` on stderr for a
-    ReportedError (bugs keep their traceback); Ctrl-C (SIGINT) is one line and 130, the shell's
-    code for it, saying what is kept (``kept``)."""
+    ReportedError or an OSError naming a file (bugs keep their traceback); Ctrl-C (SIGINT) is one
+    line and 130, the shell's code for it, saying what is kept (``kept``)."""
     try:
         return fn(*args)
     except ReportedError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as e:
+        if e.filename is None:  # no file to name: a bug or the machine, with its traceback
+            raise
+        # the operating system refused a file (a name too long, a permission, a loop of links):
+        # one line naming it, as for bad input
+        print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; rerun the same command to resume{f' ({kept})' if kept else ''}", file=sys.stderr,

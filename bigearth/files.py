@@ -169,7 +169,8 @@ def content_digest(path, read: dict | None = None) -> str:
     if path.is_dir():
         h = hashlib.sha256()
         for rel, full, st in _walk_files(str(path)):
-            h.update(f"{rel}\0{st.st_size}\0{_file_digest(full, st, read)}\n".encode())
+            h.update((f"{rel}\0{st.st_size}\0{_file_digest(full, st, read)}\n" if st is not None
+                      else f"{rel}\0unreadable\n").encode())
         return h.hexdigest()
     return _file_digest(str(path), path.stat(), read)
 
@@ -179,7 +180,7 @@ def file_digests(path) -> set[str]:
     file's bytes share a digest here whatever either is called."""
     path = Path(path)
     if path.is_dir():
-        return {_file_digest(full, st, None) for _, full, st in _walk_files(str(path))}
+        return {_file_digest(full, st, None) for _, full, st in _walk_files(str(path)) if st is not None}
     return {_file_digest(str(path), path.stat(), None)}
 
 
@@ -201,10 +202,13 @@ def _walk_files(root: str, prefix: str = "") -> list[tuple[str, str, os.stat_res
     with os.scandir(root) as it:
         for e in it:
             rel = f"{prefix}{e.name}"
-            if e.is_dir():
-                out += _walk_files(e.path, rel + "/")
-            elif e.is_file():
-                out.append((rel, e.path, e.stat()))
+            try:
+                if e.is_dir():
+                    out += _walk_files(e.path, rel + "/")
+                elif e.is_file():
+                    out.append((rel, e.path, e.stat()))
+            except OSError:  # a link that loops or leads nowhere readable: listed, its content none
+                out.append((rel, e.path, None))
     return sorted(out, key=lambda t: t[0])
 
 

@@ -325,7 +325,21 @@ def reading(path):
         missing = [k for k in (*ARRAYS, *META) if k not in f and k not in META_DEFAULTS]
         if missing:
             raise InputError(path, f"not a bigearth-sr archive: no dataset {', '.join(missing)}")
+        gone = _missing_sources(f, Path(path).parent)
+        if gone:  # HDF5 would read the missing rows as fill values: empty names, zero pixels
+            raise InputError(path, f"a virtual archive (--merge virtual) whose part file(s) are gone: {', '.join(gone[:3])}"
+                                   f"{f' and {len(gone) - 3} more' if len(gone) > 3 else ''}; keep parts/ beside it, "
+                                   f"or rebuild with --merge copy for a self-contained archive")
         yield f
+
+
+def _missing_sources(f: h5py.File, base: Path) -> list[str]:
+    """The source files of ``f``'s virtual datasets that are not there (relative to ``base``)."""
+    files = set()
+    for key in f:
+        if f[key].is_virtual:
+            files.update(s.file_name for s in f[key].virtual_sources())
+    return sorted(n for n in files if n != "." and not (base / n).exists())
 
 
 def read_dataset(f: h5py.File, key: str, sel, path):
@@ -348,6 +362,7 @@ def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
     ``manifest_path``): an archive the manifest does not list (left from an earlier build) or
     whose sha256 differs (changed since) is an InputError. Without a manifest: (sha256, None)."""
     path = Path(path)
+    named = manifest_path is not None  # given by the user: a mismatch is the manifest's, not the archive's
     manifest_path = Path(manifest_path) if manifest_path is not None else path.with_name("manifest.json")
     if not path.exists():
         raise InputError(path, "no such archive")
@@ -359,6 +374,11 @@ def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
         recorded = manifest.get("outputs", {}).get(path.name)
     except (ValueError, AttributeError) as e:
         raise InputError(manifest_path, f"not a readable build manifest ({e})") from None
+    if named and recorded != sha:
+        raise InputError(manifest_path, f"is the manifest of another build: it records "
+                                        f"{'no ' + path.name if recorded is None else 'another ' + path.name} "
+                                        f"(sha256 {str(recorded)[:16]}…), not {path} (sha256 {sha[:16]}…); "
+                                        f"give that archive's own manifest, or none")
     if recorded is None:
         raise InputError(path, f"{manifest_path.name} does not list this archive (its build wrote "
                                f"{manifest.get('patches', 0)} patches): it is left from another build")

@@ -59,6 +59,9 @@ def _check_entries(index: dict, path: Path) -> None:
 
 def read_index(source) -> tuple[dict, Path]:
     """``index.json`` (or the folder holding it) -> (index, folder of the shards)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://|^pipe:", str(source)):
+        raise IndexMissing(source, "URLs are not supported: copy the shard folder (index.json and its .tar files) "
+                                   "to a local or mounted file system and give that folder")
     path = Path(source)
     if path.is_dir():
         path = path / INDEX_NAME
@@ -96,8 +99,16 @@ def shard_entries(index: dict, base: Path, split: str) -> list[dict]:
     if split not in index["splits"]:
         raise SplitMissing(base / INDEX_NAME, f"split {split!r} is not in the shards (they hold "
                                                      f"{', '.join(index['splits']) or 'none'})")
+    entries = index["splits"][split]["shards"]
+    seen: dict = {}
+    for e in entries:  # a shard listed twice would be read twice an epoch: refused, as verify-shards reports it
+        for key in ("file", "sha256"):
+            if (key, e[key]) in seen:
+                raise IndexInvalid(base / INDEX_NAME, f"split {split!r} lists the shard {e['file']!r} twice (by {key}, "
+                                                      f"also as {seen[key, e[key]]!r}): write the shards again")
+            seen[key, e[key]] = e["file"]
     return [{"url": str(shard_path(base, e["file"])), "samples": e["samples"], "bytes": e.get("bytes"),
-             "first_key": e.get("first_key")} for e in index["splits"][split]["shards"]]
+             "first_key": e.get("first_key")} for e in entries]
 
 
 def _samples_in(path: Path) -> int:

@@ -646,6 +646,53 @@ def weights_wrong_shape(ctx):
     _bundle(ctx, change)
 
 
+def ben_symlink_loop(ctx):
+    """A link that loops, inside one patch folder: the tile's other patches, and this one, still build."""
+    folders = _ben(ctx)
+    (folders[1] / "loop").symlink_to("loop")
+
+
+def all_ben_built(ctx):
+    names = [r.name for r in archive.iter_records(ctx.out / ARCHIVE_NAME)]
+    assert sorted(names) == sorted(ctx.expect["names"])
+
+
+def sr_crops(ctx):
+    """Two MAT/HDF5 crops: one constant, one with a NaN pixel."""
+    rng = np.random.default_rng(0)
+    for name, fill in (("S2A_MSIL2A_20200101T000000_1_1.h5", "constant"), ("S2A_MSIL2A_20200102T000000_1_1.h5", "nan")):
+        with h5py.File(ctx.root / name, "w") as f:
+            for key, n, side in (("im10", 4, 96), ("im20", 6, 48), ("im60", 2, 16)):
+                a = (np.full((n, side, side), 1000.0) if fill == "constant"
+                     else rng.uniform(100, 3000, (n, side, side))).astype(np.float32)
+                if fill == "nan" and key == "im20":
+                    a[0, 3, 3] = np.nan
+                f[key] = a
+        ctx.fields[fill] = str(ctx.root / name)
+
+
+def no_checkpoint_written(ctx):
+    assert not list(ctx.out.glob("checkpoint_*.pt"))
+
+
+def name_too_long(ctx):
+    ctx.fields["long"] = str(ctx.root / ("a" * 300))
+
+
+def virtual_archive_parts_gone(ctx):
+    """A --merge virtual archive whose parts/ folder was not kept beside it."""
+    v = ctx.root / "v"
+    assert run(ctx.fmt(BUILD.replace("{out}", str(v)) + " --merge virtual --upsampling bilinear"))[0] == 0
+    shutil.rmtree(v / "parts")
+    ctx.fields["varch"] = str(v / ARCHIVE_NAME)
+
+
+def weights_bit_flipped(ctx):
+    """One bit flipped inside a tensor of the bundle: zip's CRC-32 catches it, and the file is named."""
+    path = _bundle(ctx)
+    flip_byte(path, path.stat().st_size // 2)
+
+
 def weights_text(ctx):
     path = ctx.root / "weights.npz"
     path.write_text("these are not weights\n")
@@ -810,6 +857,24 @@ def index_shard_twice(ctx):
         d["bytes"] += d["shards"][0]["bytes"]
         index["samples"] += d["shards"][0]["samples"]
     _edit_index(ctx, change)
+
+
+def index_is_a_folder(ctx):
+    sdir = ctx.root / "shards"
+    (sdir / "index.json").mkdir(parents=True)
+    ctx.fields["shards"] = str(sdir)
+
+
+def manifest_of_another_build(ctx):
+    """An archive, and --manifest naming another build's (its own manifest is not beside it)."""
+    _archive_copy(ctx)
+    other = ctx.root / "other"
+    other.mkdir()
+    m = json.loads((ctx.built / MANIFEST_NAME).read_text())
+    m["outputs"][ARCHIVE_NAME] = "0" * 64
+    m["digests"] = field_digests(m, archive.MANIFEST_FIELDS)
+    (other / MANIFEST_NAME).write_text(json.dumps(m))
+    ctx.fields["other_manifest"] = str(other / MANIFEST_NAME)
 
 
 def index_split_total_wrong(ctx):
@@ -1120,6 +1185,23 @@ CASES = [
          r"dsen2_bad\.npz: tensor \S+ has 1 non-finite value"),
     Case(weights_wrong_shape, BUILD + " --sr-weights {weights}", 1, r"dsen2_bad\.npz: tensor \S+ has shape",
          no_build_output),
+    *[Case(virtual_archive_parts_gone, cmd, 1, r"bigearth_sr\.h5: a virtual archive \(--merge virtual\) whose part "
+           r"file\(s\) are gone: parts/") for cmd in ("info {varch}", "info {varch} --verify --no-progress",
+                                                    "shards {varch} --out {out} --no-progress")],
+    Case(ben_symlink_loop, BEN, 0, r"patches: 6 ", all_ben_built),
+    Case(sr_crops, "sr-eval {constant} --no-figures", 1, r"_1_1\.h5: every pixel of its 20 m and 60 m bands has one value"),
+    Case(sr_crops, "sr-eval {nan} --no-figures", 1, r"_1_1\.h5: im20 holds 1 NaN or infinite value\(s\)"),
+    *[Case(nothing, "sr-train {p0} --out {out} --blocks 1 --features 8 --steps-per-epoch 2 --batch2 4 --no-progress "
+           + crop, 1, message, no_checkpoint_written)
+      for crop, message in (("--crop6 100000", r"--crop6 100000: must be a multiple of 6"),
+                            ("--crop6 99996", r"--crop6 99996: no training scene is 99996 px"))],
+    *[Case(name_too_long, cmd, 1, r"error: \S+/a{300}\S*: File name too long")
+      for cmd in (BUILD.replace("{out}", "{long}/x"), "shards {archive} --out {long}", "synth --out {long}",
+                  "verify-shards {long}", "train --data {long} --output-dir {out}", "sr-eval {long}")],
+    *[Case(nothing, cmd, 1, r"https://example\.org/shards: URLs are not supported")
+      for cmd in ("verify-shards https://example.org/shards", "train --data https://example.org/shards --output-dir {out}")],
+    Case(weights_bit_flipped, "sr-eval {p0} --sr-weights {weights} --no-figures", 1,
+         r"dsen2_bad\.npz: tensor \S+ cannot be read \(BadZipFile: Bad CRC-32.*the file is damaged"),
     Case(weights_text, BUILD + " --sr-weights {weights}", 1,
          r"weights\.npz: not a DSen2 weights bundle: a bundle is an \.npz \(zip\) archive", no_build_output),
     Case(sr_checkpoint_nan, "sr-train {p0} --out {srrun} --epochs2 2 --resume " + SR_TINY, 1,
@@ -1143,6 +1225,14 @@ CASES = [
     Case(index_link_out, "verify-shards {shards}", 1, r"is a link out of the index's folder"),
     Case(index_link_out, "read-shards {shards} train", 1, r"is a link out of the index's folder"),
     Case(index_shard_twice, "verify-shards {shards}", 1, r"the same shard name is listed 2 times \(train:\S+, train:"),
+    Case(index_shard_twice, TRAIN, 1, r"index\.json: split 'train' lists the shard \S+ twice"),
+    Case(index_is_a_folder, "verify-shards {shards}", 1, r"index\.json: is a folder, not a regular file"),
+    Case(nothing, "shards {archive} --out {out} --splits test --no-progress", 1,
+         r"--splits: \S+bigearth_sr\.h5 has no patch in split\(s\) test \(it holds train, validation\)"),
+    Case(nothing, "shards {archive} --out {out} --manifest {root}/none.json --no-progress", 1,
+         r"none\.json: no such build manifest \(--manifest\)"),
+    Case(manifest_of_another_build, "shards {arch} --out {out} --manifest {other_manifest} --no-progress", 1,
+         r"other/manifest\.json: is the manifest of another build"),
     Case(index_split_total_wrong, "verify-shards {shards}", 1, r"split 'train' says \d+ samples, its shards add up to"),
     Case(index_count_edited, "verify-shards {shards}", 1, r"holds \d+ samples, the index says \d+"),
     # 9.6 bounds

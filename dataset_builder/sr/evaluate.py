@@ -146,6 +146,9 @@ def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", tru
             continue
         row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": bool(why_seen), "protocols": {}}
         for piece in sc.pieces:
+            if all(float(np.ptp(piece.cubes[k])) == 0 for k in ("im20", "im60")):
+                raise InputError(piece.path, "every pixel of its 20 m and 60 m bands has one value: a constant image "
+                                             "leaves Wald's protocol nothing to measure (every method is exact on it)")
             why = too_small(piece.shape, 2)
             if why:
                 raise InputError(piece.path, f"too small for Wald's protocol: {why}")

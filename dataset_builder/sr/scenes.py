@@ -143,6 +143,10 @@ def read_piece(path: Path) -> tuple[Piece, str, str]:
     else:
         piece = _read_v1_patch(path)
         key, kind = scene_key(path.name)
+    for name, cube in piece.cubes.items():  # bad input is the input's fault, not the weights' later
+        bad = int(np.size(cube) - np.isfinite(cube).sum())
+        if bad:
+            raise InputError(path, f"{name} holds {bad} NaN or infinite value(s): reflectances are finite numbers")
     return piece, key, kind
 
 

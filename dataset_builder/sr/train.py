@@ -163,16 +163,23 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict:
     return ck
 
 
+def check_crop(ratio: int, crop: int, train) -> None:
+    """``--crop<ratio>`` against the training pairs: a multiple of the ratio (crops are aligned to
+    the coarse grid), and no larger than some scene; an OptionError otherwise."""
+    if crop % ratio:
+        raise OptionError(f"--crop{ratio} {crop}: must be a multiple of {ratio} (crops are aligned to the coarse grid)")
+    if not any(min(p.x.shape[1:]) >= crop for sc in train for p in sc):
+        raise OptionError(f"--crop{ratio} {crop}: no training scene is {crop} px on the {ratio}x network's grid; "
+                          f"lower --crop{ratio}")
+
+
 def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Net, list[dict]]:
     device = torch.device(args.device)
     out = Path(args.out)
     crop, batch, epochs = getattr(args, f"crop{ratio}"), getattr(args, f"batch{ratio}"), getattr(args, f"epochs{ratio}")
-    if crop % ratio:
-        raise ValueError(f"--crop{ratio} must be a multiple of {ratio} (crops are aligned to the coarse grid)")
+    check_crop(ratio, crop, train)
     usable = [[p for p in sc if min(p.x.shape[1:]) >= crop] for sc in train]
     usable = [sc for sc in usable if sc]
-    if not usable:
-        raise InputError(out, f"no training scene is {crop} px on the {ratio}x network's grid; lower --crop{ratio}")
     if len(usable) < len(train):
         log(f"{ratio}x: {len(train) - len(usable)} scene(s) smaller than the {crop} px crop are left out of training")
     area = torch.tensor([float(sum(p.x.shape[1] * p.x.shape[2] for p in sc)) for sc in usable])
@@ -267,11 +274,14 @@ def train_run(args) -> int:
     train, val = split_scenes(loaded, args.val_scenes, args.exclude_scenes)
     log(f"sr-train: {len(loaded)} scene(s) from {len(paths)} input(s); training on {len(train)}, validating on "
         f"{len(val)} ({', '.join(s.key for s in val) or 'none'}), left out: {args.exclude_scenes or 'none'}")
+    ratios = list(map(int, args.nets.split(",")))
+    pairs = {r: pairs_for(r, train, args.degradation, getattr(args, f"crop{r}")) for r in ratios}
+    for r in ratios:  # every network's options against the data before the first one trains
+        check_crop(r, getattr(args, f"crop{r}"), pairs[r])
     nets, histories = {}, {}
-    for ratio in map(int, args.nets.split(",")):
-        crop = getattr(args, f"crop{ratio}")
-        nets[ratio], histories[ratio] = train_net(ratio, args, pairs_for(ratio, train, args.degradation, crop),
-                                                  pairs_for(ratio, val, args.degradation), sources, log)
+    for ratio in ratios:
+        nets[ratio], histories[ratio] = train_net(ratio, args, pairs[ratio], pairs_for(ratio, val, args.degradation),
+                                                  sources, log)
     if set(nets) != {2, 6}:
         log("only one network trained: no bundle written (a bundle holds both)")
         return 0

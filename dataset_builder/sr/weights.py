@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -66,6 +68,8 @@ def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
             meta = json.loads(str(z["meta"]))
         except (ValueError, json.JSONDecodeError) as e:  # ValueError: an object array, refused unread
             raise InputError(path, f"'meta' is not a JSON string ({e})") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise InputError(path, f"'meta' cannot be read ({type(e).__name__}: {e}): the file is damaged") from None
         if meta.get("format") != FORMAT:
             raise InputError(path, f"format {meta.get('format')!r}, expected {FORMAT!r}")
         nets = {}
@@ -81,8 +85,10 @@ def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
                     raise InputError(path, f"tensor {key} is missing")
                 try:
                     a = z[key]
-                except ValueError as e:
-                    raise InputError(path, f"tensor {key}: {e}") from None
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                    # a damaged member: zipfile's own CRC-32 check, or a truncated stream
+                    raise InputError(path, f"tensor {key} cannot be read ({type(e).__name__}: {e}): the file is damaged; "
+                                           f"copy it again, or retrain") from None
                 if a.shape != tuple(ref.shape):
                     raise InputError(path, f"tensor {key} has shape {a.shape}, expected {tuple(ref.shape)}")
                 _check_values(path, key, a)
