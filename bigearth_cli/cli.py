@@ -85,6 +85,9 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wait", action="store_true",
                    help="when another run holds the output folder, wait for it instead of exiting")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--dry-run", action="store_true",
+                   help="read only the inputs' metadata and print the plan (inputs, patches expected per split, "
+                        "screening, disk needed against free, estimated time on this machine), then exit")
 
 
 def cmd_synth(args) -> int:
@@ -100,8 +103,13 @@ def cmd_build(args) -> int:
     from dataset_builder.build import build
 
     from .configs import build_config
-    from .summaries import print_summary
+    from .summaries import print_plan, print_summary
     cfg = build_config(args)
+    if args.dry_run:
+        from dataset_builder.plan import estimate, require_labels
+        require_labels([p for p in args.inputs if Path(p).name.endswith((".SAFE", ".zip"))], cfg)
+        print_plan(estimate(args.inputs, cfg, args.workers), Path(args.out))
+        return 0
     manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank
         return 0

@@ -69,6 +69,30 @@ def print_summary(manifest: dict, out: Path) -> None:
               f"fix or remove them and rerun the same command: what is built is kept", file=sys.stderr, flush=True)
 
 
+def print_plan(plan: dict, out: Path) -> None:
+    """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
+    i, b = plan["inputs"], plan["bytes"]
+    gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
+    print(f"plan for {out} (from the inputs' metadata; nothing is built):")
+    print(f"  inputs: {i['products']} product(s), {i['bigearthnet_v1_tile_sources']} BigEarthNet v1 tile source(s), "
+          f"{i['bigearthnet_v2_products']} BigEarthNet v2 product(s): {i['grid_patches_or_folders']} grid patches or "
+          f"patch folders; {len(i['failed'])} input(s) that cannot be read, {i['ignored']} entr(y/ies) not used")
+    for key, err in i["failed"].items():
+        print(f"  error: {failure_line(key, err)}")
+    print(f"  patches expected: {plan['patches']}, per split {plan['patches_per_split']}")
+    print(f"  screened out (expected): {plan['screened'] or 'none'}")
+    print(f"  disk: archive {gb(b['archive'])}, {gb(b['build_peak'])} at the build's peak (parts and archive), "
+          f"shards {gb(b['shards'])}; free at {out}: {gb(b['free'])}"
+          + ("" if b["build_peak"] <= b["free"] else "  -> NOT ENOUGH: the build would be refused"))
+    sec = plan["seconds"]
+    took = f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
+    for note in plan.get("notes", []):
+        print(f"  note: {note}")
+    print(f"  time: about {took} with {plan['workers']} worker(s) "
+          f"({plan['workers_why']}), {plan['upsampling']} super-resolution; from the per-patch costs measured on "
+          f"this project's 2-core machine (benchmarks/RESULTS.md): a faster or busier machine differs")
+
+
 def print_shards(index: dict, out: Path) -> None:
     from rich.table import Table
     t = Table(title=f"shards -> {out}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bigearth import __version__
-from bigearth.errors import OptionError
+from bigearth.errors import EnvironmentFailure
 from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
                             sha256_file, write_text)
 from bigearth.record import VALUE_CONVENTION
@@ -28,6 +28,7 @@ from bigearth.record import VALUE_CONVENTION
 from . import archive
 from .config import BuildConfig  # noqa: F401  (the build's public API: BuildConfig, build)
 from .engines import choose_workers, run_local, run_mpi
+from .plan import check_disk, option_notes, require_labels
 from .stats import SplitStats
 from .tasks import Task, parts_dir, plan_tasks
 
@@ -148,6 +149,9 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
         if rank0:
             for note in notes:
                 print(f"note: {note}", file=sys.stderr, flush=True)
+            too_big = check_disk(tasks, cfg)
+            if too_big:  # before any work, not as a full disk hours later
+                raise EnvironmentFailure(f"{cfg.out_dir}: {too_big}")
         cfg.label_sources()  # digested once here, carried to the workers
         if engine == "mpi":
             results = run_mpi(tasks, cfg)
@@ -159,26 +163,6 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
             chosen = {"engine": "local", "workers": n, "why": why}
             results = run_local(tasks, cfg, n)
         return finish(tasks, results, failed_inputs, cfg, time.perf_counter() - t0, chosen, ignored, notes)
-
-
-def require_labels(products: list, cfg: BuildConfig) -> None:
-    """Products are labelled from a CORINE raster or BigEarthNet label JSONs: without either every
-    product would fail, one after the other, after its decoding; say so before any work."""
-    if products and not cfg.clc and not cfg.labels_json:
-        raise OptionError(f"--clc: {len(products)} Level-2A product(s) given ({Path(str(products[0])).name}"
-                          f"{', ...' if len(products) > 1 else ''}) and no labels source: give a CORINE Land Cover "
-                          f"raster (--clc FILE, or a folder of them) or BigEarthNet label JSONs (--labels-json DIR)")
-
-
-def option_notes(tasks: list[Task], cfg: BuildConfig) -> list[str]:
-    """What the options mean for these inputs that a user may not expect."""
-    notes = []
-    v1 = sum(t.count for t in tasks if t.kind == "bigearthnet")
-    if v1 and not cfg.official_lists:
-        notes.append(f"BigEarthNet v1 input ({v1} patch folders) without --official-lists: nothing is screened (the "
-                     f"official seasonal-snow and cloud/shadow lists are not applied) and every patch is in split "
-                     f"'none'; pass --official-lists DIR for the official train/validation/test splits and screening")
-    return notes
 
 
 def _mpi_rank() -> int:

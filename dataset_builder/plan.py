@@ -1,0 +1,142 @@
+"""What a build will take, known before it starts (``bigearth-sr build --dry-run``): the inputs
+found, the patches expected per split, what screening will drop, the disk the archive, its parts
+and the shards need against what is free, and the time on this machine, all from the inputs'
+metadata (no band is decoded) and the per-patch costs measured in ``benchmarks/RESULTS.md``.
+
+Products: a tile's patches are its grid (``Product.patch_count``), those kept are what its
+metadata's cloud, shadow, snow and no-data percentages leave (``Product.expected_kept_share``),
+the split is the tile's (``products.tile_split``). BigEarthNet v1: the official lists say the
+split and the screening; v2: its metadata tables.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bigearth.errors import OptionError
+
+from .config import BuildConfig
+from .tasks import Task, plan_tasks
+
+# bytes per kept patch (benchmarks/RESULTS.md, the full synthetic tile: 1,951 MB for 5,465 patches
+# in blosc-lz4; gzip and blosc2-zstd are smaller, none larger: the blosc-lz4 figure is used for
+# the compressed ones, the raw arrays' size for none)
+ARCHIVE_BYTES_PER_PATCH = 357_000
+RAW_BYTES_PER_PATCH = 2 * (12 * 120 * 120 + 4 * 120 * 120 + 6 * 60 * 60 + 2 * 20 * 20) + 1_000
+SHARD_BYTES_PER_PATCH = 510_000  # uncompressed .npy members, labels and metadata (RESULTS: the loaders' rows)
+
+
+def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, int], dict[str, int]]:
+    """(patches expected per split, patches expected to be screened out, by reason)."""
+    from . import bigearthnet_v1, bigearthnet_v2
+    from .products import tile_split
+    kept: dict[str, int] = {}
+    screened: dict[str, int] = {}
+
+    def add(d, k, n):
+        if n:
+            d[k] = d.get(k, 0) + n
+
+    lists = cfg.official_lists
+    snow = bigearthnet_v1.read_list(lists, "snow") if lists else frozenset()
+    cloud = bigearthnet_v1.read_list(lists, "cloud") if lists else frozenset()
+    for t in tasks:
+        if t.kind == "product":
+            share = t.source.expected_kept_share()
+            n = round(t.count * share)
+            add(kept, tile_split(t.source.tile, cfg.split_fractions), n)
+            add(screened, "scl (cloud, shadow, snow, no data: from the metadata's percentages)", t.count - n)
+        elif t.kind == "bigearthnet":
+            for f in t.source:
+                if f.name in snow:
+                    add(screened, "snow_list", 1)
+                elif f.name in cloud:
+                    add(screened, "cloud_list", 1)
+                else:
+                    add(kept, bigearthnet_v1.official_split(lists, f.name), 1)
+        else:  # v2: the split in the metadata table; its screened patches were never planned
+            rows = bigearthnet_v2.read_metadata(Path(t.source[0]).parents[2])[0]
+            for f in t.source:
+                add(kept, bigearthnet_v2.SPLIT_VALUES.get(str(rows.get(f.name, {}).get("split")), "none"), 1)
+            for reason, n in (t.screened or {}).items():
+                add(screened, reason, n)
+    return kept, screened
+
+
+def free_bytes(folder) -> int:
+    """Free bytes where ``folder`` is or will be (its nearest existing parent)."""
+    p = Path(folder).absolute()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
+    """The plan of a build, from metadata only; see the module's docstring."""
+    return summarize(*plan_tasks(inputs, cfg), cfg, workers)
+
+
+def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, workers: int | None = None) -> dict:
+    """The plan of planned ``tasks`` (``plan_tasks``'s result)."""
+    from .engines import choose_workers
+    kept, screened = expected_per_split(tasks, cfg)
+    n = sum(kept.values())
+    archive_bytes, build_bytes = disk_bytes(n, cfg)
+    n_workers, why = choose_workers(tasks, workers) if tasks else (1, "no task")
+    work = sum(t.work for t in tasks)
+    # the slowest worker's share: Algorithm 1 deals by expected work, so about work / workers,
+    # but never less than the largest task
+    seconds = max(work / max(1, n_workers), max((t.work for t in tasks), default=0.0))
+    return {"inputs": {"products": sum(t.kind == "product" for t in tasks),
+                       "bigearthnet_v1_tile_sources": sum(t.kind == "bigearthnet" for t in tasks),
+                       "bigearthnet_v2_products": sum(t.kind == "bigearthnet_v2" for t in tasks),
+                       "grid_patches_or_folders": sum(t.count for t in tasks),
+                       "failed": failed, "ignored": len(ignored)},
+            "upsampling": cfg.upsampling, "patches_per_split": kept, "patches": n, "screened": screened,
+            "bytes": {"archive": archive_bytes, "build_peak": build_bytes, "shards": n * SHARD_BYTES_PER_PATCH,
+                      "free": free_bytes(cfg.out_dir)},
+            "workers": n_workers, "workers_why": why, "seconds": round(seconds, 1),
+            "notes": option_notes(tasks, cfg)}
+
+
+def disk_bytes(patches: int, cfg: BuildConfig) -> tuple[int, int]:
+    """(archive bytes, the build's peak bytes) for ``patches`` kept patches: a copy merge holds
+    the parts and the archive at once, a virtual one keeps the parts only."""
+    archive_bytes = patches * (RAW_BYTES_PER_PATCH if cfg.compression == "none" else ARCHIVE_BYTES_PER_PATCH)
+    return archive_bytes, archive_bytes * (2 if cfg.merge == "copy" else 1)
+
+
+def check_disk(tasks: list[Task], cfg: BuildConfig) -> str | None:
+    """Why the build cannot fit the free disk, or None: refused when what it still needs at its
+    peak (less the parts a resumed build has already) is more than what is free; the estimate is
+    of the build's own order (measured bytes per patch, the metadata's expected screening)."""
+    kept, _ = expected_per_split(tasks, cfg)
+    n = sum(kept.values())
+    out = Path(cfg.out_dir)
+    made = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
+    need, free = disk_bytes(n, cfg)[1] - made, free_bytes(out)
+    if need > free:
+        return (f"the build needs about {need / 1e9:.1f} GB more at its peak (archive and parts of ~{n} patches) "
+                f"and {free / 1e9:.1f} GB is free there; free space, choose another --out, or --merge virtual (no "
+                f"second copy); --dry-run shows the plan")
+    return None
+
+
+def require_labels(products: list, cfg: BuildConfig) -> None:
+    """Products are labelled from a CORINE raster or BigEarthNet label JSONs: without either every
+    product would fail, one after the other, after its decoding; say so before any work."""
+    if products and not cfg.clc and not cfg.labels_json:
+        raise OptionError(f"--clc: {len(products)} Level-2A product(s) given ({Path(str(products[0])).name}"
+                          f"{', ...' if len(products) > 1 else ''}) and no labels source: give a CORINE Land Cover "
+                          f"raster (--clc FILE, or a folder of them) or BigEarthNet label JSONs (--labels-json DIR)")
+
+
+def option_notes(tasks: list[Task], cfg: BuildConfig) -> list[str]:
+    """What the options mean for these inputs that a user may not expect."""
+    notes = []
+    v1 = sum(t.count for t in tasks if t.kind == "bigearthnet")
+    if v1 and not cfg.official_lists:
+        notes.append(f"BigEarthNet v1 input ({v1} patch folders) without --official-lists: nothing is screened (the "
+                     f"official seasonal-snow and cloud/shadow lists are not applied) and every patch is in split "
+                     f"'none'; pass --official-lists DIR for the official train/validation/test splits and screening")
+    return notes

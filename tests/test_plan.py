@@ -1,0 +1,72 @@
+"""dataset_builder/plan.py: `build --dry-run` (the plan from metadata, nothing built) and the
+refusal of a build the disk cannot hold, before any work."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bigearth_cli.cli import main
+from dataset_builder import plan
+from dataset_builder.build import BuildConfig
+from dataset_builder.products import tile_split
+from dataset_builder.safe import open_product
+
+from .conftest import write_ben, write_lists
+
+
+def test_dry_run_plans_from_metadata_and_builds_nothing(products, synth_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["build", *map(str, products), "--clc", str(synth_dir), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()  # nothing made, not even the folder
+    cfg = BuildConfig(out_dir=str(out), clc=[str(p) for p in synth_dir.glob("CLC_*.tif")])
+    p = plan.estimate(products, cfg)
+    # the independent count: every product's grid, its metadata's expected share, its tile's split
+    want: dict = {}
+    grid = 0
+    for path in products:
+        prod = open_product(path)
+        grid += prod.patch_count
+        split = tile_split(prod.tile, cfg.split_fractions)
+        want[split] = want.get(split, 0) + round(prod.patch_count * prod.expected_kept_share())
+    assert p["patches_per_split"] == {k: v for k, v in want.items() if v}
+    assert p["patches"] + sum(p["screened"].values()) == grid == p["inputs"]["grid_patches_or_folders"]
+    assert p["bytes"]["archive"] == p["patches"] * plan.ARCHIVE_BYTES_PER_PATCH
+    assert p["bytes"]["build_peak"] == 2 * p["bytes"]["archive"]  # copy merge: parts and archive at once
+    assert f"patches expected: {p['patches']}, per split" in text and "free at" in text
+
+
+def test_v1_plan_follows_the_official_lists(built, tmp_path):
+    from dataset_builder import archive
+    from dataset_builder.build import ARCHIVE_NAME
+    recs = list(archive.iter_records(built[0] / ARCHIVE_NAME))[:6]
+    folders = write_ben(tmp_path / "ben", recs, recs[0].product + ".SAFE")
+    names = [f.name for f in folders]
+    lists = write_lists(tmp_path / "lists", {"train": names[:2], "validation": names[2:3], "test": names[3:5],
+                                             "snow": names[5:]})
+    p = plan.estimate([tmp_path / "ben"], BuildConfig(out_dir=str(tmp_path / "o"), official_lists=str(lists)))
+    assert p["patches_per_split"] == {"train": 2, "validation": 1, "test": 2}
+    assert p["screened"] == {"snow_list": 1} and not p["notes"]
+    bare = plan.estimate([tmp_path / "ben"], BuildConfig(out_dir=str(tmp_path / "o")))
+    assert bare["patches_per_split"] == {"none": 6} and "nothing is screened" in bare["notes"][0]
+
+
+def test_a_build_the_disk_cannot_hold_is_refused_before_any_work(products, synth_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(plan, "free_bytes", lambda folder: 1_000)
+    out = tmp_path / "out"
+    rc = main(["build", *map(str, products), "--clc", str(synth_dir), "--out", str(out), "--upsampling", "bilinear",
+               "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "the build needs about" in err[0] and "GB is free there" in err[0] and "--dry-run" in err[0]
+    assert not (out / "parts").exists() or not list((out / "parts").glob("*.h5"))
+    assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("merge,factor", [("copy", 2), ("virtual", 1)])
+def test_disk_bytes_by_merge_mode(merge, factor):
+    cfg = BuildConfig(out_dir="x", merge=merge)
+    archive_bytes, peak = plan.disk_bytes(1000, cfg)
+    assert archive_bytes == 1000 * plan.ARCHIVE_BYTES_PER_PATCH and peak == factor * archive_bytes
+    assert json.dumps(plan.disk_bytes(0, cfg)) == "[0, 0]"
