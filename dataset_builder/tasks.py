@@ -105,12 +105,15 @@ def plan_tasks(inputs, cfg: BuildConfig) -> tuple[list[Task], dict, dict]:
 
 
 def one_claim_per_name(tasks: list[Task], failed: dict) -> list[Task]:
-    """Tasks whose patches could take the names of another's are refused (``failed``), so no two
-    inputs become two rows of one name: products of one acquisition (BigEarthNet names a patch
-    by mission and acquisition time, not by processing baseline) keep the first by name; BigEarthNet
-    v1 patch folders named after a product that is built too are refused, the product kept."""
+    """Tasks whose patches could take the names or the places of another's are refused
+    (``failed``), so no two inputs become two rows of one patch: products of one acquisition
+    (BigEarthNet names a patch by mission and acquisition time, not by processing baseline) keep
+    the first by name; BigEarthNet v1 patch folders named after a product that is built too are
+    refused, the product kept; BigEarthNet v2 patches of an acquisition a product or v1 folders
+    give too are refused (v2 names its patches otherwise, but they are the same places)."""
     kept, owner = [], {}
-    for t in sorted(tasks, key=lambda t: (t.kind != "product", t.id)):
+    order = {"product": 0, "bigearthnet": 1, "bigearthnet_v2": 2}
+    for t in sorted(tasks, key=lambda t: (order.get(t.kind, 3), t.id)):
         if t.kind == "product":
             prefix = t.source.prefix
             if prefix in owner and owner[prefix] != t.id:  # the same product twice: refused below, whole
@@ -120,11 +123,21 @@ def one_claim_per_name(tasks: list[Task], failed: dict) -> list[Task]:
                 continue
             owner[prefix] = t.id
         elif t.kind == "bigearthnet":
-            clash = sorted({f.name.rsplit("_", 2)[0] for f in t.source} & set(owner))
+            prefixes = {f.name.rsplit("_", 2)[0] for f in t.source}
+            clash = sorted(prefixes & set(owner))
             if clash:
                 failed[t.id] = (f"{t.source[0].parent}: its patch folders of {t.id} are named {clash[0]}_<x>_<y>, "
                                 f"as the patches of the product {owner[clash[0]]} given too: not built (give the "
                                 f"product or its BigEarthNet patches, not both)")
+                continue
+            for prefix in prefixes:
+                owner.setdefault(prefix, f"BigEarthNet v1 {t.id}")
+        else:  # v2: its product's acquisition, as v1 and products name it
+            prefix = "_".join(t.id.split("_")[:3])
+            if prefix in owner:
+                failed[t.id] = (f"{t.source[0].parent}: BigEarthNet v2 patches of the acquisition {prefix}, which "
+                                f"{owner[prefix]} gives too: not built (one source per acquisition: the same "
+                                f"places would be two rows)")
                 continue
         kept.append(t)
     return kept

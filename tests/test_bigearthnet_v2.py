@@ -177,3 +177,16 @@ def test_the_v2_folder_is_a_tfds_manual_dir(v2, tmp_path):
     path = inputs.archive_for(root, tmp_path / "w", "bilinear")
     with h5py.File(path, "r") as f:
         assert sorted(f["name"].asstr()[:]) == sorted(made)
+
+
+def test_v1_and_v2_of_one_acquisition_never_become_two_rows_of_a_place(v2, tmp_path):
+    """The real v1 patches and the v2 folder made from them, in one build: the v2 patches are the
+    same places under other names; they are refused, naming the v1 source, and every place is one row."""
+    root, made = v2
+    src = fixtures_dir("bigearthnet-v1")
+    m = build([src, root], BuildConfig(out_dir=str(tmp_path / "o"), progress=False))
+    v2_failed = {k: v for k, v in m["tiles_failed"].items() if "BigEarthNet v2 patches of the acquisition" in v}
+    assert v2_failed and all("BigEarthNet v1" in v and "gives too" in v for v in v2_failed.values())
+    with h5py.File(tmp_path / "o" / ARCHIVE_NAME, "r") as f:
+        places = list(zip(f["tile"].asstr()[:], f["date"].asstr()[:], f["x"][:], f["y"][:]))
+    assert len(places) == len(set(places)) and len(places) == m["patches"]
