@@ -106,8 +106,7 @@ def cmd_build(args) -> int:
     from .summaries import print_plan, print_summary
     cfg = build_config(args)
     if args.dry_run:
-        from dataset_builder.plan import estimate, require_labels
-        require_labels([p for p in args.inputs if Path(p).name.endswith((".SAFE", ".zip"))], cfg)
+        from dataset_builder.plan import estimate
         print_plan(estimate(args.inputs, cfg, args.workers), Path(args.out))
         return 0
     manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)

@@ -82,8 +82,9 @@ def print_plan(plan: dict, out: Path) -> None:
     print(f"  patches expected: {plan['patches']}, per split {plan['patches_per_split']}")
     print(f"  screened out (expected): {plan['screened'] or 'none'}")
     print(f"  disk: archive {gb(b['archive'])}, {gb(b['build_peak'])} at the build's peak (parts and archive), "
-          f"shards {gb(b['shards'])}; free at {out}: {gb(b['free'])}"
-          + ("" if b["build_peak"] <= b["free"] else "  -> NOT ENOUGH: the build would be refused"))
+          f"shards {gb(b['shards'])}; free at {out}: {gb(b['free'])}")
+    if plan["disk_refusal"]:
+        print(f"  NOT ENOUGH DISK, the build would be refused: {plan['disk_refusal']}")
     sec = plan["seconds"]
     took = f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200 else f"{sec / 3600:.1f} h"
     for note in plan.get("notes", []):

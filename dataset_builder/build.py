@@ -28,7 +28,7 @@ from bigearth.record import VALUE_CONVENTION
 from . import archive
 from .config import BuildConfig  # noqa: F401  (the build's public API: BuildConfig, build)
 from .engines import choose_workers, run_local, run_mpi
-from .plan import check_disk, option_notes, require_labels
+from .plan import check_disk, named_products, option_notes, require_labels
 from .stats import SplitStats
 from .tasks import Task, parts_dir, plan_tasks
 
@@ -141,7 +141,7 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
     t0 = time.perf_counter()
     rank0 = engine != "mpi" or _mpi_rank() == 0
     lock = folder_lock(cfg.out_dir, wait, "build") if rank0 else contextlib.nullcontext()
-    require_labels([p for p in inputs if Path(p).name.endswith((".SAFE", ".zip"))], cfg)  # before any work
+    require_labels(named_products(inputs), cfg)  # before any work
     with lock:
         tasks, failed_inputs, ignored = plan_tasks(inputs, cfg)
         require_labels([t.id for t in tasks if t.kind == "product"], cfg)

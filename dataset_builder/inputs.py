@@ -55,6 +55,17 @@ def archive_upsampling(path) -> str | None:
     return json.loads(cfg).get("upsampling") if cfg else None
 
 
+def other_upsampling(folder, upsampling: str | None) -> tuple[Path, str] | None:
+    """(archive, its upsampling) when ``folder`` holds an archive built with another upsampling
+    than ``upsampling`` (None: any will do), else None: what neither the TFDS configs of
+    ``upsampling`` nor ``archive_for`` can take from it."""
+    kind, paths = describe(folder)
+    if kind != "archive" or upsampling is None:
+        return None
+    found = archive_upsampling(paths[0])
+    return (paths[0], found) if found is not None and found != upsampling else None
+
+
 def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | None = None, progress: bool = False) -> Path:
     """The archive to read for ``folder``: the one it holds, or one built (resumably) in
     ``work_dir/<upsampling>/`` from its products or BigEarthNet patches."""
@@ -62,9 +73,9 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
     kind, paths = describe(folder)
     if kind == "archive":
         check_manifest(paths[0])  # the archive its manifest describes, not one left from another build
-        found = archive_upsampling(paths[0])
-        if upsampling is not None and found is not None and found != upsampling:
-            raise ValueError(f"{paths[0]}: built with --upsampling {found}, this configuration needs {upsampling}")
+        other = other_upsampling(folder, upsampling)
+        if other is not None:
+            raise ValueError(f"{other[0]}: built with --upsampling {other[1]}, this configuration needs {upsampling}")
         return paths[0]
     if upsampling is None:
         # the native cubes are the same in every build: go on with a build already made here (its
@@ -86,4 +97,3 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
         raise RuntimeError(f"{folder}: {len(manifest['tiles_failed'])} input(s) failed: "
                            + "; ".join(f"{k}: {v}" for k, v in manifest["tiles_failed"].items()))
     return out / ARCHIVE_NAME
-

@@ -40,6 +40,7 @@ def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, i
     lists = cfg.official_lists
     snow = bigearthnet_v1.read_list(lists, "snow") if lists else frozenset()
     cloud = bigearthnet_v1.read_list(lists, "cloud") if lists else frozenset()
+    v2_rows: dict = {}  # one metadata table per v2 folder, not one per product of it
     for t in tasks:
         if t.kind == "product":
             share = t.source.expected_kept_share()
@@ -55,7 +56,10 @@ def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, i
                 else:
                     add(kept, bigearthnet_v1.official_split(lists, f.name), 1)
         else:  # v2: the split in the metadata table; its screened patches were never planned
-            rows = bigearthnet_v2.read_metadata(Path(t.source[0]).parents[2])[0]
+            root = Path(t.source[0]).parents[2]
+            if root not in v2_rows:
+                v2_rows[root] = bigearthnet_v2.read_metadata(root)[0]
+            rows = v2_rows[root]
             for f in t.source:
                 add(kept, bigearthnet_v2.SPLIT_VALUES.get(str(rows.get(f.name, {}).get("split")), "none"), 1)
             for reason, n in (t.screened or {}).items():
@@ -72,8 +76,12 @@ def free_bytes(folder) -> int:
 
 
 def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
-    """The plan of a build, from metadata only; see the module's docstring."""
-    return summarize(*plan_tasks(inputs, cfg), cfg, workers)
+    """The plan of a build, from metadata only; see the module's docstring. Options the build
+    would refuse are refused here too (``require_labels``)."""
+    require_labels(named_products(inputs), cfg)
+    tasks, failed, ignored = plan_tasks(inputs, cfg)
+    require_labels([t.id for t in tasks if t.kind == "product"], cfg)
+    return summarize(tasks, failed, ignored, cfg, workers)
 
 
 def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, workers: int | None = None) -> dict:
@@ -82,6 +90,7 @@ def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, 
     kept, screened = expected_per_split(tasks, cfg)
     n = sum(kept.values())
     archive_bytes, build_bytes = disk_bytes(n, cfg)
+    free = free_bytes(cfg.out_dir)
     n_workers, why = choose_workers(tasks, workers) if tasks else (1, "no task")
     work = sum(t.work for t in tasks)
     # the slowest worker's share: Algorithm 1 deals by expected work, so about work / workers,
@@ -94,7 +103,8 @@ def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, 
                        "failed": failed, "ignored": len(ignored)},
             "upsampling": cfg.upsampling, "patches_per_split": kept, "patches": n, "screened": screened,
             "bytes": {"archive": archive_bytes, "build_peak": build_bytes, "shards": n * SHARD_BYTES_PER_PATCH,
-                      "free": free_bytes(cfg.out_dir)},
+                      "free": free},
+            "disk_refusal": disk_shortfall(n, cfg, free),
             "workers": n_workers, "workers_why": why, "seconds": round(seconds, 1),
             "notes": option_notes(tasks, cfg)}
 
@@ -107,19 +117,29 @@ def disk_bytes(patches: int, cfg: BuildConfig) -> tuple[int, int]:
 
 
 def check_disk(tasks: list[Task], cfg: BuildConfig) -> str | None:
-    """Why the build cannot fit the free disk, or None: refused when what it still needs at its
-    peak (less the parts a resumed build has already) is more than what is free; the estimate is
-    of the build's own order (measured bytes per patch, the metadata's expected screening)."""
+    """Why the build of ``tasks`` cannot fit the free disk, or None (``disk_shortfall``)."""
     kept, _ = expected_per_split(tasks, cfg)
-    n = sum(kept.values())
+    return disk_shortfall(sum(kept.values()), cfg, free_bytes(cfg.out_dir))
+
+
+def disk_shortfall(patches: int, cfg: BuildConfig, free: int) -> str | None:
+    """Why a build of ``patches`` kept patches cannot fit ``free`` bytes, or None: refused when what
+    it still needs at its peak (less the parts a resumed build has already) is more than what is
+    free; the estimate is of the build's own order (measured bytes per patch, the metadata's
+    expected screening). What the build refuses and what ``--dry-run`` announces, alike."""
     out = Path(cfg.out_dir)
     made = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
-    need, free = disk_bytes(n, cfg)[1] - made, free_bytes(out)
+    need = disk_bytes(patches, cfg)[1] - made
     if need > free:
-        return (f"the build needs about {need / 1e9:.1f} GB more at its peak (archive and parts of ~{n} patches) "
-                f"and {free / 1e9:.1f} GB is free there; free space, choose another --out, or --merge virtual (no "
-                f"second copy); --dry-run shows the plan")
+        return (f"the build needs about {need / 1e9:.1f} GB more at its peak (archive and parts of ~{patches} "
+                f"patches) and {free / 1e9:.1f} GB is free there; free space, choose another --out, or --merge "
+                f"virtual (no second copy); --dry-run shows the plan")
     return None
+
+
+def named_products(inputs) -> list:
+    """The inputs that are products by their names (``.SAFE``, ``.zip``): known before planning."""
+    return [p for p in inputs if Path(p).name.endswith((".SAFE", ".zip"))]
 
 
 def require_labels(products: list, cfg: BuildConfig) -> None:

@@ -100,13 +100,10 @@ def shard_entries(index: dict, base: Path, split: str) -> list[dict]:
         raise SplitMissing(base / INDEX_NAME, f"split {split!r} is not in the shards (they hold "
                                                      f"{', '.join(index['splits']) or 'none'})")
     entries = index["splits"][split]["shards"]
-    seen: dict = {}
-    for e in entries:  # a shard listed twice would be read twice an epoch: refused, as verify-shards reports it
-        for key in ("file", "sha256"):
-            if (key, e[key]) in seen:
-                raise IndexInvalid(base / INDEX_NAME, f"split {split!r} lists the shard {e['file']!r} twice (by {key}, "
-                                                      f"also as {seen[key, e[key]]!r}): write the shards again")
-            seen[key, e[key]] = e["file"]
+    for key, _, places in _repeated({split: index["splits"][split]})[:1]:  # read twice an epoch: refused
+        (first, again) = (p.split(":", 1)[1] for p in places[:2])
+        raise IndexInvalid(base / INDEX_NAME, f"split {split!r} lists the shard {again!r} twice (by {key}, also as "
+                                              f"{first!r}): write the shards again")
     return [{"url": str(shard_path(base, e["file"])), "samples": e["samples"], "bytes": e.get("bytes"),
              "first_key": e.get("first_key")} for e in entries]
 
@@ -130,16 +127,23 @@ def _consistency(index: dict) -> list[str]:
         total = sum(d.get("samples", sum(e["samples"] for e in d["shards"])) for d in index["splits"].values())
         if index["samples"] != total:
             problems.append(f"{INDEX_NAME}: says {index['samples']} samples, its splits add up to {total}")
+    for _, what, places in _repeated(index["splits"]):
+        problems.append(f"{INDEX_NAME}: the same shard {what} is listed {len(places)} times "
+                        f"({', '.join(places)}): its samples would be read twice")
+    return problems
+
+
+def _repeated(splits: dict) -> list[tuple[str, str, list[str]]]:
+    """(key, what, ["split:file", ...]) for each shard name or content (sha256) listed more than
+    once in ``splits`` ({split: its doc}): the readers refuse such a split, verify-shards reports it."""
+    out = []
     for key, what in (("file", "name"), ("sha256", "content (sha256)")):
         where: dict[str, list[str]] = {}
-        for split, doc in index["splits"].items():
+        for split, doc in splits.items():
             for e in doc["shards"]:
                 where.setdefault(e[key], []).append(f"{split}:{e['file']}")
-        for value, places in where.items():
-            if len(places) > 1:
-                problems.append(f"{INDEX_NAME}: the same shard {what} is listed {len(places)} times "
-                                f"({', '.join(places)}): its samples would be read twice")
-    return problems
+        out += [(key, what, places) for places in where.values() if len(places) > 1]
+    return out
 
 
 def verify(source) -> list[str]:

@@ -62,6 +62,11 @@ def test_a_build_the_disk_cannot_hold_is_refused_before_any_work(products, synth
     assert "the build needs about" in err[0] and "GB is free there" in err[0] and "--dry-run" in err[0]
     assert not (out / "parts").exists() or not list((out / "parts").glob("*.h5"))
     assert not (out / "manifest.json").exists()
+    # the plan announces the same refusal, with the same reason
+    assert main(["build", *map(str, products), "--clc", str(synth_dir), "--out", str(out), "--upsampling", "bilinear",
+                 "--dry-run"]) == 0
+    reason = err[0].split(": ", 2)[-1]
+    assert f"NOT ENOUGH DISK, the build would be refused: {reason}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("merge,factor", [("copy", 2), ("virtual", 1)])

@@ -143,13 +143,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         manual = getattr(download_config, "manual_dir", None) or Path(self._data_dir_root) / "downloads" / "manual"
         try:
-            kind, paths = inputs.describe(manual)
+            other = inputs.other_upsampling(manual, cfg.upsampling)
         except FileNotFoundError:
             return None  # TFDS's own message about the manual_dir follows
-        found = inputs.archive_upsampling(paths[0]) if kind == "archive" else None
-        if cfg.upsampling is None or found is None or found == cfg.upsampling:
+        if other is None:
             return None
-        return (f"{paths[0]} was built with --upsampling {found} and this config needs {cfg.upsampling} "
+        path, found = other
+        return (f"{path} was built with --upsampling {found} and this config needs {cfg.upsampling} "
                 f"(the configs of {found}, and native, come from it; for {cfg.upsampling}, point --manual_dir at "
                 f"the products or patches, or at an archive built with --upsampling {cfg.upsampling})")
 
