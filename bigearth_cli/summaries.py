@@ -74,7 +74,8 @@ def print_plan(plan: dict, out: Path) -> None:
     i, b = plan["inputs"], plan["bytes"]
     gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
     print(f"plan for {out} (from the inputs' metadata; nothing is built):")
-    print(f"  inputs: {i['products']} product(s), {i['bigearthnet_v1_tile_sources']} BigEarthNet v1 tile source(s), "
+    print(f"  inputs: {i['products']} product(s), {i['bigearthnet_v1_acquisitions']} BigEarthNet v1 acquisition(s) "
+          f"(by the folders' names), "
           f"{i['bigearthnet_v2_products']} BigEarthNet v2 product(s): {i['grid_patches_or_folders']} grid patches or "
           f"patch folders; {len(i['failed'])} input(s) that cannot be read, {i['ignored']} entr(y/ies) not used")
     for key, err in i["failed"].items():

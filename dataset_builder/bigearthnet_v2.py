@@ -275,7 +275,11 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
             if not p["classes_19"].any() or not p["classes"].any():  # no labels in the parquet or the map
                 no_labels[0] += 1
                 continue
-            cubes = context.cubes(p)
+            try:
+                cubes = context.cubes(p)
+            except InputError as e:  # the method's output failed its check here (DSen2 out of range): this
+                failed[folder.name] = f"{folder}: {e}"  # patch fails, the tile's others go on
+                continue
             arrays = dict(cubes, classes=p["classes"], classes_19=p["classes_19"])
             # the 43 classes recovered from the map, mapped to 19, against the parquet's 19
             diff = np.flatnonzero(nom.to_19(p["classes"]) != p["classes_19"])

@@ -63,7 +63,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
 
     results = []
     if workers <= 1:
-        bar = tqdm(total=len(tasks), desc="tiles", unit="tile", disable=not cfg.progress)
+        bar = _bar(tasks, "tiles", cfg)
         # a bar within the bar moves the cursor up: only where a terminal reads it, never in a log
         nested = cfg.progress and sys.stderr.isatty()
         for t in tasks:
@@ -72,8 +72,8 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
                          disable=not nested, position=1)
             results.append(run_task(t, cfg, inner.update))
             inner.close()
-            bar.update(1)
-            bar.set_postfix_str(_status(results))
+            bar.update(t.count)
+            bar.set_postfix_str(_status(results, len(tasks)))
         bar.close()
         return results
 
@@ -84,7 +84,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     procs = [ctx.Process(target=_worker_main, args=(w, plan[w], cfg, queue), daemon=True) for w in range(workers)]
     for p in procs:
         p.start()
-    bar = tqdm(total=len(tasks), desc=f"tiles ({workers} workers)", unit="tile", disable=not cfg.progress)
+    bar = _bar(tasks, f"tiles ({workers} workers)", cfg)
     try:
         _collect(results, tasks, procs, queue, bar)
     except KeyboardInterrupt:  # Ctrl-C: end the workers now (their finished parts are kept)
@@ -100,6 +100,7 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
 def _collect(results: list, tasks: list[Task], procs: list, queue, bar) -> None:
     """Gather the workers' results into ``results``; a worker that dies or fails fatally ends the build."""
     import queue as _q
+    count = {t.id: t.count for t in tasks}
     while len(results) < len(tasks):
         try:
             res = queue.get(timeout=1.0)
@@ -111,12 +112,26 @@ def _collect(results: list, tasks: list[Task], procs: list, queue, bar) -> None:
                 raise RuntimeError(f"a build worker died (exit code {dead[0].exitcode})") from None
             continue
         results.append(res)
-        bar.update(1)
-        bar.set_postfix_str(_status(results))
+        bar.update(count.get(res.get("task"), 0))
+        bar.set_postfix_str(_status(results, len(tasks)))
         if res.get("fatal"):
             for p in procs:
                 p.kill()
             _raise_fatal(res)
+
+
+def rank_threads(ranks_here: int) -> int:
+    """Threads for one of ``ranks_here`` MPI ranks on this node. Unbound ranks (each may run on
+    every core, as plain mpirun starts them) share the node's cores: torch would start one thread
+    per core in every rank, N x cores threads in all, each rank slower than alone. Ranks a batch
+    system bound to their own cores (srun --cpus-per-task) use those."""
+    import os
+
+    from bigearth.distinfo import usable_cores
+    mine = usable_cores()
+    if mine * ranks_here <= (os.cpu_count() or mine):  # bound: the ranks' core sets fit the node side by side
+        return mine
+    return max(1, mine // ranks_here)
 
 
 def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
@@ -125,6 +140,8 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    import torch
+    torch.set_num_threads(rank_threads(comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()))
     mine = serpentine(tasks, [t.work for t in tasks], size)[rank]
     out = []
     for t in mine:
@@ -165,9 +182,19 @@ def _raise_fatal(res: dict):
     raise RuntimeError(f"{res['task']}: {res['error']}\n{res.get('traceback', '')}")
 
 
-def _status(results: list[dict]) -> str:
-    """The bar's postfix: totals so far (the failures' reasons come after the build, in full)."""
+def _bar(tasks: list[Task], desc: str, cfg: BuildConfig):
+    """The build's bar: grid patches and patch folders done of all (each tile's when it ends), so
+    its rate and time left (tqdm's ETA) weigh a large tile more than a small one."""
+    from tqdm import tqdm
+    return tqdm(total=sum(t.count for t in tasks), desc=desc, unit="patch", unit_scale=True,
+                disable=not cfg.progress, smoothing=0.1)
+
+
+def _status(results: list[dict], n_tasks: int | None = None) -> str:
+    """The bar's postfix: tiles done and totals so far (the failures' reasons come after the
+    build, in full)."""
     kept = sum(r.get("kept", 0) for r in results if r.get("status") == "ok")
     failed = sum(r.get("status") != "ok" for r in results)
     resumed = sum(bool(r.get("resumed")) for r in results)
-    return f"kept {kept}" + (f", {failed} failed" if failed else "") + (f", {resumed} resumed" if resumed else "")
+    return ((f"tile {len(results)}/{n_tasks}, " if n_tasks else "") + f"kept {kept}"
+            + (f", {failed} failed" if failed else "") + (f", {resumed} resumed" if resumed else ""))

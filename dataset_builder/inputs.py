@@ -49,6 +49,23 @@ def default_workers() -> int | None:
     return int(env) if env.strip() else None
 
 
+# TFDS's writer holds a split's serialized examples in memory up to 1 GB before it spills them to
+# buckets on disk, so the generator's memory grew with the split up to 1 GB (measured 0.81 GB at
+# 261 patches, 1.37 GB at 2,970, 1.78 GB at 7,890: benchmarks/scale.py); spilled at 128 MiB it
+# stays at 0.81-0.91 GB. BIGEARTH_SR_SHUFFLE_MIB sets another bound (1000: TFDS's own).
+SHUFFLE_MEMORY_MIB = 128
+
+
+def shuffle_memory_bytes() -> int:
+    """The TFDS generator's in-memory shuffle bound: BIGEARTH_SR_SHUFFLE_MIB, else 128 MiB."""
+    raw = os.environ.get("BIGEARTH_SR_SHUFFLE_MIB", "")
+    try:
+        mib = int(raw) if raw.strip() else SHUFFLE_MEMORY_MIB
+    except ValueError:
+        raise ValueError(f"BIGEARTH_SR_SHUFFLE_MIB={raw!r}: give whole MiB, e.g. 128") from None
+    return mib << 20
+
+
 def archive_upsampling(path) -> str | None:
     with h5py.File(path, "r") as f:
         cfg = f.attrs.get("build_config")

@@ -79,7 +79,7 @@ def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
     """The plan of a build, from metadata only; see the module's docstring. Options the build
     would refuse are refused here too (``require_labels``)."""
     require_labels(named_products(inputs), cfg)
-    tasks, failed, ignored = plan_tasks(inputs, cfg)
+    tasks, failed, ignored = plan_tasks(inputs, cfg, labels=False)  # v1 by name: seconds for 590k folders
     require_labels([t.id for t in tasks if t.kind == "product"], cfg)
     return summarize(tasks, failed, ignored, cfg, workers)
 
@@ -97,7 +97,7 @@ def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, 
     # but never less than the largest task
     seconds = max(work / max(1, n_workers), max((t.work for t in tasks), default=0.0))
     return {"inputs": {"products": sum(t.kind == "product" for t in tasks),
-                       "bigearthnet_v1_tile_sources": sum(t.kind == "bigearthnet" for t in tasks),
+                       "bigearthnet_v1_acquisitions": sum(t.kind == "bigearthnet" for t in tasks),
                        "bigearthnet_v2_products": sum(t.kind == "bigearthnet_v2" for t in tasks),
                        "grid_patches_or_folders": sum(t.count for t in tasks),
                        "failed": failed, "ignored": len(ignored)},

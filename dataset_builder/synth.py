@@ -431,16 +431,21 @@ def write_clc(path: Path, lc60: np.ndarray, crs: str, transform: Affine) -> None
         ds.write(codes, 1)
 
 
-def write_default_set(out_dir, n_products: int = 4, tile_size_m: int = 12_000, seed: int = 0, **kw) -> list[Path]:
-    """The embedded default: a few products on real tiles, mixing old and new processing baselines."""
-    output_folder(out_dir)  # before the first product is generated
-    paths = []
+def default_configs(n_products: int = 4, tile_size_m: int = 12_000, seed: int = 0, **kw) -> list[SynthConfig]:
+    """The embedded default's products: the real tiles in turn, mixing old and new processing
+    baselines; further products revisit the tiles 10 days later each round."""
+    out = []
     for i in range(n_products):
         tile, date, mission, baseline = DEFAULT_SCENES[i % len(DEFAULT_SCENES)]
-        if i >= len(DEFAULT_SCENES):  # further products revisit the tiles on later dates
+        if i >= len(DEFAULT_SCENES):
             d = dt.datetime.strptime(date, "%Y%m%dT%H%M%S") + dt.timedelta(days=10 * (i // len(DEFAULT_SCENES)))
             date = d.strftime("%Y%m%dT%H%M%S")
-        cfg = SynthConfig(tile=tile, date=date, mission=mission, baseline=baseline,
-                          tile_size_m=tile_size_m, seed=seed, **kw)
-        paths.append(write_product(cfg, out_dir))
-    return paths
+        out.append(SynthConfig(tile=tile, date=date, mission=mission, baseline=baseline,
+                               tile_size_m=tile_size_m, seed=seed, **kw))
+    return out
+
+
+def write_default_set(out_dir, n_products: int = 4, tile_size_m: int = 12_000, seed: int = 0, **kw) -> list[Path]:
+    """The embedded default (:func:`default_configs`) written into ``out_dir``."""
+    output_folder(out_dir)  # before the first product is generated
+    return [write_product(cfg, out_dir) for cfg in default_configs(n_products, tile_size_m, seed, **kw)]

@@ -148,7 +148,11 @@ def upsample_with_context(up: Upsampler, b10: np.ndarray | None, b20: np.ndarray
     cubes = []
     for k, (cube, m) in enumerate(((b10, 6 * h), (b20, 3 * h), (b60, h))):
         cubes.append(None if cube is None else _with_margin(cube, {d: v[k] for d, v in neighbours.items()}, m))
-    res = up(*cubes)
+    # only the patch is used: the method computes it alone, the margin being context (DSen2: its
+    # 42 px margin made the window 2.9x the patch, and the networks ran over all of it; measured
+    # 4-6x faster per patch, bit-identical, benchmarks/scale.py)
+    side = 2 * b20.shape[1]
+    res = up(*cubes, region=(6 * h, side + 6 * h, 6 * h, side + 6 * h))
     return np.ascontiguousarray(res[:, 6 * h:-6 * h, 6 * h:-6 * h])
 
 

@@ -126,3 +126,32 @@ def test_official_lists_are_read_once_per_build_not_per_tile(built, tmp_path, mo
     assert manifest["tiles_ok"] == len({r.product for r in recs}) >= 3 and not manifest["tiles_failed"]
     assert manifest["patches"] == len(names)
     assert len(calls) == 5
+
+
+def test_a_patch_whose_super_resolution_fails_its_check_fails_alone(built, tmp_path, monkeypatch):
+    """DSen2's output out of any plausible range on one patch (seen on a synthetic tile at 7,890
+    patches) fails that patch, named, and the tile's other patches are built; it used to fail
+    the whole tile source."""
+    from bigearth.errors import InputError
+    from dataset_builder import upsample
+
+    from .conftest import write_ben
+    recs = list(archive.iter_records(built[0] / ARCHIVE_NAME))
+    recs = [r for r in recs if r.product == recs[0].product][:4]
+    folders = write_ben(tmp_path / "ben", recs, recs[0].product + ".SAFE")
+    real = upsample.upsample_with_context
+    calls = []
+
+    def check_one(up, b10, b20, b60, neighbours=None):  # the second patch built fails its check
+        calls.append(1)
+        if len(calls) == 2:
+            raise InputError("w.npz", "DSen2 produced B01 values in [-142, 4164] from an input in [1, 1563]")
+        return real(up, b10, b20, b60, neighbours)
+
+    monkeypatch.setattr(upsample, "upsample_with_context", check_one)
+    m = build([tmp_path / "ben"], BuildConfig(out_dir=str(tmp_path / "o"), upsampling="bilinear", progress=False),
+              workers=1)
+    assert m["patches"] == len(folders) - 1
+    (name, why), = m["tiles_failed"].items()
+    assert name in {f.name for f in folders} and why.startswith(str(tmp_path / "ben" / name) + ": w.npz: DSen2 produced")
+    assert name not in {r.name for r in archive.iter_records(tmp_path / "o" / ARCHIVE_NAME)}

@@ -71,3 +71,16 @@ def test_available_memory_is_within_the_machine():
     mem = distinfo.available_memory()
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert mem is not None and 0 < mem <= total
+
+
+def test_mpi_ranks_share_the_cores_they_can_all_run_on(monkeypatch):
+    """Unbound ranks split the node's cores; ranks bound to their own cores keep them."""
+    import os
+
+    from bigearth import distinfo
+    from dataset_builder.engines import rank_threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(distinfo, "usable_cores", lambda: 16)  # plain mpirun: every rank sees all 16
+    assert [rank_threads(n) for n in (1, 2, 4, 32)] == [16, 8, 4, 1]
+    monkeypatch.setattr(distinfo, "usable_cores", lambda: 4)  # srun --cpus-per-task=4, 4 ranks a node
+    assert rank_threads(4) == 4

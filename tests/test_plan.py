@@ -52,6 +52,29 @@ def test_v1_plan_follows_the_official_lists(built, tmp_path):
     assert bare["patches_per_split"] == {"none": 6} and "nothing is screened" in bare["notes"][0]
 
 
+def test_v1_plan_reads_no_label_json(built, tmp_path, monkeypatch):
+    """590k patch folders are planned from their names alone (the listing): no label JSON is
+    opened, so the plan takes seconds; the counts equal those of a plan that reads them all."""
+    from dataset_builder import archive, bigearthnet_v1
+    from dataset_builder.build import ARCHIVE_NAME
+    recs = list(archive.iter_records(built[0] / ARCHIVE_NAME))
+    recs = [r for r in recs if r.product == recs[0].product]  # one tile source, as v1's folders of one
+    folders = write_ben(tmp_path / "ben", recs, recs[0].product + ".SAFE")
+    assert len(folders) >= 5
+    lists = write_lists(tmp_path / "lists", {"train": [f.name for f in folders[:3]], "cloud": [folders[3].name],
+                                             "test": [f.name for f in folders[4:]]})
+    cfg = BuildConfig(out_dir=str(tmp_path / "o"), official_lists=str(lists))
+    read = plan.summarize(*plan.plan_tasks([tmp_path / "ben"], cfg), cfg)  # the build's own planning, JSONs read
+    opened = []
+    real = bigearthnet_v1.read_label_json
+    monkeypatch.setattr(bigearthnet_v1, "read_label_json", lambda p: opened.append(p) or real(p))
+    p = plan.estimate([tmp_path / "ben"], cfg)
+    assert opened == []
+    assert p["patches_per_split"] == read["patches_per_split"] == {"train": 3, "test": len(folders) - 4}
+    assert p["screened"] == read["screened"] == {"cloud_list": 1}
+    assert p["inputs"]["bigearthnet_v1_acquisitions"] == 1 and p["inputs"]["grid_patches_or_folders"] == len(folders)
+
+
 def test_a_build_the_disk_cannot_hold_is_refused_before_any_work(products, synth_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(plan, "free_bytes", lambda folder: 1_000)
     out = tmp_path / "out"

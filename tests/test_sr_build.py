@@ -161,3 +161,22 @@ def test_the_default_build_is_guarded_dsen2_with_the_shipped_weights(synth_dir, 
     sr = json.loads((tmp_path / "manifest.json").read_text())["config"]["super_resolution"]
     assert sr["method"] == "dsen2" and sr["files"] == {DEFAULT.name: sha256_file(DEFAULT)}
     assert sr["guard"]["consistency"] == "wald-gauss" and sr["provenance"]["train_scenes"]
+
+
+def test_a_patch_with_context_is_computed_alone_and_equals_the_whole_window(tmp_path):
+    """upsample_with_context runs the networks over the patch and their reach only (the margin
+    is context): the result equals the networks over the whole window, cut afterwards."""
+    up = DSen2(str(tiny_bundle(tmp_path / "w.npz", blocks=2, features=8)), precision="fp32")
+    rng = np.random.default_rng(3)
+    h, p = up.halo, 120
+    cube = lambda c, n: rng.uniform(200, 4000, (c, n, n)).astype(np.float32)  # noqa: E731
+    centre = (cube(4, p), cube(6, p // 2), cube(2, p // 6))
+    right = (cube(4, p), cube(6, p // 2), cube(2, p // 6))
+    got = upsample.upsample_with_context(up, *centre, {(0, 1): right})
+    # independent: the window assembled by hand (the right neighbour, the rest mirrored), run whole
+    window = []
+    for k, m in enumerate((6 * h, 3 * h, h)):
+        row = np.concatenate([np.flip(centre[k][:, :, :m], 2), centre[k], right[k][:, :, :m]], axis=2)
+        window.append(np.concatenate([np.flip(row[:, :m], 1), row, np.flip(row[:, -m:], 1)], axis=1))
+    want = up(*window)[:, 6 * h:-6 * h, 6 * h:-6 * h]
+    np.testing.assert_array_equal(got, want)

@@ -132,6 +132,51 @@ def test_beam_generation_equals_the_generator(synth_dir, reference, tmp_path):
             check_example(ex, recs[ex["filename"].decode()], "native")
 
 
+def test_beam_on_this_machine_refuses_what_its_memory_cannot_hold(built, tmp_path, monkeypatch):
+    """The DirectRunner holds every example in memory: a build it cannot hold is refused before
+    the pipeline starts, naming the generator and distributed runners; nothing is written."""
+    pytest.importorskip("apache_beam")
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bigearth import distinfo
+    from dataset_builder.bigearth_sr import Builder
+    from dataset_builder.bigearth_sr.bigearth_sr_dataset_builder import direct_runner_bytes, example_bytes
+    out, manifest, _ = built
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    os.link(out / ARCHIVE_NAME, manual / ARCHIVE_NAME)
+    need = direct_runner_bytes(manifest["patches"], "super")
+    assert example_bytes("super") == 12 * 120 * 120 * 2 and example_bytes("rgb") == 3 * 120 * 120 * 2
+    monkeypatch.setattr(distinfo, "available_memory", lambda: need - 1)
+    b = Builder(config="super_bilinear", data_dir=str(tmp_path / "beam"))  # the archive's upsampling
+    opts = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+    with pytest.raises(MemoryError, match=r"DirectRunner need about .* leave out --beam_pipeline_options"):
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual), beam_options=opts))
+    assert not list((tmp_path / "beam").rglob("*.tfrecord*"))
+    # a runner elsewhere (here named, not run) is not this machine's memory: not refused for it
+    from dataset_builder.bigearth_sr.bigearth_sr_dataset_builder import _is_direct_runner
+    assert not _is_direct_runner(tfds.download.DownloadConfig(beam_options=PipelineOptions(["--runner=DataflowRunner"])))
+    assert _is_direct_runner(tfds.download.DownloadConfig(beam_options=opts))
+
+
+def test_a_build_short_of_examples_is_refused_and_removed(built, tmp_path, monkeypatch):
+    """Beam's DirectRunner was seen to finish having lost examples: every split's count is
+    checked against the archive's, and a short build is removed before anyone reads it (here the
+    generator is made to lose one example)."""
+    from dataset_builder.bigearth_sr import Builder
+    from dataset_builder.bigearth_sr import bigearth_sr_dataset_builder as mod
+    out, manifest, _ = built
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    os.link(out / ARCHIVE_NAME, manual / ARCHIVE_NAME)
+    real = mod.examples
+    monkeypatch.setattr(mod, "examples", lambda rows, path, variant: real(list(rows)[1:], path, variant))
+    b = Builder(config="rgb_bilinear", data_dir=str(tmp_path / "tfds"))  # the archive's upsampling
+    with pytest.raises(RuntimeError, match=r"wrote fewer examples than the archive holds \(.*: \d+ of \d+"):
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    assert not Path(b.data_dir).exists()
+
+
 def test_an_existing_archive_as_manual_dir(built, reference, tmp_path):
     out, manifest, _ = built
     recs, _ = reference

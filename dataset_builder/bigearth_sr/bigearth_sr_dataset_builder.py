@@ -1,7 +1,9 @@
 """bigearth_sr: BigEarthNet-style Sentinel-2 patches with all 12 bands super-resolved to 10 m."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -129,7 +131,30 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # else a plain generator: the small default needs no pipeline
         self.use_beam = download_config is not None and (download_config.beam_options is not None
                                                           or download_config.beam_runner is not None)
-        return super().download_and_prepare(download_config=download_config, **kwargs)
+        self.direct_runner = self.use_beam and _is_direct_runner(download_config)
+        with _shuffle_memory(inputs.shuffle_memory_bytes()):  # bounded memory, whatever the count
+            out = super().download_and_prepare(download_config=download_config, **kwargs)
+        self._check_counts()
+        return out
+
+    def _check_counts(self) -> None:
+        """Every split holds as many examples as the archive: Beam's DirectRunner was seen to
+        finish without error having lost examples (up to 22 % of a split at 7,890 patches,
+        benchmarks/scale.py), so what it wrote is checked, and removed when short, before
+        anyone reads it."""
+        want = getattr(self, "_expected", None)
+        if not want:  # reused, not built now: checked when it was built
+            return
+        got = {s: self.info.splits[s].num_examples for s in want if s in self.info.splits}
+        short = {s: (got.get(s, 0), n) for s, n in want.items() if got.get(s, 0) != n}
+        if not short:
+            return
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        lost = ", ".join(f"{s}: {g} of {n}" for s, (g, n) in short.items())
+        why = (f"the {'Beam pipeline' if getattr(self, 'use_beam', False) else 'generator'} wrote fewer examples than "
+               f"the archive holds ({lost}); nothing was kept ({self.data_dir} removed): rerun without "
+               f"--beam_pipeline_options (the generator), or with a distributed runner")
+        self._fail(why, RuntimeError)
 
     @property
     def info(self):
@@ -160,7 +185,32 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         with h5py.File(path, "r") as f:
             split_col = f["split"].asstr()[:]
         present = [s for s in SPLITS if (split_col == s).any()]
+        self._expected = {s: int((split_col == s).sum()) for s in present}
+        if getattr(self, "direct_runner", False):
+            self._refuse_what_memory_cannot_hold(path, len(split_col))
         return {s: self._generate_examples(str(path), np.flatnonzero(split_col == s).tolist()) for s in present}
+
+    def _refuse_what_memory_cannot_hold(self, path: Path, rows: int) -> None:
+        """Beam's DirectRunner keeps every serialized example in this machine's memory until the
+        shards are written (TFDS's writer counts and sizes them first, then groups them by shard):
+        a build it cannot hold is refused before the pipeline starts, naming the ways that can."""
+        from bigearth.distinfo import available_memory
+        need = direct_runner_bytes(rows, self.builder_config.variant)
+        free = available_memory()
+        if free is None or need <= free:
+            return
+        why = (f"{path}: {rows} patches through Beam's DirectRunner need about {need / 1e9:.0f} GB of memory (it holds "
+               f"every example until the shards are written; measured in benchmarks/RESULTS.md) and {free / 1e9:.0f} GB "
+               f"is available: leave out --beam_pipeline_options (the generator stays under 1 GB, whatever the count), or run "
+               f"a distributed runner (Dataflow, Spark, Flink)")
+        self._fail(why, MemoryError)
+
+    def _fail(self, why: str, error: type[Exception]) -> None:
+        """Under `tfds build`: one line on stderr and exit 1 (no traceback); from Python: ``error``."""
+        if "tensorflow_datasets.scripts.cli.build" in sys.modules:
+            print(f"error: {self.name}/{self.builder_config.name}: {why}", file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        raise error(f"{self.name}/{self.builder_config.name}: {why}")
 
     def _generate_examples(self, path: str, rows: list[int]):
         variant = self.builder_config.variant
@@ -169,6 +219,54 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
             return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)
         return examples(rows, path, variant)
+
+
+@contextlib.contextmanager
+def _shuffle_memory(limit: int):
+    """TFDS's in-memory shuffle buffer lowered to ``limit`` bytes for this build (a module
+    constant of tensorflow_datasets.core.shuffle, read when examples are added), then restored."""
+    from tensorflow_datasets.core import shuffle
+    saved = getattr(shuffle, "MAX_MEM_BUFFER_SIZE", None)
+    if saved is None:  # another TFDS: its own buffering
+        yield
+        return
+    shuffle.MAX_MEM_BUFFER_SIZE = min(saved, limit)
+    try:
+        yield
+    finally:
+        shuffle.MAX_MEM_BUFFER_SIZE = saved
+
+
+# Beam's DirectRunner, measured (benchmarks/scale.py, tfds-beam rows, 2 workers, super): 3.3 GB at
+# 261 patches, 8.8 GB at 2,970, 16.0 GB at 7,890: ~3 GB for the runner and its workers, and 4.8-5.8
+# bytes of memory per byte of the examples' arrays (the larger figure kept)
+DIRECT_RUNNER_BASE_BYTES = 3_000_000_000
+DIRECT_RUNNER_BYTES_PER_BYTE = 5.8
+
+
+def example_bytes(variant: str) -> int:
+    """The bytes of one example's arrays in ``variant``."""
+    total = 0
+    for key, idx in VARIANT_ARRAYS[variant].values():
+        shape, dtype = ARRAYS[key]
+        bands = shape[0] if idx is None else len(idx)
+        total += bands * int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
+    return total
+
+
+def direct_runner_bytes(rows: int, variant: str) -> int:
+    """Memory a DirectRunner build of ``rows`` examples of ``variant`` takes, about."""
+    return int(DIRECT_RUNNER_BASE_BYTES + rows * example_bytes(variant) * DIRECT_RUNNER_BYTES_PER_BYTE)
+
+
+def _is_direct_runner(download_config) -> bool:
+    """Whether the Beam pipeline runs on this machine (DirectRunner: Beam's default runner)."""
+    runner = download_config.beam_runner
+    if runner is None and download_config.beam_options is not None:
+        from apache_beam.options.pipeline_options import StandardOptions
+        runner = download_config.beam_options.view_as(StandardOptions).runner
+    name = runner if runner is None or isinstance(runner, str) else type(runner).__name__
+    return name in (None, "DirectRunner", "direct", "BundleBasedDirectRunner", "SwitchingDirectRunner", "FnApiRunner")
 
 
 class _NotBuilt:
