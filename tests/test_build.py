@@ -172,7 +172,10 @@ def test_ctrl_c_is_one_line_and_the_rerun_resumes(built, products, tmp_path, wor
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "bigearth_cli.cli", "build", *map(str, products), "--out", str(out), "--no-progress",
            "--upsampling", "bilinear", "--workers", workers, *[a for c in built[2].clc for a in ("--clc", c)]]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # as from a shell, Ctrl-C acts: a child inherits an ignored SIGINT, and a test process seen in the
+    # full suite had one (the build then ran to its end, exit 0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list((out / "parts").glob(".*.h5.*.tmp")):
         time.sleep(0.01)
