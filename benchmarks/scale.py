@@ -114,17 +114,15 @@ def synth(folder: Path, n_products: int, tile_size_m: int, workers: int) -> list
         return list(ex.map(s.write_product, cfgs, [folder] * len(cfgs)))
 
 
-def _write_v1_part(args) -> list[str]:
+def _write_v1_part(args) -> None:
     archive_path, indices, folder = args
     from dataset_builder import archive
     from tests.conftest import write_ben
-    names = []
     by_product: dict = {}
     for r in archive.iter_records(archive_path, indices):
         by_product.setdefault(r.product, []).append(r)
     for product, recs in by_product.items():
-        names += [f.name for f in write_ben(Path(folder), recs, product + ".SAFE")]
-    return names
+        write_ben(Path(folder), recs, product + ".SAFE")
 
 
 def write_v1(archive_path: Path, folder: Path, workers: int) -> None:
@@ -147,19 +145,16 @@ def write_v1(archive_path: Path, folder: Path, workers: int) -> None:
 
 def write_v2(v1: Path, folder: Path) -> None:
     """The same patches in the reBEN layout (splits as v1's official lists give them)."""
-    import bz2
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataset_builder.bigearthnet_v1 import official_split
     from tests.conftest import make_v2
     made = make_v2(v1 / "patches", folder, snow_copy=False)
-    import pyarrow.parquet as pq
-    split_of = {}
-    for key, file in (("train", "train"), ("validation", "val"), ("test", "test")):
-        for n in bz2.decompress((v1 / "lists" / f"{file}.csv.bz2").read_bytes()).decode().split():
-            split_of[n] = key
-    t = pq.read_table(folder / "metadata.parquet").to_pylist()
-    for row in t:
-        row["split"] = split_of[made[row["patch_id"]].name]
-    import pyarrow as pa
-    pq.write_table(pa.Table.from_pylist(t, schema=pq.read_schema(folder / "metadata.parquet")),
+    rows = pq.read_table(folder / "metadata.parquet").to_pylist()
+    for row in rows:
+        row["split"] = official_split(str(v1 / "lists"), made[row["patch_id"]].name)
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(folder / "metadata.parquet")),
                    folder / "metadata.parquet")
 
 
@@ -252,12 +247,13 @@ def main() -> None:
             out = size_dir / f"build_{inp}_{up}"
             if inp == "l2a":
                 src = [*products, "--clc", products_dir]
-            elif inp == "v1":
-                if not (size_dir / "v1").exists():
-                    write_v1(size_dir / "build_l2a_bilinear" / "bigearth_sr.h5", size_dir / "v1", args.workers)
-                    drop(size_dir / "build_l2a_bilinear")
+            elif not (size_dir / "v1").exists() and not (size_dir / "v2").exists():
+                # v1 folders (which v2's are written from), whichever of the two is built first
+                write_v1(size_dir / "build_l2a_bilinear" / "bigearth_sr.h5", size_dir / "v1", args.workers)
+                drop(size_dir / "build_l2a_bilinear")
+            if inp == "v1":
                 src = [size_dir / "v1" / "patches", "--official-lists", size_dir / "v1" / "lists"]
-            else:
+            elif inp == "v2":
                 if not (size_dir / "v2").exists():
                     write_v2(size_dir / "v1", size_dir / "v2")
                     drop(size_dir / "v1")  # the disk holds one copy of the patches at a time
