@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -103,16 +104,41 @@ def done_record(marker, output, fingerprint: str) -> dict | None:
     return doc["record"]
 
 
-def read_json(path, what: str, missing=None, invalid=None, hint: str = "") -> dict:
+# What a JSON file this package reads can be at most, checked before it is parsed: Python's
+# parser recurses once per nesting level (100,000 levels end in RecursionError, not a message),
+# and every file it reads (manifests, indexes, label JSONs) is a few levels deep and far smaller
+JSON_MAX_BYTES = 256 << 20
+JSON_MAX_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text, brackets inside strings aside; a
+    linear scan in NumPy (microseconds for a label JSON), so no parser is asked to recurse."""
+    import numpy as np
+
+    b = np.frombuffer(_JSON_STRING.sub(b'""', data), np.uint8)
+    step = np.isin(b, (0x5B, 0x7B)).astype(np.int64) - np.isin(b, (0x5D, 0x7D))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def read_json(path, what: str, missing=None, invalid=None, hint: str = "", max_bytes: int = JSON_MAX_BYTES,
+              max_depth: int = JSON_MAX_DEPTH) -> dict:
     """A JSON object file, read as data; errors name the file: ``missing(path, problem)`` when
-    there is none, ``invalid(path, problem)`` when it is not JSON or not an object (both
-    InputError unless given: the callers' own subclasses); ``hint`` follows the first message."""
+    there is none, ``invalid(path, problem)`` when it is not JSON, not an object or over the
+    bounds (``max_bytes`` checked before reading, ``max_depth`` before parsing; both InputError
+    unless given: the callers' own subclasses); ``hint`` follows the first message."""
     from .errors import InputError
 
     missing, invalid = missing or InputError, invalid or InputError
     path = Path(path)
     try:
-        doc = json.loads(read_digested(path))
+        data = read_digested(path, max_bytes, what)
+        depth = json_depth(data)
+        if depth > max_depth:
+            raise invalid(path, f"{what} is nested {depth} levels deep, more than the {max_depth} such a file can be: "
+                                f"not parsed")
+        doc = json.loads(data)
     except FileNotFoundError:
         raise missing(path, f"{what} is missing{hint}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -230,13 +256,17 @@ def recording_reads(digest_now=()):
         _RECORDS.remove(log)
 
 
-def read_digested(path) -> bytes:
+def read_digested(path, max_bytes: int | None = None, what: str = "file") -> bytes:
     """A file's bytes, digested on the way when ``recording_reads`` is active. A file that
-    changes while it is read is an error naming it (what was read is no one version of it)."""
+    changes while it is read is an error naming it (what was read is no one version of it).
+    ``max_bytes``: a larger file is an InputError naming the bound, before anything is read."""
     from .errors import InputError
 
     with open_regular(path) as fh:
         before = os.fstat(fh.fileno())
+        if max_bytes is not None and before.st_size > max_bytes:
+            raise InputError(path, f"{what} is {before.st_size:,} bytes, more than the {max_bytes:,} such a file "
+                                   f"can be: not read")
         data = fh.read()
         after = os.fstat(fh.fileno())
     if _stat_key(before) != _stat_key(after):

@@ -30,8 +30,9 @@ from .tiles import REAL_TILES
 
 _NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
 _TILE_RE = re.compile(r"_(T\d{2}[A-Z]{3})_")
-# a tile_source product name: S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_20170613T121731
-_SOURCE_RE = re.compile(r"^(?P<mission>S2[AB])_MSIL2A_(?P<when>\d{8}T\d{5,6})_")
+# a tile_source product name: real v1 names their Level-1C product (the patches were cut from its
+# Sen2Cor output), S2A_MSIL1C_20170613T101031_N0205_R022_T33UUP_20170613T101608; an L2A one is taken too
+_SOURCE_RE = re.compile(r"^(?P<mission>S2[AB])_MSIL(?:1C|2A)_(?P<when>\d{8}T\d{5,6})_")
 LIST_FILES = {"snow": "patches_with_seasonal_snow", "cloud": "patches_with_cloud_and_shadow",
               "train": "train", "validation": "val", "test": "test"}
 
@@ -242,6 +243,28 @@ def read_patch(folder: Path) -> dict:
             "crs": f"EPSG:{crs.to_epsg()}" if crs and crs.to_epsg() else str(crs), "path": folder}
 
 
+def strays(folder: Path, expected: set[str]) -> dict[str, str]:
+    """{path: why} for every entry of a patch folder that the reader does not read (a note, a
+    link, a sub-folder): the manifest accounts for all it was given, these under inputs_ignored."""
+    out = {}
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name in expected:
+                    continue
+                kind = ("a link" if e.is_symlink() else "a folder" if e.is_dir(follow_symlinks=False) else "a file")
+                out[e.path] = f"{kind} in a patch folder, not one of the patch's files: not read"
+    except OSError:  # an unreadable folder fails as that patch, where its files are read
+        pass
+    return out
+
+
+def patch_files(stem: str, labels_json: bool = True) -> set[str]:
+    """The names the readers take from a patch folder: the 12 bands (and v1's label JSON)."""
+    names = {f"{stem}_{b}.tif" for b in BANDS_10M + BANDS_20M + BANDS_60M}
+    return names | {f"{stem}_labels_metadata.json"} if labels_json else names
+
+
 def _row_col(folder: Path) -> tuple[int, int]:
     """Patches of a tile in row-major order, as products are written."""
     m = _NAME_RE.match(folder.name)
@@ -316,11 +339,13 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
     context = Neighbours(folders, up)
     failed: dict[str, str] = {}  # patch name -> error: a bad patch is recorded, the others go on
+    ignored: dict[str, str] = {}
 
     def patches():
         for folder in sorted(folders, key=_row_col):
             if progress is not None:
                 progress(1)
+            ignored.update(strays(folder, patch_files(folder.name)))
             if folder.name in snow:
                 drops["snow_list"] += 1
                 continue
@@ -351,7 +376,7 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
             yield arrays, meta
 
     n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
-    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed}
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored}
 
 
 def write_part(part_path: Path, compression: str, patches, batch: int = 64, checksums: bool = True) -> tuple[int, SplitStats]:

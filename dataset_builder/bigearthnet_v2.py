@@ -88,12 +88,26 @@ def _type_ok(name: str, t) -> bool:
     return text(t) or pa.types.is_null(t)
 
 
+# What a metadata table can be: v2 lists 549,488 patches in ~150 MB of decoded columns; ten times
+# as many rows, or 1 GiB decoded, is not BigEarthNet and is refused from the footer, unread
+PARQUET_MAX_ROWS = 5_000_000
+PARQUET_MAX_BYTES = 1 << 30
+
+
 @lru_cache(maxsize=4)
 def _read_table(path_str: str, size: int, mtime_ns: int) -> tuple[dict[str, dict], dict[str, str]]:
     """(rows by patch id, {patch id listed more than once: why}); every column this reader uses
     checked for its type, so that a ``labels`` column of strings is named, not read letter by letter."""
     import pyarrow.parquet as pq
     path = Path(path_str)
+    try:
+        meta = pq.ParquetFile(path).metadata  # the footer only: what the table declares, before it is read
+        declared = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise InputError(path, f"cannot read as parquet ({e})") from None
+    if meta.num_rows > PARQUET_MAX_ROWS or declared > PARQUET_MAX_BYTES:
+        raise InputError(path, f"declares {meta.num_rows:,} rows in {declared:,} bytes, more than a BigEarthNet v2 "
+                               f"table can be ({PARQUET_MAX_ROWS:,} rows, {PARQUET_MAX_BYTES:,} bytes): not read")
     try:
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
@@ -252,7 +266,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     """One v2 product's patches into a part file: super-resolved with the neighbouring patches as
     context (as the v1 ingest does), labelled with both nomenclatures; a bad patch is recorded
     against its id and the others go on."""
-    from .bigearthnet_v1 import Neighbours, write_part
+    from .bigearthnet_v1 import Neighbours, patch_files, strays, write_part
 
     root = Path(folders[0]).parents[2]
     rows = read_metadata(root)[0]
@@ -260,6 +274,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     up = cfg.upsampler()
     context = Neighbours(folders, up, xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share))
     failed: dict[str, str] = {}
+    ignored: dict[str, str] = {}
     check = {"patches": 0, "disagree": 0, "by_class_19": {}}
     no_labels = [0]
 
@@ -267,6 +282,10 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
         for folder in sorted(folders, key=lambda f: _xy(f)[::-1]):
             if progress is not None:
                 progress(1)
+            ignored.update(strays(folder, patch_files(folder.name, labels_json=False)))
+            ref = root / MAPS_DIR / folder.parent.name / folder.name
+            if ref.is_dir():
+                ignored.update(strays(ref, {f"{folder.name}_reference_map.tif"}))
             try:
                 p = context.patch(folder)
             except (InputError, nom.UnknownClassError) as e:
@@ -296,4 +315,4 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
     drops = {**dict(screened or {"snow_list": 0, "cloud_list": 0}), "no_labels": no_labels[0]}
     return {"kept": n, "drops": drops, "stats": stats.to_json(),
-            "failed_inputs": failed, "label_check": check}
+            "failed_inputs": failed, "inputs_ignored": ignored, "label_check": check}

@@ -83,6 +83,9 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         if r.get("status") != "ok":
             failed[t.id] = r.get("error", "no result (the worker ended without reporting)")
         failed.update(r.get("failed_inputs") or {})  # bad patches of a BigEarthNet tile_source
+    ignored = dict(ignored or {})
+    for i in ok:  # what the patch folders hold besides the patch's files, found as they were read
+        ignored.update(by_id[i].get("inputs_ignored") or {})
     checks = [by_id[i]["label_check"] for i in ok if "label_check" in by_id[i]]
     label_check = None
     if checks:  # BigEarthNet v2: the 43 classes from the reference maps, mapped to 19, against the parquet
@@ -110,7 +113,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
                                                "seconds_total") if k in by_id[i]} for i in ok},
         "tiles_ok": len(ok),
         "tiles_failed": failed,
-        "inputs_ignored": dict(ignored or {}),  # seen and not used (not a patch), each with the reason
+        "inputs_ignored": dict(sorted(ignored.items())),  # seen and not used (not a patch), each with the reason
         "tracebacks": {r["task"]: r["traceback"] for r in results if r.get("traceback")},
         "dropped": drops,
         "dropped_total": sum(drops.values()),

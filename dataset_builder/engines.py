@@ -151,8 +151,9 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
             sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
             out.append(_fatal(t, e))
             break
-        if cfg.progress:
-            sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out[-1])}\n")
+        if cfg.progress:  # one line per tile and rank: a bar per rank would interleave on one terminal
+            sys.stderr.write(f"[rank {rank}] {t.id}: {_status(out, len(mine))}\n")
+            sys.stderr.flush()
     # every rank reaches the gather (a failed one right away), so nothing hangs, and rank 0 sees a
     # fatal result before it writes anything: no archive is merged beside a failure (an MPI_Abort
     # here raced with rank 0's merge: an archive without a manifest was seen)

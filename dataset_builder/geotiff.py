@@ -48,24 +48,49 @@ class Raster:
     via: str  # "tifffile" or "rasterio": which reader gave the pixels
 
 
+# What a patch's GeoTIFF can be (a band, or a v2 reference map): 120 x 120 pixels at most (the
+# 10 m bands), one band; 28.8 kB of uint16 pixels, so 1 MiB with any tags and the worst
+# compression. Both checked before the pixels are decoded: a 1.2 MB file declaring 100,000 x
+# 100,000 pixels would otherwise be decoded into 20 GB.
+PATCH_MAX_SIDE = 120
+PATCH_MAX_BANDS = 16
+PATCH_FILE_MAX_BYTES = 1 << 20
+
+
+class _Oversized(Exception):
+    """A raster whose header declares more than a patch can be: (height, width, bands)."""
+
+
 def read_raster(path: Path, what: str = "band file") -> Raster:
-    """The first band of a GeoTIFF with its georeference; a missing, empty or unreadable file
-    is an InputError naming it (``what`` says what the file is). The file is read once, through
-    ``read_digested`` (its digest recorded for the build's fingerprint)."""
+    """The first band of a patch GeoTIFF with its georeference; a missing, empty or unreadable
+    file is an InputError naming it (``what`` says what the file is), and so is one whose size or
+    declared raster (``PATCH_MAX_SIDE``, ``PATCH_MAX_BANDS``) is more than a patch can be, before
+    its pixels are decoded. The file is read once, through ``read_digested`` (its digest recorded
+    for the build's fingerprint)."""
     path = Path(path)
     try:
-        data = read_digested(path)
+        data = read_digested(path, PATCH_FILE_MAX_BYTES, what)
     except FileNotFoundError:
         raise InputError(path, f"{what} is missing") from None
     except OSError as e:
         raise InputError(path, f"cannot read ({e.strerror or e})") from None
     if not data:
         raise InputError(path, f"{what} is empty")
-    fast = _read_plain(data)
+    try:
+        fast = _read_plain(data)
+    except _Oversized as e:
+        _refuse(path, what, *e.args)
     if fast is not None:
         return fast
     with open_bytes(path, data) as ds:
+        if max(ds.height, ds.width) > PATCH_MAX_SIDE or ds.count > PATCH_MAX_BANDS:
+            _refuse(path, what, ds.height, ds.width, ds.count)
         return Raster(ds.read(1), ds.count, ds.transform, ds.crs, "rasterio")
+
+
+def _refuse(path: Path, what: str, height: int, width: int, bands: int):
+    raise InputError(path, f"{what} declares {width:,} x {height:,} pixels in {bands:,} band(s), more than a patch "
+                           f"can be ({PATCH_MAX_SIDE} x {PATCH_MAX_SIDE}, at most {PATCH_MAX_BANDS} bands): not decoded")
 
 
 @contextlib.contextmanager
@@ -90,6 +115,8 @@ def _read_plain(data: bytes) -> Raster | None:
             if len(tif.pages) != 1:
                 return None
             page = tif.pages.first
+            if max(page.imagelength, page.imagewidth) > PATCH_MAX_SIDE or page.samplesperpixel > PATCH_MAX_BANDS:
+                raise _Oversized(page.imagelength, page.imagewidth, page.samplesperpixel)
             if page.samplesperpixel != 1 or page.ndim != 2 or _MODEL_TRANSFORM in page.tags:
                 return None
             tags = page.tags
@@ -105,6 +132,8 @@ def _read_plain(data: bytes) -> Raster | None:
             extra = tuple(tuple(tags[c].value) if c == _GEO_DOUBLE else tags[c].value
                           for c in (_GEO_DOUBLE, _GEO_ASCII) if c in tags)
             array = page.asarray()
+    except _Oversized:
+        raise
     except Exception:  # noqa: BLE001 - whatever tifffile cannot parse, rasterio reads or explains
         return None
     i, j, _, x, y, _ = (float(v) for v in tie.value)

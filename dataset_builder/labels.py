@@ -125,10 +125,16 @@ class ClcLabeler:
         return present[:, : nom.NUM_CLASSES]
 
 
+# What a label JSON can be: real ones are 1-2 kB and two levels deep (43 class names and a WKT
+# projection fit in 8 kB); a larger or deeper file is refused before it is parsed
+LABEL_JSON_MAX_BYTES = 64 << 10
+LABEL_JSON_MAX_DEPTH = 4
+
+
 def read_label_json(path) -> dict:
     """A BigEarthNet ``_labels_metadata.json``: labels (validated), coordinates, projection, source."""
     path = Path(path)
-    meta = read_json(path, "label JSON")
+    meta = read_json(path, "label JSON", max_bytes=LABEL_JSON_MAX_BYTES, max_depth=LABEL_JSON_MAX_DEPTH)
     for key in ("labels", "coordinates", "projection", "tile_source", "acquisition_date"):
         if key not in meta:
             raise InputError(path, f"label JSON has no {key!r}")

@@ -196,6 +196,9 @@ def _parse_xml(data: bytes, source) -> ET.Element:
         raise InputError(source, f"malformed XML ({e})") from None
 
 
+S2_TILE_M = 109_800  # a Sentinel-2 tile's side
+
+
 def parse_tile_geocoding(root: ET.Element, source) -> TileGeocoding:
     geos = _find_all(root, "Tile_Geocoding")
     if not geos:
@@ -208,7 +211,9 @@ def parse_tile_geocoding(root: ET.Element, source) -> TileGeocoding:
     sizes, positions = {}, {}
     for el in _find_all(geo, "Size"):
         res = _number(el.get("resolution", "0"), source, "Size resolution", int)
-        sizes[res] = tuple(_number(_find_text(el, (k,), source), source, f"{k} at {res} m", int, 1, 100_000)
+        # a tile is at most Sentinel-2's 109.8 km: a larger one declared would be decoded into tens of GB
+        sizes[res] = tuple(_number(_find_text(el, (k,), source), source, f"{k} at {res} m", int, 1,
+                                   S2_TILE_M // max(res, 10))
                            for k in ("NROWS", "NCOLS"))
     for el in _find_all(geo, "Geoposition"):
         res = _number(el.get("resolution", "0"), source, "Geoposition resolution", int)

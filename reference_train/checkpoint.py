@@ -39,6 +39,42 @@ def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, histo
 MODEL_KEYS = ("variant", "labels", "arch", "layers")
 
 
+VARIANTS = ("super", "rgb", "native")
+LABEL_COUNTS = (19, 43)
+
+
+def check_state(path: Path, state: dict) -> None:
+    """What a checkpoint says of itself, checked before anything is built from it: the model's
+    architecture, variant and label count are ones this trainer makes, the epoch is a count its
+    run could reach, and every weight is a finite tensor. Each failure is one line naming it."""
+    from .model import ARCHS
+
+    saved = state["args"]
+    if not isinstance(saved, dict):
+        raise InputError(path, f"its 'args' is a {type(saved).__name__}, not the run's options")
+    checks = (("arch", ARCHS), ("variant", VARIANTS), ("labels", LABEL_COUNTS))
+    for key, allowed in checks:
+        if saved.get(key) not in allowed or isinstance(saved.get(key), bool):
+            raise InputError(path, f"its {key} is {saved.get(key)!r}, not one this trainer makes "
+                                   f"({', '.join(map(str, allowed))})")
+    epoch, epochs = state["epoch"], saved.get("epochs")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise InputError(path, f"its epoch is {epoch!r}, not a count of epochs (an integer >= 0)")
+    if isinstance(epochs, int) and epoch > epochs:
+        raise InputError(path, f"its epoch is {epoch}, past the {epochs} epochs of the run that wrote it")
+    if not isinstance(state["history"], list):
+        raise InputError(path, "its history is not a list of epochs")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise InputError(path, "its model is not a set of named tensors")
+    for name, t in weights.items():
+        if t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise InputError(path, f"tensor {name} has {bad} non-finite value(s) (NaN or infinite): the weights "
+                                       f"are damaged or the run diverged")
+
+
 def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
     """A checkpoint as data (tensors and plain values only; see ``bigearth.files.load_torch``),
     checked to be one of this trainer's and, given ``args``, of the same model; given ``data``
@@ -46,6 +82,7 @@ def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
     state = load_torch(path, "checkpoint")
     if not isinstance(state, dict) or not {"model", "epoch", "args", "history"} <= set(state):
         raise InputError(path, "not a reference_train checkpoint (it lacks model, epoch, args or history)")
+    check_state(path, state)
     if args is not None:
         saved = state["args"]
         differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {getattr(args, k)!r} here" for k in MODEL_KEYS
@@ -63,10 +100,32 @@ def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
 
 
 def load_weights(path: Path, model: nn.Module, weights: dict) -> None:
+    """``weights`` into ``model``; when they do not fit, one line names the first tensor that
+    differs (and, for the classifier's head, both label counts)."""
+    want = model.state_dict()
+    shapes = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in want.items()
+              if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    missing = [k for k in want if k not in weights]
+    extra = [k for k in weights if k not in want]
+    if shapes or missing or extra:
+        what = []
+        if shapes:
+            k, there, here = shapes[0]
+            what.append(f"tensor {k} is {there} there, {here} here" + (
+                f" (a head of {there[0]} labels there, {here[0]} here)" if k == HEAD and there and here else "")
+                + (f", and {len(shapes) - 1} more differ" if len(shapes) > 1 else ""))
+        if missing:
+            what.append(f"{len(missing)} tensor(s) of the model absent there (first: {missing[0]})")
+        if extra:
+            what.append(f"{len(extra)} tensor(s) there the model lacks (first: {extra[0]})")
+        raise InputError(path, "its weights do not fit the model: " + "; ".join(what))
     try:
         model.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError) as e:
-        raise InputError(path, f"its weights do not fit the model ({str(e).splitlines()[0][:300]})") from None
+        raise InputError(path, f"its weights do not fit the model ({' '.join(str(e).split())[:500]})") from None
+
+
+HEAD = "fc.1.weight"  # the classifier's last layer (model.build_model): one row per label
 
 
 def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict | None = None) -> tuple[int, list]:

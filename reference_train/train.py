@@ -302,6 +302,9 @@ def train_run(args) -> int:
         start, history = load_checkpoint(ckpt, raw, opt, scaler, args, data_identity(index, args))
         if engine.rank == 0:
             print(f"resumed from {ckpt}: epoch {start}", flush=True)
+            if start >= args.epochs:
+                print(f"note: {ckpt} has trained {start} epoch(s), --epochs is {args.epochs}: nothing left to train "
+                      f"(raise --epochs to train on)", file=sys.stderr, flush=True)
     opt = engine.wrap_optimizer(opt, raw, args.fp16_allreduce)
     engine.broadcast(raw, opt)
     if args.compile:

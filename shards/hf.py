@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bigearth.record import ARRAYS, META_FIELDS
 
-from .sample import MEMBERS, NPY_MEMBERS
+from .sample import MEMBERS, NPY_MEMBERS, SELF_KEY
 
 
 def hf_features():
@@ -27,6 +27,7 @@ def hf_features():
             else value("float64")
     meta = {k: (seq(scalar(kind)) if shape else scalar(kind)) for k, (kind, shape) in META_FIELDS.items()}
     meta["crc32c"] = {m: value("int64") for m in MEMBERS if m != "meta.json"}
+    meta[SELF_KEY] = value("string")
     feats = {"__key__": value("string"), "__url__": value("string")}
     feats.update({m: datasets.Array3D(ARRAYS[key][0], ARRAYS[key][1]) for m, key in NPY_MEMBERS.items()})
     feats["labels.json"] = {"names": seq(value("string")), "names_19": seq(value("string")),

@@ -4,8 +4,8 @@
 as standard ``.npy`` (uint16, bands first), so any reader decodes them (``numpy.load``,
 webdataset's and Hugging Face's ``npy`` decoders); ``<name>.labels.json`` holds the 43- and
 19-class names and multi-hot vectors; ``<name>.meta.json`` the georeference and provenance,
-plus a CRC-32C of every other member: tar checksums cover headers only, so without it a
-flipped byte in an array would go unnoticed. CRC-32C (Castagnoli, as TFRecord and GCS use)
+plus a CRC-32C of every other member and, as its last field, of itself (``crc32c_meta``): tar
+checksums cover headers only, so without them a flipped byte would go unnoticed. CRC-32C (Castagnoli, as TFRecord and GCS use)
 runs on the CPU's CRC instruction at ~28 GB/s here, against ~4 GB/s for zlib's CRC-32,
 which would cost the reader a third of its speed (benchmarks/RESULTS.md).
 """
@@ -76,8 +76,32 @@ def encode(rec: PatchRecord) -> dict:
     members["labels.json"] = json.dumps(labels_doc(rec.classes, rec.classes_19)).encode()
     meta = rec.meta()
     meta["crc32c"] = {m: crc32c(b) for m, b in members.items()}
-    members["meta.json"] = json.dumps(meta).encode()
+    members["meta.json"] = sealed_json(meta)
     return {"__key__": rec.name, **members}
+
+
+# meta.json checks itself: its last key holds the CRC-32C of every byte before that value, as 8
+# hex digits, so the raw bytes are checked with no second serialisation (any JSON reader still
+# reads the file as it is; the key is one more field)
+SELF_KEY = "crc32c_meta"
+_SEAL_TAIL = len('xxxxxxxx"}')
+
+
+def sealed_json(doc: dict) -> bytes:
+    """``doc`` as JSON text whose last field is the CRC-32C of the text before its value."""
+    body = json.dumps(doc).encode()[:-1] + f', "{SELF_KEY}": "'.encode()
+    return body + f"{crc32c(body):08x}\"}}".encode()
+
+
+def sealed_ok(data: bytes) -> bool:
+    """Whether ``data`` is ``sealed_json`` output whose bytes are intact."""
+    body, tail = data[:-_SEAL_TAIL], data[-_SEAL_TAIL:]
+    if not body.endswith(f'"{SELF_KEY}": "'.encode()) or tail[-2:] != b'"}':
+        return False
+    try:
+        return int(tail[:8], 16) == crc32c(body)
+    except ValueError:
+        return False
 
 
 def tar_bytes(sample: dict) -> int:
@@ -86,10 +110,16 @@ def tar_bytes(sample: dict) -> int:
 
 
 def check(sample: dict, members=MEMBERS, verify: bool = True) -> dict:
-    """Parse ``meta.json`` and check the members needed; returns the meta dict."""
+    """Check ``meta.json`` (its own CRC-32C, with ``verify``), parse it and check the members
+    needed; returns the meta dict (the checksum fields included)."""
     missing = [m for m in ("meta.json", *members) if m not in sample]
     if missing:
         raise SampleError(f"sample {sample.get('__key__')!r} lacks member(s) {', '.join(missing)}")
+    if verify and not sealed_ok(sample["meta.json"]):  # before it is parsed: its names are returned as they are
+        raise SampleError(f"sample {sample['__key__']!r}: meta.json fails its CRC-32C (corrupted bytes"
+                          + ("" if f'"{SELF_KEY}"'.encode() in sample["meta.json"] else
+                             ", or written before meta.json carried one: rewrite the shards with `bigearth-sr shards`")
+                          + ")")
     try:
         meta = json.loads(sample["meta.json"])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

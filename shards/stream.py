@@ -10,7 +10,7 @@ from pathlib import Path
 from bigearth.errors import ReportedError
 from bigearth.record import RGB_INDEX
 
-from .sample import MEMBERS, SampleError, check, decode_array, decode_labels
+from .sample import MEMBERS, SELF_KEY, SampleError, check, decode_array, decode_labels
 from .tar import local_path, member_key, tar_members
 
 log = logging.getLogger("bigearth.shards")
@@ -163,6 +163,7 @@ def decode_samples(src, variant: str, labels: int, verify: bool, with_meta: bool
             out = {"x": x, "y": c43 if labels == 43 else c19}
             if with_meta:
                 meta.pop("crc32c", None)
+                meta.pop(SELF_KEY, None)
                 out["meta"] = meta
             yield out
         except SampleError as e:  # damage only: any other exception is a bug and surfaces

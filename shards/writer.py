@@ -37,10 +37,10 @@ from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
 from .index import INDEX_FIELDS, INDEX_NAME, listed_files, read_index
-from .sample import NPY_MEMBERS, encode, tar_bytes
+from .sample import NPY_MEMBERS, SELF_KEY, encode, tar_bytes
 
 FORMAT = "bigearth-sr-shards"
-FORMAT_VERSION = 2  # 2: the index records its fields' digests
+FORMAT_VERSION = 3  # 2: the index records its fields' digests; 3: meta.json carries its own CRC-32C
 DEFAULT_SHARD_BYTES = 256 * 2**20
 MTIME = 0  # fixed member times: the same archive and seed give byte-identical shards
 
@@ -169,7 +169,7 @@ def members_doc() -> dict:
     doc = {m: {"field": key, "dtype": ARRAYS[key][1], "shape": list(ARRAYS[key][0]), "bands": with_bands[key],
                "resolution_m": archive.BAND_ATTRS[key][1]} for m, key in NPY_MEMBERS.items()}
     doc["labels.json"] = {"keys": ["names", "names_19", "multi_hot", "multi_hot_19"]}
-    doc["meta.json"] = {"keys": [*META_FIELDS, "crc32c"]}
+    doc["meta.json"] = {"keys": [*META_FIELDS, "crc32c", SELF_KEY]}
     return doc
 
 

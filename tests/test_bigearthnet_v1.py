@@ -155,3 +155,27 @@ def test_a_patch_whose_super_resolution_fails_its_check_fails_alone(built, tmp_p
     (name, why), = m["tiles_failed"].items()
     assert name in {f.name for f in folders} and why.startswith(str(tmp_path / "ben" / name) + ": w.npz: DSen2 produced")
     assert name not in {r.name for r in archive.iter_records(tmp_path / "o" / ARCHIVE_NAME)}
+
+
+def test_a_copy_of_a_real_patch_fails_alone_its_l1c_source_read(tmp_path):
+    """Real v1 patches name a Level-1C tile source (S2A_MSIL1C_...): a copy of one under another
+    acquisition time claims its place, and the genuine patch (named after its source's
+    acquisition) is kept while the copy fails, naming both; the other patches are untouched."""
+    from dataset_builder.bigearthnet_v1 import group_by_tile_source
+
+    src = fixtures_dir("bigearthnet-v1")
+    ben = tmp_path / "ben"
+    shutil.copytree(src, ben)
+    genuine = ben / "S2A_MSIL2A_20170613T101031_87_48"
+    meta = json.loads((genuine / f"{genuine.name}_labels_metadata.json").read_text())
+    assert meta["tile_source"].startswith("S2A_MSIL1C_20170613T101031_")  # what the real archive holds
+    copy = ben / genuine.name.replace("T101031", "T101032")
+    shutil.copytree(genuine, copy)
+    for f in list(copy.iterdir()):
+        f.rename(copy / f.name.replace(genuine.name, copy.name))
+    groups, failed, _ = group_by_tile_source(ben)
+    source = meta["tile_source"].removesuffix(".SAFE")
+    assert genuine in groups[source] and copy not in groups[source]
+    assert list(failed) == [copy.name]
+    assert genuine.name in failed[copy.name] and "kept: its name carries the tile's acquisition" in failed[copy.name]
+    assert sum(len(v) for v in groups.values()) == len([p for p in src.iterdir() if p.is_dir()])

@@ -190,3 +190,19 @@ def test_v1_and_v2_of_one_acquisition_never_become_two_rows_of_a_place(v2, tmp_p
     with h5py.File(tmp_path / "o" / ARCHIVE_NAME, "r") as f:
         places = list(zip(f["tile"].asstr()[:], f["date"].asstr()[:], f["x"][:], f["y"][:]))
     assert len(places) == len(set(places)) and len(places) == m["patches"]
+
+
+def test_entries_inside_patch_folders_are_accounted_for(v2, tmp_path):
+    """A file in a patch folder, a link in a reference-map folder: the patches are built, and
+    both are listed under inputs_ignored (the manifest accounts for everything it was given)."""
+    root, made = v2
+    pid = sorted(made)[0]
+    product = pid.rsplit("_", 2)[0]
+    note = root / "BigEarthNet-S2" / product / pid / "checked.txt"
+    note.write_text("by hand")
+    link = root / "Reference_Maps" / product / pid / "latest.tif"
+    link.symlink_to(root / "Reference_Maps" / product / pid / f"{pid}_reference_map.tif")
+    m = _build(root, tmp_path / "o")
+    assert not m["tiles_failed"] and m["patches"] == len(made)
+    ignored = m["inputs_ignored"]
+    assert ignored[str(note)].startswith("a file in a patch folder") and ignored[str(link)].startswith("a link in a")

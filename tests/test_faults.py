@@ -733,6 +733,123 @@ def ben_stray_entries(ctx):
     ctx.expect["ignored"] = {str(ben / "README.txt"): "a file", str(ben / "notes"): "without patch files"}
 
 
+def ben_stray_files_in_a_patch(ctx):
+    """A note, a link and a sub-folder inside one patch folder: the patch is built, and each of
+    them is accounted for under inputs_ignored."""
+    folders = _ben(ctx)
+    f = folders[2]
+    (f / "notes.txt").write_text("checked by hand")
+    (f / "elsewhere").symlink_to(ctx.root)
+    (f / "old").mkdir()
+    ctx.expect["ignored"] = {str(f / "notes.txt"): "a file in a patch folder", str(f / "elsewhere"): "a link in a",
+                             str(f / "old"): "a folder in a patch folder"}
+
+
+# issue 36: inputs bounded before they are parsed (the memory each costs: test_hostile_inputs_are_bounded)
+
+
+def ben_label_json_deep(ctx):
+    """A label JSON nested 15,000 levels deep in 30 kB (Python's parser recursed into RecursionError)."""
+    folders = _ben(ctx)
+    _json_of(folders[1]).write_text("[" * 15_000 + "]" * 15_000)
+    ctx.expect.update(bad=folders[1].name)
+
+
+def ben_label_json_huge(ctx):
+    """The issue's label JSON: 100,000 levels, 200 kB."""
+    folders = _ben(ctx)
+    _json_of(folders[1]).write_text("[" * 100_000 + "]" * 100_000)
+    ctx.expect.update(bad=folders[1].name)
+
+
+def _declare_size(tif: Path, width: int, height: int) -> None:
+    """A GeoTIFF's ImageWidth and ImageLength rewritten in place as LONGs (the pixels stay 120 x 120)."""
+    import struct
+
+    import tifffile
+    with tifffile.TiffFile(tif) as t:
+        assert not t.is_bigtiff and t.byteorder == "<"
+        entries = {n: t.pages.first.tags[n].offset for n in ("ImageWidth", "ImageLength")}
+    with open(tif, "r+b") as fh:
+        for name, value in (("ImageWidth", width), ("ImageLength", height)):
+            fh.seek(entries[name] + 2)
+            fh.write(struct.pack("<HII", 4, 1, value))  # type LONG, count 1, the value
+
+
+def ben_band_declares_10_gigapixels(ctx):
+    """A 29 kB band file whose header declares 100,000 x 100,000 pixels (20 GB if decoded)."""
+    folders = _ben(ctx)
+    _declare_size(folders[1] / f"{folders[1].name}_B02.tif", 100_000, 100_000)
+    ctx.expect.update(bad=folders[1].name)
+
+
+def v2_parquet_of_ten_million_rows(ctx):
+    """A BigEarthNet v2 folder whose metadata.parquet declares 10 million rows, beside the products."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    root = ctx.root / "v2"
+    (root / "BigEarthNet-S2").mkdir(parents=True)
+    pq.write_table(pa.table({"patch_id": pa.array(["x"] * 10_000_000)}), root / "metadata.parquet")
+    ctx.fields["v2"] = str(root)
+    ctx.expect.update(bad="v2")
+
+
+def shard_meta_byte_changed(ctx):
+    """One letter of a sample's product name changed in its meta.json, in the tar (still valid
+    JSON; tar checksums cover headers only)."""
+    import tarfile
+    sdir = _shards(ctx)
+    index = json.loads((sdir / "index.json").read_text())
+    tar = sdir / index["splits"]["train"]["shards"][0]["file"]
+    with tarfile.open(tar) as tf:
+        m = next(m for m in tf.getmembers() if m.name.endswith(".meta.json"))
+        doc = tf.extractfile(m).read()
+    start = m.offset_data + doc.index(b'"product": "') + len(b'"product": "')
+    with open(tar, "r+b") as fh:
+        fh.seek(start)
+        c = fh.read(1)
+        fh.seek(start)
+        fh.write(b"X" if c != b"X" else b"Y")
+    ctx.fields["run"] = str(ctx.root / "run")
+
+
+def _trained_checkpoint(ctx, change) -> None:
+    """The reference run's checkpoint (one epoch), ``change(state)`` applied."""
+    _shards(ctx)
+    run_dir = ctx.root / "run"
+    assert run(ctx.fmt(TRAIN.replace("--epochs 2", "--epochs 1").replace("{run}", str(run_dir))))[0] == 0
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    change(state)
+    _checkpoint(ctx, state)
+
+
+def checkpoint_nan_weights(ctx):
+    """A trained run's checkpoint with one weight set to NaN."""
+    _trained_checkpoint(ctx, lambda s: s["model"]["fc.1.weight"].view(-1)[0].fill_(float("nan")))
+
+
+def checkpoint_unknown_arch(ctx):
+    _trained_checkpoint(ctx, lambda s: s["args"].update(arch="resnet9000"))
+
+
+def _epoch(value):
+    return lambda ctx: _trained_checkpoint(ctx, lambda s: s.update(epoch=value))
+
+
+checkpoint_epoch_1e9, checkpoint_epoch_negative, checkpoint_epoch_text = _epoch(10 ** 9), _epoch(-5), _epoch("x")
+checkpoint_epoch_1e9.__name__, checkpoint_epoch_negative.__name__, checkpoint_epoch_text.__name__ = (
+    "checkpoint_epoch_1e9", "checkpoint_epoch_negative", "checkpoint_epoch_text")
+
+
+def checkpoint_head_of_20(ctx):
+    """A checkpoint whose head has 20 outputs, its args saying 43."""
+    def change(s):
+        w = s["model"]["fc.1.weight"]
+        s["model"]["fc.1.weight"] = torch.zeros(20, w.shape[1])
+        s["model"]["fc.1.bias"] = torch.zeros(20)
+    _trained_checkpoint(ctx, change)
+
+
 def archive_bit_flipped_alone(ctx):
     """One bit flipped in the middle of a patch's chunk, no manifest.json beside the archive."""
     path = _archive_copy(ctx)
@@ -1014,6 +1131,13 @@ def ignored_listed(ctx):
         assert why in ignored[path], ignored
 
 
+def products_built_v2_refused(ctx):
+    """The v2 folder failed as a whole, every product built."""
+    m = _manifest(ctx)
+    assert list(m["tiles_failed"]) == [ctx.expect["bad"]], m["tiles_failed"]
+    assert m["tiles_ok"] == len(ctx.products) and m["outputs"][ARCHIVE_NAME] == sha256_file(ctx.out / ARCHIVE_NAME)
+
+
 def no_shards_claimed(ctx):
     assert not (ctx.root / "s" / "index.json").exists()
 
@@ -1253,6 +1377,32 @@ CASES = [
     Case(nothing, "info {archive}", 0, r"checksums: every chunk: HDF5 Fletcher-32.*\n  reading: the patch arrays .*"
                                        r"import hdf5plugin.*HDF5_PLUGIN_PATH"),
     Case(nothing, "train --data x --output-dir {out} --layers 0,-1,x", 2, r"--layers: must be four positive integers"),
+    # issue 36: nothing unbounded is parsed, every member is checked as it is read, checkpoints are checked
+    Case(ben_label_json_deep, BEN, 1, r"_labels_metadata\.json: label JSON is nested 15000 levels deep, more than "
+         r"the 4 such a file can be: not parsed", others_built),
+    Case(ben_label_json_huge, BEN, 1, r"_labels_metadata\.json: label JSON is 200,000 bytes, more than the 65,536 "
+         r"such a file can be: not read", others_built),
+    Case(ben_band_declares_10_gigapixels, BEN, 1, r"_B02\.tif: band file declares 100,000 x 100,000 pixels in 1 "
+         r"band\(s\), more than a patch can be \(120 x 120, at most 16 bands\): not decoded", others_built),
+    Case(v2_parquet_of_ten_million_rows, "build {products} {v2} {clc} --out {out} --no-progress", 1,
+         r"v2/metadata\.parquet: declares 10,000,000 rows in [\d,]+ bytes, more than a BigEarthNet v2 table can be",
+         products_built_v2_refused),
+    Case(ben_stray_files_in_a_patch, BEN, 0, "", ignored_listed),
+    Case(shard_meta_byte_changed, "read-shards {shards} train", 1, r"meta\.json fails its CRC-32C \(corrupted bytes\)"),
+    Case(shard_meta_byte_changed, TRAIN, 1, r"meta\.json fails its CRC-32C \(corrupted bytes\)"),
+    Case(checkpoint_nan_weights, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
+         r"checkpoint\.pt: tensor fc\.1\.weight has 1 non-finite value\(s\)", checkpoint_kept),
+    Case(checkpoint_unknown_arch, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
+         r"checkpoint\.pt: its arch is 'resnet9000', not one this trainer makes \(resnet18, ", checkpoint_kept),
+    Case(checkpoint_epoch_1e9, TRAIN + " --resume", 1,
+         r"checkpoint\.pt: its epoch is 1000000000, past the 1 epochs of the run that wrote it", checkpoint_kept),
+    Case(checkpoint_epoch_negative, TRAIN + " --resume", 1, r"checkpoint\.pt: its epoch is -5, not a count",
+         checkpoint_kept),
+    Case(checkpoint_epoch_text, TRAIN + " --resume", 1, r"checkpoint\.pt: its epoch is 'x', not a count",
+         checkpoint_kept),
+    Case(checkpoint_head_of_20, "evaluate --checkpoint {run}/checkpoint.pt --data {shards} --out {root}/ev", 1,
+         r"checkpoint\.pt: its weights do not fit the model: tensor fc\.1\.weight is \(20, \d+\) there, \(43, \d+\) "
+         r"here \(a head of 20 labels there, 43 here\)", checkpoint_kept),
     Case(shards_of_every_split, TRAIN + " --lr 1e8 --warmup-epochs 0", 3,
          r"stopped: (the loss became|loss became|the weights became non-finite|the predictions .* are NaN)"),
 ]
@@ -1263,8 +1413,8 @@ def _id(c: Case) -> str:
         (f"-{c.command.split()[-1]}" if c.fault is nothing and not c.limit else "")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
-def test_fault(case: Case, tmp_path, products, synth_dir, built):
+def _ctx(tmp_path, products, synth_dir, built) -> Ctx:
+    """A fresh case folder: copies of the synthetic products and their CORINE rasters."""
     copies = []
     for p in products:
         shutil.copytree(p, tmp_path / "in" / p.name)
@@ -1273,7 +1423,12 @@ def test_fault(case: Case, tmp_path, products, synth_dir, built):
     for c in sorted(synth_dir.glob("CLC_*.tif")):
         shutil.copy(c, tmp_path / c.name)
         clc.append(tmp_path / c.name)
-    ctx = Ctx(tmp_path, copies, clc, built[0])
+    return Ctx(tmp_path, copies, clc, built[0])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_fault(case: Case, tmp_path, products, synth_dir, built):
+    ctx = _ctx(tmp_path, products, synth_dir, built)
     try:
         case.fault(ctx)
         argv = ctx.fmt(case.command)
@@ -1318,3 +1473,47 @@ def test_label_json_schema(tmp_path, content, pattern):
     with pytest.raises(InputError, match=pattern) as e:
         read_label_json(f)
     assert str(f) in str(e.value)
+
+
+# a command's own peak resident memory, reported by the child itself (RUSAGE_CHILDREN would be the
+# largest of every child this test process ever waited for)
+_PEAK_RSS = """
+import resource, sys
+from bigearth_cli.cli import main
+try:
+    rc = main(sys.argv[1:])
+finally:
+    sys.stderr.write(f"\\npeak_rss_kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+sys.exit(rc)
+"""
+
+
+def _run_measured(argv: list[str]) -> tuple[int, str, int]:
+    r = subprocess.run([sys.executable, "-c", _PEAK_RSS, *argv, "--workers", "1"], capture_output=True, text=True,
+                       timeout=300)
+    peak = int(re.findall(r"peak_rss_kib (\d+)", r.stderr)[-1]) << 10
+    return r.returncode, r.stdout + r.stderr, peak
+
+
+HOSTILE = [c for c in CASES if c.fault in (ben_label_json_huge, ben_band_declares_10_gigapixels,
+                                           v2_parquet_of_ten_million_rows)]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c.fault.__name__ for c in HOSTILE])
+def test_hostile_inputs_are_bounded(case: Case, tmp_path, products, synth_dir, built):
+    """Each hostile file of issue 36 fails alone with its line, the other inputs are built, and
+    the build's peak memory is that of the same build without the file: the file was refused
+    before it was decoded (decoded, the GeoTIFF alone would take 20 GB)."""
+    ctx = _ctx(tmp_path, products, synth_dir, built)
+    case.fault(ctx)
+    rc, text, peak = _run_measured(ctx.fmt(case.command))
+    assert rc == case.rc and re.search(case.message, text) and "Traceback" not in text, text[-3000:]
+    case.survives(ctx)
+    if "v2" in ctx.fields:  # the same build without the bad input
+        ctx.fields["v2"] = ""
+    else:
+        shutil.rmtree(Path(ctx.fields["ben"]) / ctx.expect["bad"])
+    ctx.fields["out"] = str(tmp_path / "clean")  # fields win over Ctx.out in fmt
+    rc, text, clean = _run_measured(ctx.fmt(case.command))
+    assert rc == 0, text[-3000:]
+    assert peak <= 1.2 * clean + (64 << 20), f"peak {peak >> 20} MiB with the hostile file, {clean >> 20} MiB without"

@@ -39,6 +39,11 @@ def test_every_sample_equals_its_archive_patch(written):
                 meta = json.loads(members["meta.json"])
                 assert {k: meta[k] for k in r.meta()} == r.meta()
                 assert meta["crc32c"] == {m: google_crc32c.value(members[m]) for m in shards.MEMBERS if m != "meta.json"}
+                # meta.json's own CRC-32C: of its bytes up to the 8 hex digits of its last field
+                raw = members["meta.json"]
+                cut = raw.rindex(b'"crc32c_meta": "') + len(b'"crc32c_meta": "')
+                assert list(meta)[-1] == "crc32c_meta" and raw[cut + 8:] == b'"}'
+                assert int(meta["crc32c_meta"], 16) == google_crc32c.value(raw[:cut])
                 seen.append(key)
     assert sorted(seen) == sorted(recs) and len(seen) == manifest["patches"] == index["samples"]
 
@@ -91,3 +96,23 @@ def test_rewrite_resumes_and_skips_finished_shards(written, tmp_path, monkeypatc
     assert files[0].exists() and files[0].stat().st_mtime_ns != mtimes[files[0]]
     assert not list(out.glob("*.tmp"))
     assert sorted(p.name for p in out.iterdir()) == sorted(["index.json", *(p.name for p in files)])
+
+
+def test_meta_json_catches_any_changed_byte(written):
+    """Every single-byte change of a sample's meta.json is refused by the readers' check, names
+    and checksum fields alike, before the JSON is used."""
+    from shards.sample import SampleError, check
+
+    _, _, sdir, index = written
+    key, members = next(iter(read_tar(sdir / index["splits"]["train"]["shards"][0]["file"]).items()))
+    sample = {"__key__": key, **members}
+    assert check(sample)["name"] == key
+    raw = members["meta.json"]
+    for i in range(len(raw)):
+        changed = bytearray(raw)
+        changed[i] ^= 0x01
+        with pytest.raises(SampleError, match="meta.json fails its CRC-32C"):
+            check({**sample, "meta.json": bytes(changed)})
+    at = raw.index(b'"product": "') + len(b'"product": "')
+    edited = raw[:at] + b"X" + raw[at + 1:]
+    assert check({**sample, "meta.json": edited}, verify=False)["product"].startswith("X")  # unchecked: as it is
