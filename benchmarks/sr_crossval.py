@@ -3,12 +3,13 @@ networks never saw (not in training, not in validation).
 
     python benchmarks/sr_crossval.py train  [--folds 4] [--out runs/sr/cv]   # k trainings
     python benchmarks/sr_crossval.py report [--out runs/sr/cv]               # sr-eval per fold, pooled table
+    python benchmarks/sr_crossval.py report --adapt 100                      # the same, DSen2 adapted per piece
     python benchmarks/sr_crossval.py final  [--out runs/sr/cv]               # the same recipe on every scene:
                                                                               # the shipped weights
 
 Inputs: every real source in ../shared/fixtures (the L1C crop, the L2A patches and mosaics,
 the v1 patch folders) and synthetic products made here (``--synth``, 12 km, seeded). Scenes
-are keyed as ``dataset_builder.sr.scenes`` does (one acquisition = one scene, whatever its
+are keyed as ``sr_lab.scenes`` does (one acquisition = one scene, whatever its
 form) and dealt round-robin into folds within each kind (L1C, L2A, synthetic), so every fold
 tests real and synthetic scenes. Fold i trains ``sr-train --exclude-scenes <fold i>`` (its own
 validation scenes held out of the rest) and is judged by ``sr-eval`` on fold i alone.
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bigearth_cli.cli import main as cli  # noqa: E402
-from dataset_builder.sr import scenes as scenes_mod  # noqa: E402
+from sr_lab import scenes as scenes_mod  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "fixtures"
 REAL = [SHARED / "sentinel2-crops", SHARED / "sentinel2-patches", SHARED / "bigearthnet-v1"]
@@ -92,20 +93,24 @@ def report(args) -> None:
     by_key = {}
     for p in map(Path, doc["inputs"]):
         by_key.setdefault(scenes_mod.read_piece(p)[1], []).append(p)
+    tag = ("" if args.precision == "fp32" else f"_{args.precision}") + (f"_adapt{args.adapt}" if args.adapt else "")
+    sub = "eval" + tag
     for i, keys in enumerate(doc["folds"]):
-        ev = out / f"fold{i}" / ("eval" if args.precision == "fp32" else f"eval_{args.precision}")
+        ev = out / f"fold{i}" / sub
         if (ev / "sr_eval.json").exists():
             continue
         paths = [p for k in keys for p in by_key[k]]
+        t0 = time.time()
         cli(["sr-eval", *map(str, paths), "--sr-weights", str(out / f"fold{i}" / "dsen2.npz"), "--out", str(ev),
-             "--methods", "bilinear,bicubic,dsen2", "--no-figures", "--sr-precision", args.precision])
-    from dataset_builder.sr.evaluate import merge_reports
-    sub = "eval" if args.precision == "fp32" else f"eval_{args.precision}"
+             "--methods", "bilinear,bicubic,dsen2", "--no-figures", "--sr-precision", args.precision,
+             "--sr-adapt", str(args.adapt)])
+        print(f"fold {i}: sr-eval {time.time() - t0:.0f} s", flush=True)
+    from sr_lab.evaluate import merge_reports
     merged = merge_reports([json.loads((out / f"fold{i}" / sub / "sr_eval.json").read_text())
                             for i in range(len(doc["folds"]))])
-    stem = "crossval" if args.precision == "fp32" else f"crossval_{args.precision}"
+    stem = "crossval" + tag
     (out / f"{stem}.json").write_text(json.dumps(merged, indent=1))
-    from dataset_builder.sr.evaluate import scene_markdown
+    from sr_lab.evaluate import scene_markdown
     md = scene_markdown(merged)
     (out / f"{stem}.md").write_text(md)
     print(md)
@@ -120,6 +125,7 @@ def main() -> None:
     p.add_argument("--epochs2", type=int, default=15, help="2x epochs of 100 steps")
     p.add_argument("--epochs6", type=int, default=6, help="6x epochs of 100 steps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="report: DSen2's arithmetic")
+    p.add_argument("--adapt", type=int, default=0, help="report: DSen2 fine-tuned per piece for this many steps")
     a = p.parse_args()
     {"train": train, "report": report, "final": final}[a.stage](a)
 

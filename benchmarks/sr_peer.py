@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bigearth.record import BANDS_20M  # noqa: E402
 from dataset_builder import upsample  # noqa: E402
-from dataset_builder.sr import evaluate as ev, scenes as scenes_mod  # noqa: E402
+from sr_lab import evaluate as ev, scenes as scenes_mod  # noqa: E402
 
 TILE, STEP = 64, 32
 

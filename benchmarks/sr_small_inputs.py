@@ -39,8 +39,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from dataset_builder import upsample
-    from dataset_builder.sr import scenes, wald
-    from dataset_builder.sr.evaluate import seen_scenes
+    from sr_lab import scenes, wald
+    from sr_lab.evaluate import seen_scenes
     from dataset_builder.synth import SynthConfig, write_product
 
     work = Path(args.work)

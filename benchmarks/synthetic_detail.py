@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bigearth.record import BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
-from dataset_builder.sr.crop import read_mat
+from sr_lab.crop import read_mat
 from dataset_builder.sr.detail import PAIRS, block_mean, pair_table
 from dataset_builder.synth import DEFAULT_SCENES, SynthConfig, render_scene
 

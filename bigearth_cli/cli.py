@@ -57,6 +57,11 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2: arithmetic (auto: bf16 on a GPU and on CPUs with native bf16 support, such as "
                         "AVX512-BF16 or AMX, else fp32; fp32 is bit-exact across tilings)")
+    g.add_argument("--sr-adapt", type=options.nonneg_int, default=0, metavar="STEPS",
+                   help="dsen2: fine-tune the networks for STEPS steps on each tile's own bands (each acquisition's "
+                        "patches for BigEarthNet folders) under Wald's protocol before super-resolving it; the adapted "
+                        "weights serve that scene alone and their digest is in the manifest (0: off; 100 is a "
+                        "typical count)")
     g.add_argument("--compression", default=archive.DEFAULT_COMPRESSION, choices=sorted(archive.COMPRESSIONS),
                    help="HDF5 filter for the patch arrays: blosc-lz4 (fast; readers `import hdf5plugin`), "
                         "blosc2-zstd (gzip's ratio, 3x faster), gzip (shuffle + deflate 1, no plugin needed), "
@@ -238,6 +243,8 @@ def config_summary(cfg: dict) -> list[str]:
     if nets:
         weights += "; nets " + ", ".join(f"{r}x {v.get('blocks')}x{v.get('features')}" for r, v in nets.items()
                                          if isinstance(v, dict))
+    if isinstance(sr.get("adapt"), dict):
+        weights += f"; adapted to each scene ({sr['adapt'].get('steps')} steps; digests in the manifest's tiles)"
     labels = (f"{len(cfg['clc'])} CORINE raster(s)" if cfg.get("clc") else
               f"label JSONs in {cfg['labels_json']}" if cfg.get("labels_json") else "the BigEarthNet inputs' own")
     lines = [f"super-resolution: {up}" + (f", weights {weights}, precision {sr.get('precision', cfg.get('sr_precision', '?'))}"
@@ -342,14 +349,14 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("sr-train", help="train the DSen2 networks (Wald's protocol) and write a weights bundle",
                        formatter_class=HelpFormatter)
-    from dataset_builder.sr import flags as sr_flags
+    from sr_lab import flags as sr_flags
     sr_flags.add_train_args(p)
-    p.set_defaults(func=lazy("dataset_builder.sr.train"))
+    p.set_defaults(func=lazy("sr_lab.train"))
 
     p = sub.add_parser("sr-eval", help="super-resolution quality (Wald's protocol; full resolution with a truth)",
                        formatter_class=HelpFormatter)
     sr_flags.add_eval_args(p)
-    p.set_defaults(func=lazy("dataset_builder.sr.evaluate"))
+    p.set_defaults(func=lazy("sr_lab.evaluate"))
 
     p = sub.add_parser("sr-convert", help="the DSen2 authors' two Keras weight files (2x, 6x) as one bundle",
                        formatter_class=HelpFormatter)

@@ -27,7 +27,8 @@ def build_config(args):
     from dataset_builder.build import BuildConfig
     thresholds = {k: getattr(args, f"max_{k}") for k in ("nodata", "cloud", "cirrus", "shadow", "snow")}
     return BuildConfig(out_dir=args.out, upsampling=args.upsampling, sr_weights=args.sr_weights,
-                       sr_device=args.sr_device, sr_precision=args.sr_precision, clc=expand_clc(args.clc),
+                       sr_device=args.sr_device, sr_precision=args.sr_precision, sr_adapt=args.sr_adapt,
+                       clc=expand_clc(args.clc),
                        labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
                        compression=args.compression, merge=args.merge, split_fractions=args.split_fractions,
                        official_lists=args.official_lists, min_label_share=args.min_label_share, strict=args.strict,

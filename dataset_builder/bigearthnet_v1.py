@@ -15,17 +15,13 @@ from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-import rasterio
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX, RecordBatch
+from bigearth.record import BAND_RESOLUTION, PATCH_M
 
-from . import archive, upsample
-from .geotiff import read_raster
 from .labels import read_label_json
-from .stats import SplitStats
+from .patch_ingest import PatchSource, ingest, patch_files, read_bands, strays
 from .tiles import REAL_TILES
 
 _NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
@@ -193,34 +189,6 @@ def tile_origin(tile: str, meta: dict, x: int, y: int, path) -> tuple[float, flo
     return ulx, uly
 
 
-def reading():
-    """The GDAL settings the patch readers run under, entered once per task: a patch folder's
-    GeoTIFFs carry their georeference inside, so GDAL need not list folders for side-car files,
-    and one environment for all reads spares rasterio setting one up for each of them."""
-    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
-
-
-def read_bands(folder: Path, stem: str) -> tuple[dict, object, dict]:
-    """The 12 band GeoTIFFs of a patch folder (``<stem>_<band>.tif``, as BigEarthNet v1 and v2
-    store them; ``geotiff.read_raster``), checked: one uint16 band each, the patch's size at the
-    band's resolution, one CRS for all. Returns (band -> array, CRS, band -> geotransform)."""
-    bands, transforms, crs = {}, {}, None
-    for band in BANDS_10M + BANDS_20M + BANDS_60M:
-        path = folder / f"{stem}_{band}.tif"
-        want = PATCH_PX * 10 // BAND_RESOLUTION[band]
-        r = read_raster(path)
-        if r.count != 1 or r.array.dtype != np.uint16:
-            raise InputError(path, f"expected one uint16 band, found {r.count} band(s) of {r.array.dtype}")
-        if r.array.shape != (want, want):
-            raise InputError(path, f"raster is {r.array.shape[0]} x {r.array.shape[1]}, expected {want} x {want}")
-        if r.crs is None or (crs is not None and r.crs != crs):
-            raise InputError(path, f"CRS {r.crs} differs from the patch's other bands ({crs})"
-                             if crs is not None else "raster has no CRS")
-        bands[band], transforms[band] = r.array, r.transform
-        crs = crs or r.crs
-    return bands, crs, transforms
-
-
 def read_patch(folder: Path) -> dict:
     """One patch folder: its bands (checked for size), labels and metadata."""
     name = folder.name
@@ -243,168 +211,33 @@ def read_patch(folder: Path) -> dict:
             "crs": f"EPSG:{crs.to_epsg()}" if crs and crs.to_epsg() else str(crs), "path": folder}
 
 
-def strays(folder: Path, expected: set[str]) -> dict[str, str]:
-    """{path: why} for every entry of a patch folder that the reader does not read (a note, a
-    link, a sub-folder): the manifest accounts for all it was given, these under inputs_ignored."""
-    out = {}
-    try:
-        with os.scandir(folder) as entries:
-            for e in entries:
-                if e.name in expected:
-                    continue
-                kind = ("a link" if e.is_symlink() else "a folder" if e.is_dir(follow_symlinks=False) else "a file")
-                out[e.path] = f"{kind} in a patch folder, not one of the patch's files: not read"
-    except OSError:  # an unreadable folder fails as that patch, where its files are read
-        pass
-    return out
-
-
-def patch_files(stem: str, labels_json: bool = True) -> set[str]:
-    """The names the readers take from a patch folder: the 12 bands (and v1's label JSON)."""
-    names = {f"{stem}_{b}.tif" for b in BANDS_10M + BANDS_20M + BANDS_60M}
-    return names | {f"{stem}_labels_metadata.json"} if labels_json else names
-
-
 def _row_col(folder: Path) -> tuple[int, int]:
     """Patches of a tile in row-major order, as products are written."""
     m = _NAME_RE.match(folder.name)
     return int(m["y"]), int(m["x"])
 
 
-def cubes_of(p: dict) -> dict:
-    return {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
-            for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
-
-
-def sr_inputs(cubes: dict, up) -> tuple:
-    return (cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
-            cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
-
-
-class Neighbours:
-    """The adjacent patches of the same tile_source, as context for super-resolution: the
-    archive cut the tile into patches, and a whole-tile run would have seen these pixels.
-    Patches on the official snow/cloud lists count too (they are imagery; only their labels are
-    unusable); a missing or unreadable neighbour leaves that side mirrored. Every patch is read
-    once: what was read as a neighbour is what ``patch`` hands the build later, and rows above
-    the previous one are dropped from the cache."""
-
-    def __init__(self, folders: list[Path], up, xy=None, read=None):
-        # xy: folder -> (x, y); read: folder -> the patch (a dict with its "bands"); v1's by default
-        self.xy = xy or (lambda f: _row_col(f)[::-1])
-        self.by_xy = {self.xy(f): f for f in folders}
-        self.up = up
-        self.read = read or read_patch
-        self.cache: dict = {}
-
-    def _entry(self, x: int, y: int) -> tuple:
-        if (x, y) not in self.cache:
-            folder = self.by_xy.get((x, y))
-            entry = (None, None)
-            if folder is not None:
-                try:
-                    p = self.read(folder)
-                    entry = (p, sr_inputs(cubes_of(p), self.up))
-                except (InputError, nom.UnknownClassError):  # reported when that patch itself is built
-                    pass
-            self.cache[(x, y)] = entry
-        return self.cache[(x, y)]
-
-    def patch(self, folder: Path) -> dict:
-        """The patch in ``folder``, read once (a bad one raises its error here)."""
-        p = self._entry(*self.xy(folder))[0]
-        return p if p is not None else self.read(folder)
-
-    def inputs(self, x: int, y: int):
-        return self._entry(x, y)[1]
-
-    def cubes(self, p: dict) -> dict:
-        """The patch's native cubes and its ``data_super``, super-resolved with the neighbours as context."""
-        cubes = cubes_of(p)
-        sr = upsample.upsample_with_context(self.up, *self.inputs(p["x"], p["y"]), self.around(p["x"], p["y"]))
-        cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
-        return cubes
-
-    def around(self, x: int, y: int) -> dict:
-        for key in [k for k in self.cache if k[1] < y - 1]:
-            del self.cache[key]
-        return {(dy, dx): self.inputs(x + dx, y + dy)
-                for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
-
-
 def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None) -> dict:
-    up = cfg.upsampler()
-    drops = {"snow_list": 0, "cloud_list": 0, "no_labels": 0}
+    """One tile_source's patch folders into a part file (``patch_ingest.ingest``): screened by
+    the official snow and cloud lists, split by the official lists."""
     snow = read_list(cfg.official_lists, "snow") if cfg.official_lists else frozenset()
     cloud = read_list(cfg.official_lists, "cloud") if cfg.official_lists else frozenset()
-    context = Neighbours(folders, up)
-    failed: dict[str, str] = {}  # patch name -> error: a bad patch is recorded, the others go on
-    ignored: dict[str, str] = {}
 
-    def patches():
-        for folder in sorted(folders, key=_row_col):
-            if progress is not None:
-                progress(1)
-            ignored.update(strays(folder, patch_files(folder.name)))
-            if folder.name in snow:
-                drops["snow_list"] += 1
-                continue
-            if folder.name in cloud:
-                drops["cloud_list"] += 1
-                continue
-            try:
-                p = context.patch(folder)
-                tile_origin(p["tile"], p["meta"], p["x"], p["y"], folder / f"{folder.name}_labels_metadata.json")
-            except (InputError, nom.UnknownClassError) as e:
-                failed[folder.name] = str(e)
-                continue
-            if not p["meta"]["classes"].any():  # "labels": [] teaches nothing: dropped and counted, as products do
-                drops["no_labels"] += 1
-                continue
-            try:
-                cubes = context.cubes(p)
-            except InputError as e:  # the method's output failed its check here (DSen2 out of range): this
-                failed[folder.name] = f"{folder}: {e}"  # patch fails, the tile's others go on
-                continue
-            arrays = dict(cubes, classes=p["meta"]["classes"], classes_19=nom.to_19(p["meta"]["classes"]))
-            c = p["meta"]["coordinates"]
-            meta = {"name": p["name"], "product": task_id, "tile": p["tile"],
-                    "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
-                    "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
-                    "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])],
-                    "v1_name": p["name"], "s1_name": ""}
-            yield arrays, meta
+    def meta(p: dict) -> dict:
+        c = p["meta"]["coordinates"]
+        return {"name": p["name"], "product": task_id, "tile": p["tile"],
+                "date": str(p["meta"]["acquisition_date"]).replace(" ", "T"),
+                "split": official_split(cfg.official_lists, p["name"]), "crs": p["crs"], "x": p["x"], "y": p["y"],
+                "bounds": [float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])],
+                "v1_name": p["name"], "s1_name": ""}
 
-    n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
-    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored}
+    def labels(p: dict):
+        c43 = p["meta"]["classes"]  # "labels": [] teaches nothing
+        return (c43, nom.to_19(c43)) if c43.any() else None
 
-
-def write_part(part_path: Path, compression: str, patches, batch: int = 64, checksums: bool = True) -> tuple[int, SplitStats]:
-    """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
-    on an error) with their per-split statistics; the BigEarthNet ingests' one writer. Patches go
-    in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes (one per dataset)
-    cost as much as the patch's other work. The patches are produced (read) under
-    ``reading()``'s GDAL settings."""
-    stats = SplitStats()
-    writer = archive.PartWriter(part_path, compression, checksums=checksums)
-    queue: list = []
-
-    def flush() -> None:
-        records = RecordBatch({k: np.stack([a[k] for a, _ in queue]) for k in queue[0][0]}, [m for _, m in queue])
-        writer.append(records)
-        stats.add(records.arrays, [m["split"] for m in records.meta])
-        queue.clear()
-
-    try:
-        with reading():
-            for arrays, meta in patches:
-                queue.append((arrays, meta))
-                if len(queue) >= batch:
-                    flush()
-        if queue:
-            flush()
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.n, stats
+    source = PatchSource(
+        xy=lambda f: _row_col(f)[::-1], read=read_patch, labels=labels, meta=meta,
+        strays=lambda f: strays(f, patch_files(f.name)),
+        screen=lambda f: "snow_list" if f.name in snow else "cloud_list" if f.name in cloud else None,
+        check=lambda p, f: tile_origin(p["tile"], p["meta"], p["x"], p["y"], f / f"{f.name}_labels_metadata.json"))
+    return ingest(source, folders, cfg, part_path, progress, drops={"snow_list": 0, "cloud_list": 0})

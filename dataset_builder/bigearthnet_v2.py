@@ -31,8 +31,8 @@ from bigearth.errors import InputError
 from bigearth.files import check_regular
 from bigearth.record import BAND_RESOLUTION, PATCH_M, PATCH_PX
 
-from .bigearthnet_v1 import read_bands
 from .geotiff import read_raster
+from .patch_ingest import PatchSource, ingest, patch_files, read_bands, strays
 from .tiles import REAL_TILES
 
 S2_DIR, MAPS_DIR = "BigEarthNet-S2", "Reference_Maps"
@@ -263,56 +263,33 @@ def _xy(folder: Path) -> tuple[int, int]:
 
 def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, progress=None,
                     screened: dict | None = None) -> dict:
-    """One v2 product's patches into a part file: super-resolved with the neighbouring patches as
-    context (as the v1 ingest does), labelled with both nomenclatures; a bad patch is recorded
-    against its id and the others go on."""
-    from .bigearthnet_v1 import Neighbours, patch_files, strays, write_part
-
+    """One v2 product's patches into a part file (``patch_ingest.ingest``), labelled with both
+    nomenclatures; the 43 classes recovered from the maps, mapped to 19, are counted against the
+    parquet's 19 (``label_check``)."""
     root = Path(folders[0]).parents[2]
     rows = read_metadata(root)[0]
     share = cfg.min_label_share
-    up = cfg.upsampler()
-    context = Neighbours(folders, up, xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share))
-    failed: dict[str, str] = {}
-    ignored: dict[str, str] = {}
     check = {"patches": 0, "disagree": 0, "by_class_19": {}}
-    no_labels = [0]
 
-    def patches():
-        for folder in sorted(folders, key=lambda f: _xy(f)[::-1]):
-            if progress is not None:
-                progress(1)
-            ignored.update(strays(folder, patch_files(folder.name, labels_json=False)))
-            ref = root / MAPS_DIR / folder.parent.name / folder.name
-            if ref.is_dir():
-                ignored.update(strays(ref, {f"{folder.name}_reference_map.tif"}))
-            try:
-                p = context.patch(folder)
-            except (InputError, nom.UnknownClassError) as e:
-                failed[folder.name] = str(e)
-                continue
-            if not p["classes_19"].any() or not p["classes"].any():  # no labels in the parquet or the map
-                no_labels[0] += 1
-                continue
-            try:
-                cubes = context.cubes(p)
-            except InputError as e:  # the method's output failed its check here (DSen2 out of range): this
-                failed[folder.name] = f"{folder}: {e}"  # patch fails, the tile's others go on
-                continue
-            arrays = dict(cubes, classes=p["classes"], classes_19=p["classes_19"])
-            # the 43 classes recovered from the map, mapped to 19, against the parquet's 19
-            diff = np.flatnonzero(nom.to_19(p["classes"]) != p["classes_19"])
-            check["patches"] += 1
-            if len(diff):
-                check["disagree"] += 1
-                for j in diff:
-                    name = nom.CLASS_NAMES_19[j]
-                    check["by_class_19"][name] = check["by_class_19"].get(name, 0) + 1
-            meta = {k: p[k] for k in ("name", "product", "tile", "date", "split", "crs", "x", "y", "bounds",
-                                      "v1_name", "s1_name")}
-            yield arrays, meta
+    def meta(p: dict) -> dict:
+        diff = np.flatnonzero(nom.to_19(p["classes"]) != p["classes_19"])
+        check["patches"] += 1
+        if len(diff):
+            check["disagree"] += 1
+            for j in diff:
+                name = nom.CLASS_NAMES_19[j]
+                check["by_class_19"][name] = check["by_class_19"].get(name, 0) + 1
+        return {k: p[k] for k in ("name", "product", "tile", "date", "split", "crs", "x", "y", "bounds", "v1_name",
+                                  "s1_name")}
 
-    n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
-    drops = {**dict(screened or {"snow_list": 0, "cloud_list": 0}), "no_labels": no_labels[0]}
-    return {"kept": n, "drops": drops, "stats": stats.to_json(),
-            "failed_inputs": failed, "inputs_ignored": ignored, "label_check": check}
+    def stray_entries(folder: Path) -> dict:
+        out = strays(folder, patch_files(folder.name, labels_json=False))
+        ref = root / MAPS_DIR / folder.parent.name / folder.name
+        return {**out, **strays(ref, {f"{folder.name}_reference_map.tif"})} if ref.is_dir() else out
+
+    source = PatchSource(
+        xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share), meta=meta, strays=stray_entries,
+        # no labels in the parquet or the map teach nothing
+        labels=lambda p: (p["classes"], p["classes_19"]) if p["classes"].any() and p["classes_19"].any() else None)
+    res = ingest(source, folders, cfg, part_path, progress, drops=dict(screened or {"snow_list": 0, "cloud_list": 0}))
+    return {**res, "label_check": check}

@@ -3,7 +3,7 @@ into part files, merge, and write the manifest.
 
 The steps live in their own modules: ``config.py`` (options and fingerprint), ``tasks.py``
 (planning, per-task fingerprints, resumable execution), ``products.py`` and
-``bigearthnet_v1.py`` (the per-tile work), ``engines.py`` (local processes, MPI ranks). This
+``bigearthnet_v1.py``, ``bigearthnet_v2.py`` and ``patch_ingest.py`` (the per-tile work), ``engines.py`` (local processes, MPI ranks). This
 module runs them and merges: every tile's part is written to a temporary name and renamed,
 then recorded by a marker (its checksum and fingerprint); a rerun skips tiles whose marker
 matches, so a killed build resumes and ends with the archive an uninterrupted build writes.
@@ -110,7 +110,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "patches": n,
         "patches_per_split": split_counts,
         "tiles": {i: {k: by_id[i][k] for k in ("kept", "drops", "sha256", "fingerprint", "seconds_decode",
-                                               "seconds_total") if k in by_id[i]} for i in ok},
+                                               "seconds_total", "sr_adapted") if k in by_id[i]} for i in ok},
         "tiles_ok": len(ok),
         "tiles_failed": failed,
         "inputs_ignored": dict(sorted(ignored.items())),  # seen and not used (not a patch), each with the reason

@@ -21,6 +21,7 @@ class BuildConfig:
     sr_weights: str | None = None  # dsen2: bundle .npz, or "2x.hdf5,6x.hdf5"; None = the shipped default
     sr_device: str = "cpu"
     sr_precision: str = "auto"
+    sr_adapt: int = 0  # dsen2: fine-tuning steps on each tile's (acquisition's) own bands first; 0: none
     clc: list = dataclasses.field(default_factory=list)
     labels_json: str | None = None  # BigEarthNet label JSONs instead of CORINE rasters
     clc_values: str = "auto"
@@ -36,7 +37,8 @@ class BuildConfig:
     progress: bool = True
 
     def upsampler(self) -> upsample.Upsampler:
-        opts = {"weights": self.sr_weights, "device": self.sr_device, "precision": self.sr_precision}
+        opts = {"weights": self.sr_weights, "device": self.sr_device, "precision": self.sr_precision,
+                "adapt": self.sr_adapt}
         return upsample.get(self.upsampling, **(opts if self.upsampling == "dsen2" else {}))
 
     def super_resolution(self) -> dict:

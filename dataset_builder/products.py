@@ -34,6 +34,26 @@ def _bounds(geo, x: int, y: int) -> list[float]:
     return [ulx, uly, ulx + PATCH_M, uly - PATCH_M]
 
 
+# The windows a tile's adaptation learns from: up to 2 x 2 windows of 576 px (a multiple of 36,
+# so both networks' coarse grids align), spread over the tile; 1.3 Mpx of a 120 Mpx tile, enough
+# for the bounded steps and cheap to degrade
+ADAPT_WINDOW = 576
+
+
+def tile_pieces(bands: dict, convert) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(b10, b20, b60) float32 reflectance x 10000 of the windows a tile adapts on."""
+    size = bands[BANDS_10M[0]].shape[0]
+    side = min(ADAPT_WINDOW, size - size % 36)
+    n = max(1, min(2, size // side))
+    starts = [round((size - side) * (i + 0.5) / n) // 36 * 36 for i in range(n)] if n > 1 else [0]
+    out = []
+    for r in starts:
+        for c in starts:
+            out.append(tuple(np.stack([convert(b, bands[b][r // f:(r + side) // f, c // f:(c + side) // f]) for b in names])
+                             .astype(np.float32) for names, f in ((BANDS_10M, 1), (BANDS_20M, 2), (BANDS_60M, 6))))
+    return out
+
+
 def process_product(product: Product, cfg: BuildConfig, part_path: Path, progress=None) -> dict:
     """Cut one product into screened, labelled, super-resolved patches in a part file."""
     geo = product.geocoding
@@ -62,6 +82,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     t_decode = time.perf_counter() - t0
     convert = lambda b, a: to_reflectance_dn(product, b, a)  # noqa: E731
     split = tile_split(product.tile, cfg.split_fractions)
+    up = upsample.for_scene(up, lambda: tile_pieces(bands, convert))  # adapted to this tile alone, if asked
 
     def cut_strip(y: int):
         """Screen, label and cut one row of patches; pure, so rows can run on several threads."""
@@ -125,6 +146,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         raise
     finally:
         pool.shutdown(cancel_futures=True)
-    return {"kept": n, "drops": drops, "stats": stats.to_json(), "labels": label_source,
+    adapted = {"sr_adapted": up.adaptation} if getattr(up, "adaptation", None) else {}
+    return {**adapted, "kept": n, "drops": drops, "stats": stats.to_json(), "labels": label_source,
             "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
             "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}

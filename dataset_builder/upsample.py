@@ -33,7 +33,7 @@ def __getattr__(name):  # the interpolations, re-exported here where the registr
 def _interpolation(cls: str):
     """The factory of an interpolation: it takes the options every method is called with and has
     no use for them (no weights; it runs on the CPU, in fp32), so one call serves every method."""
-    def make(weights=None, device="cpu", precision="auto") -> Upsampler:
+    def make(weights=None, device="cpu", precision="auto", adapt=0) -> Upsampler:
         from . import interpolate
         return getattr(interpolate, cls)()
     return make
@@ -59,8 +59,10 @@ def get(name: str, **options) -> Upsampler:
         name: ``bilinear``, ``bicubic``, ``dsen2`` or a name given to :func:`register`.
         **options: passed to the method's factory; every built-in method takes ``weights`` (a
             bundle path, two Keras files joined by a comma, or None for the shipped default),
-            ``device`` (``cpu``/``cuda``) and ``precision`` (``auto``/``fp32``/``bf16``/``fp16``);
-            the interpolations accept and ignore them (no weights, CPU, fp32).
+            ``device`` (``cpu``/``cuda``), ``precision`` (``auto``/``fp32``/``bf16``/``fp16``) and
+            ``adapt`` (DSen2: fine-tuning steps on each scene's own bands under Wald's protocol
+            before it is super-resolved, ``True`` for the default count; see :func:`for_scene`);
+            the interpolations accept and ignore them (no weights, CPU, fp32, nothing to adapt).
 
     Returns:
         An :class:`Upsampler`: ``up(b10, b20, b60)`` maps (4,H,W), (6,H/2,W/2), (2,H/6,W/6)
@@ -69,6 +71,16 @@ def get(name: str, **options) -> Upsampler:
     if name not in _REGISTRY:
         raise ValueError(f"unknown upsampling method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](**options)
+
+
+def for_scene(up: Upsampler, pieces: Callable[[], list]) -> Upsampler:
+    """The upsampler for one scene (a product's tile, one acquisition's patch folders, one piece
+    under evaluation): ``up`` itself, or, for a method that adapts (``adapt=``), a copy adapted to
+    ``pieces()`` ((b10, b20, b60) float32 reflectance x 10000 of that scene; called only then).
+    A copy is never used for another scene."""
+    if getattr(up, "adapt_steps", 0):
+        return up.for_scene(pieces())
+    return up
 
 
 def available() -> list[str]:

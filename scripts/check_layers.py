@@ -3,9 +3,15 @@
     python scripts/check_layers.py          # prints the problems, exit 1 if any
 
 Layers, bottom to top: bigearth (the core: record, nomenclature, files, errors, options) <
-dataset_builder < shards < reference_train < bigearth_cli (the command line, imported by
-nothing). Every import counts, at module level or inside a function ("hidden" ones too), and
-a name imported from a private module attribute (``_name`` of another module) is reported.
+dataset_builder < sr_lab (training and judging the super-resolution networks) < shards <
+reference_train < bigearth_cli (the command line, imported by nothing). Every import counts, at
+module level or inside a function ("hidden" ones too), and a name imported from a private
+module attribute (``_name`` of another module) is reported.
+
+Within a package, its modules and sub-packages point one way too: a module that imports from a
+sub-package whose modules import that module back (``upsample`` -> ``sr.infer`` while
+``sr.evaluate`` -> ``upsample``) is a cycle between the two, reported as one even when no two
+modules form a cycle of their own.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("bigearth", "dataset_builder", "shards", "reference_train", "bigearth_cli")
+LAYERS = ("bigearth", "dataset_builder", "sr_lab", "shards", "reference_train", "bigearth_cli")
 
 
 def module_name(path: Path) -> str:
@@ -87,7 +93,32 @@ def problems() -> list[str]:
                 found.append(f"{rel}:{line}: imports the private name {private} of {target}")
             graph[name].add(target)
     found += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
+    found += [f"import cycle between the parts of {pkg}: {' <-> '.join(c)}" for pkg, c in part_cycles(graph, known)]
     return found
+
+
+def part_cycles(graph: dict[str, set[str]], known: dict) -> list[tuple[str, list[str]]]:
+    """(package, cycle) for every package whose parts (its modules and its sub-packages, each
+    sub-package one node) import one another round in a cycle."""
+    packages = {m for m, p in known.items() if p.name == "__init__.py"}
+    out = []
+    for pkg in sorted(packages):
+        if not any(s.startswith(pkg + ".") for s in packages):  # no sub-package: the module cycles say it all
+            continue
+
+        def part(m: str, pkg=pkg) -> str | None:
+            if not m.startswith(pkg + "."):
+                return None
+            return pkg + "." + m[len(pkg) + 1:].split(".")[0]
+        parts: dict[str, set[str]] = {}
+        for m, targets in graph.items():
+            a = part(m)
+            if a is None:
+                continue
+            parts.setdefault(a, set())
+            parts[a] |= {b for b in map(part, targets) if b is not None and b != a}
+        out += [(pkg, c) for c in cycles(parts)]
+    return out
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

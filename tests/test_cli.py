@@ -49,7 +49,7 @@ def test_every_option_shows_its_default_once(cmd):
 
 def test_help_texts_match_the_code():
     from dataset_builder import upsample
-    from dataset_builder.sr import flags, wald
+    from sr_lab import flags, wald
     from dataset_builder.tiles import DEFAULT_SCENES
     from reference_train import model, recipe, train_args
     from shards.writer import DEFAULT_SHARD_BYTES

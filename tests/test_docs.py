@@ -48,8 +48,9 @@ def test_super_resolution_page_calls_every_method_alike(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["dsen2", "bilinear", "bicubic"]
+    assert [line.split()[0] for line in lines] == ["dsen2", "bilinear", "bicubic", "adapted"]
     assert all("(8, 120, 120)" in line for line in lines)
+    assert lines[-1].endswith(" 20")  # the 2x network took its 20 steps on the scene
 
 
 @pytest.mark.slow

@@ -32,3 +32,26 @@ def test_the_checker_sees_cycles_upward_arrows_and_private_names(tmp_path, monke
     assert any("bigearth/core.py:2: imports dataset_builder.a, a layer above" in p for p in found), found
     assert any("import cycle: dataset_builder.a -> dataset_builder.b" in p for p in found), found
     assert any("private name _private of dataset_builder.a" in p for p in found), found
+
+
+def test_the_checker_sees_a_module_and_a_sub_package_importing_each_other(tmp_path, monkeypatch):
+    """No two modules form a cycle, yet ``up`` imports ``sub.infer`` while ``sub.train`` imports
+    ``up``: the package's parts point both ways (what ``upsample`` and ``sr/`` did)."""
+    for rel, text in {
+        "bigearth/__init__.py": "", "shards/__init__.py": "", "reference_train/__init__.py": "",
+        "bigearth_cli/__init__.py": "", "sr_lab/__init__.py": "",
+        "dataset_builder/__init__.py": "",
+        "dataset_builder/up.py": "def f():\n    from .sub.infer import g\n",
+        "dataset_builder/sub/__init__.py": "",
+        "dataset_builder/sub/infer.py": "def g():\n    pass\n",
+        "dataset_builder/sub/train.py": "from .. import up\n",
+    }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.setattr(check_layers, "ROOT", tmp_path)
+    found = check_layers.problems()
+    assert not [p for p in found if p.startswith("import cycle:")], found
+    assert any("import cycle between the parts of dataset_builder: dataset_builder.sub <-> dataset_builder.up" in p
+               for p in found), found
+    (tmp_path / "dataset_builder/sub/train.py").write_text("")  # one way only: no problem
+    assert check_layers.problems() == []

@@ -7,9 +7,10 @@ import torch
 
 from bigearth.record import BANDS_20M, BANDS_60M
 from dataset_builder import upsample
-from dataset_builder.sr import consistency, wald
-from dataset_builder.sr.crop import read_mat
+from dataset_builder.sr import consistency
 from dataset_builder.sr.infer import DSen2, detail_weight
+from sr_lab import wald
+from sr_lab.crop import read_mat
 
 from .conftest import fixtures_dir
 

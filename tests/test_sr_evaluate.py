@@ -1,4 +1,4 @@
-"""``bigearth-sr sr-eval`` (dataset_builder/sr/evaluate.py)."""
+"""``bigearth-sr sr-eval`` (sr_lab/evaluate.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from bigearth_cli.cli import main as cli
 from bigearth.record import BANDS_20M
 from dataset_builder import upsample
-from dataset_builder.sr import wald
+from sr_lab import wald
 
 from .conftest import fixtures_dir
 from .test_sr_model import tiny_bundle
@@ -67,7 +67,7 @@ def test_one_row_per_scene_pooled_over_pieces_and_patches_counted(tmp_path):
         return _bilinear_rmse_2x(wald.read_scene(p))
     # a scene's RMSE pools its pieces' squared errors (equal sizes here: the mean of the squares)
     both = np.sqrt(np.mean([per_patch(p) ** 2 for p in pieces[:2]]))
-    from dataset_builder.sr.evaluate import _rmse
+    from sr_lab.evaluate import _rmse
     assert _rmse(rows["S2A_20171101"], "2x", "bilinear") == pytest.approx(both, rel=1e-5)
     bil = doc["pooled"]["2x"]["methods"]["bilinear"]
     assert bil["rmse"] == pytest.approx(np.sqrt(np.mean([per_patch(p) ** 2 for p in pieces])), rel=1e-5)
@@ -81,7 +81,7 @@ def test_one_row_per_scene_pooled_over_pieces_and_patches_counted(tmp_path):
 
 def test_reports_merge_exactly(tmp_path):
     """Two runs' JSON merged == one run over both inputs (what a cross-validation pools)."""
-    from dataset_builder.sr.evaluate import merge_reports
+    from sr_lab.evaluate import merge_reports
     a, b = (fixtures_dir(f"sentinel2-patches/{n}.mat") for n in ("S2A_MSIL2A_20171121T112351_61_0", "S2B_MSIL2A_20170930T095019_0_12"))
     docs = []
     for name, ins in (("a", [a]), ("b", [b]), ("ab", [a, b])):

@@ -1,4 +1,4 @@
-"""``bigearth-sr sr-train`` (dataset_builder/sr/train.py)."""
+"""``bigearth-sr sr-train`` (sr_lab/train.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +10,10 @@ import torch
 
 from bigearth_cli.cli import main as cli
 from bigearth.files import content_digest, sha256_file
-from dataset_builder.sr import consistency, scenes, train
+from dataset_builder.sr import consistency
 from dataset_builder.sr.model import DSen2Net, NetSpec
 from dataset_builder.sr.weights import load_bundle
+from sr_lab import scenes, train
 
 TINY = ["--blocks", "1", "--features", "8", "--steps-per-epoch", "4", "--batch2", "8", "--batch6", "4",
         "--crop6", "24", "--no-progress"]

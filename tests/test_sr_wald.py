@@ -1,5 +1,5 @@
 """Wald's protocol, quality metrics and the cross-band detail statistic
-(dataset_builder/sr/wald.py, metrics.py, detail.py, crop.py)."""
+(sr_lab/wald.py, metrics.py, crop.py; dataset_builder/sr/detail.py)."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,9 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from bigearth.errors import InputError
-from dataset_builder.sr import detail, metrics, wald
-from dataset_builder.sr.crop import read_mat
+from dataset_builder.sr import detail
+from sr_lab import metrics, wald
+from sr_lab.crop import read_mat
 
 from .conftest import fixtures_dir
 

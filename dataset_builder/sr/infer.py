@@ -18,6 +18,7 @@ runs stay bit-identical to whole-tile ones.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 
@@ -27,10 +28,11 @@ import torch
 from bigearth.errors import InputError
 from bigearth.record import BANDS_20M, BANDS_60M
 
-from ..interpolate import BANDS_SR, bilinear
-from . import consistency
+from ..interpolate import BANDS_SR
+from . import adapt as adapt_mod, consistency
 from .consistency import reflect_index
 from . import weights as weights_io
+from .inputs import net_input, upsample_stack  # noqa: F401  (net_input: training builds its pairs with it)
 from .model import DSen2Net
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -131,23 +133,6 @@ def guard_context(s: int) -> int:
     return consistency.radius(s) + s + 3 * s
 
 
-def upsample_stack(cube: np.ndarray | torch.Tensor, f: int) -> torch.Tensor:
-    """(C, h, w) -> (C, h*f, w*f) float32, bilinear on pixel centres (the builder's bilinear)."""
-    cube = torch.as_tensor(cube, dtype=torch.float32)
-    out = torch.empty((cube.shape[0], cube.shape[1] * f, cube.shape[2] * f), dtype=torch.float32)
-    for k in range(cube.shape[0]):
-        bilinear(cube[k].contiguous(), f, out[k])
-    return out
-
-
-def net_input(ratio: int, b10, b20, b60=None, up20: torch.Tensor | None = None) -> torch.Tensor:
-    """The stacked input of the 2x (10 m + 20 m up) or 6x (10 m + 20 m up + 60 m up) network."""
-    parts = [torch.as_tensor(b10, dtype=torch.float32), upsample_stack(b20, 2) if up20 is None else up20]
-    if ratio == 6:
-        parts.append(upsample_stack(b60, 6))
-    return torch.cat(parts)
-
-
 def run_tiled(net: DSen2Net, x: torch.Tensor, core: int = 256, batch: int = 8, device="cpu", precision="fp32",
               region: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """``net`` over ``x`` (C, H, W) tile by tile: (out_bands, H, W) float32 on the CPU.
@@ -232,9 +217,14 @@ class DSen2:
     needs_10m = True
 
     def __init__(self, weights: str | None = None, device: str = "cpu", precision: str = "auto",
-                 core: int | None = None, batch: int | None = None, guard: bool = True):
+                 core: int | None = None, batch: int | None = None, guard: bool = True, adapt: int | bool = 0):
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--sr-device cuda, but torch sees no CUDA device")
+        # adapt: fine-tuning steps per scene before inference (True: adapt.DEFAULT_STEPS; 0: none)
+        self.adapt_steps = adapt_mod.DEFAULT_STEPS if adapt is True else int(adapt or 0)
+        if self.adapt_steps < 0:
+            raise ValueError(f"adapt must be a step count >= 0 (or True), not {adapt!r}")
+        self.adaptation: dict | None = None  # the report of the scene this copy was adapted to
         self.nets, self.provenance = weights_io.load(weights)
         self.device, self.precision = device, resolve_precision(device, precision)
         # CPU: about 200k pixels x 32 features per batch keep the activations in cache (measured
@@ -257,7 +247,22 @@ class DSen2:
         """What the archive and manifest record about the method."""
         guard = ({"consistency": "wald-gauss", "detail_floor": DETAIL_FLOOR, "budget": {"2": budget(2), "6": budget(6)}}
                  if self.guard else None)
-        return {"method": self.name, "precision": self.precision, "guard": guard, **self.provenance}
+        out = {"method": self.name, "precision": self.precision, "guard": guard, **self.provenance}
+        if self.adapt_steps:  # the recipe (per scene, from its own bands); each scene's weights are in its record
+            out["adapt"] = {"steps": self.adapt_steps, "lr": adapt_mod.LR, "crop": adapt_mod.CROP,
+                            "batch": adapt_mod.BATCH, "protocol": "wald-gauss"}
+        return out
+
+    def for_scene(self, pieces) -> "DSen2":
+        """This upsampler for one scene: itself without adaptation; with it, a copy whose networks
+        were fine-tuned on ``pieces`` (the scene's (b10, b20, b60), float32 reflectance x 10000)
+        under Wald's protocol (``adapt.adapt``), its report in ``.adaptation``."""
+        if not self.adapt_steps:
+            return self
+        nets, report = adapt_mod.adapt(self.nets, pieces, self.adapt_steps, device=self.device)
+        scene = copy.copy(self)
+        scene.nets, scene.adaptation = nets, report
+        return scene
 
     def __call__(self, b10, b20, b60, region=None):
         up20 = upsample_stack(b20, 2)

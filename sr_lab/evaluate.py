@@ -32,7 +32,7 @@ from bigearth.errors import InputError, OptionError
 from bigearth.files import atomic_path, content_digest, file_digests, folder_lock, output_folder, write_text
 from bigearth.record import BANDS_20M, BANDS_60M, BANDS_SUPER, PATCH_PX
 
-from .. import upsample
+from dataset_builder import upsample
 from . import metrics, scenes as scenes_mod, wald
 
 VIEW = 240  # side of the figure's window, in pixels of the reference grid
@@ -72,7 +72,9 @@ def evaluate_piece(piece, ups: dict, truth=None, mode="gauss"):
     out, images = {}, {}
     for name, low, ref, bands in protocols(piece.cubes, truth, mode):
         idx = [upsample.BANDS_SR.index(b) for b in bands]
-        ests = {m: up(low["im10"], low["im20"], low["im60"])[idx] for m, up in ups.items()}
+        # a method that adapts learns from this piece's input alone (degraded once more), never its reference
+        inp = (low["im10"], low["im20"], low["im60"])
+        ests = {m: upsample.for_scene(up, lambda: [inp])(*inp)[idx] for m, up in ups.items()}
         res = {"bands": list(bands), "sums": {m: metrics.sums(e, ref) for m, e in ests.items()}, "patches": []}
         # the 120 x 120 patches of the piece's 10 m grid, on the reference grid
         f = RATIO[name]
@@ -122,7 +124,7 @@ def seen_scenes(methods, options: dict) -> Seen:
     that names only its source files, the keys of those names) and the sources' digests."""
     if "dsen2" not in methods:
         return Seen()
-    from .weights import load
+    from dataset_builder.sr.weights import load
     _, prov = load(options.get("weights"))
     p = prov.get("provenance") if isinstance(prov.get("provenance"), dict) else {}
     sources = p.get("sources") if isinstance(p.get("sources"), dict) else {}
@@ -349,7 +351,8 @@ def evaluate_run(args) -> int:
     if args.out:
         output_folder(args.out)  # before the evaluation, not after it
     methods = args.methods
-    options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision}
+    options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision,
+               "adapt": args.sr_adapt}
     scene_list = scenes_mod.load(args.inputs)
     truth = None
     if args.truth:

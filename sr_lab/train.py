@@ -30,10 +30,13 @@ from bigearth.files import (atomic_path, content_digest, file_digests, folder_lo
                             sha256_file)
 
 from bigearth.errors import InputError, OptionError, TrainingDiverged
-from . import consistency, scenes as scenes_mod, wald
-from .infer import net_input
-from .model import SCALE, DSen2Net, NetSpec
-from .weights import check_state, save_bundle
+from dataset_builder.sr import consistency
+from dataset_builder.sr.adapt import net_forward as forward
+from dataset_builder.sr.inputs import net_input
+from dataset_builder.sr.model import SCALE, DSen2Net, NetSpec
+from dataset_builder.sr.weights import check_state, save_bundle
+
+from . import scenes as scenes_mod, wald
 
 
 # --------------------------------------------------------------------------- data
@@ -41,7 +44,7 @@ from .weights import check_state, save_bundle
 def scene_paths(args) -> list[Path]:
     """The inputs to train on; synthesizes the default products when none is given."""
     if not args.scenes:
-        from ..synth import write_default_set
+        from dataset_builder.synth import write_default_set
         return write_default_set(Path(args.out) / "products", args.synth_products, args.synth_size_m, args.seed)
     return scenes_mod.expand(args.scenes)
 
@@ -119,12 +122,6 @@ def sample_batch(pairs: list[list[Pair]], probs: torch.Tensor, crop: int, batch:
         ys.append(crops[1])
     y = torch.stack(ys)
     return torch.stack(xs), y, consistency.degrade(y, ratio)
-
-
-def forward(net: DSen2Net, x: torch.Tensor, low: torch.Tensor | None) -> torch.Tensor:
-    """The network's output, moved onto its coarse input's consistency set when ``low`` is given."""
-    y = net(x)
-    return y if low is None else consistency.project(y.float(), low, net.spec.ratio)
 
 
 def validate(net: DSen2Net, pairs: list[list[Pair]], device, consistent: bool = True) -> float | None:

@@ -93,7 +93,7 @@ def _synthetic_seed(p: Path) -> tuple[bool, str | None]:
 
 
 def _read_v1_patch(folder: Path) -> Piece:
-    from ..bigearthnet_v1 import read_bands
+    from dataset_builder.patch_ingest import read_bands
     meta_path = folder / f"{folder.name}_labels_metadata.json"
     try:
         labels = tuple(json.loads(meta_path.read_text())["labels"])
@@ -108,7 +108,7 @@ def _read_v1_patch(folder: Path) -> Piece:
 def expand(paths) -> list[Path]:
     """Inputs as given, with folders of inputs opened one level (``*.mat``, ``*.SAFE``, ``*.zip``,
     patch folders); an input of no known kind is an error naming it."""
-    from ..bigearthnet_v1 import is_archive_dir, patch_folders
+    from dataset_builder.bigearthnet_v1 import is_archive_dir, patch_folders
     out = []
     for p in map(Path, paths):
         if not p.exists():

@@ -18,7 +18,8 @@ from scipy.ndimage import gaussian_filter
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M
 
 from bigearth.errors import InputError
-from .detail import block_mean
+from dataset_builder.sr.detail import block_mean
+
 from .flags import DEGRADATIONS
 
 # Sentinel-2 MSI modulation transfer at Nyquist, per band
@@ -82,7 +83,7 @@ def pair(scene: dict, ratio: int, mode: str = "gauss") -> tuple[dict, np.ndarray
 def read_scene(path) -> dict:
     """A multi-resolution scene, {im10, im20, im60} reflectance x 10000 float32, from a MAT/HDF5
     crop (im10/im20/im60) or a Level-2A product (.SAFE folder or .zip)."""
-    from ..safe import open_product, read_band, to_reflectance_dn
+    from dataset_builder.safe import open_product, read_band, to_reflectance_dn
     from .crop import read_mat
 
     path = Path(path)

@@ -76,5 +76,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr-device", type=torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     p.add_argument("--sr-precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2 arithmetic (fp32 by default: the reference the other precisions are measured against)")
+    p.add_argument("--sr-adapt", type=nonneg_int, default=0, metavar="STEPS",
+                   help="dsen2: fine-tune on each piece's own (degraded) input for STEPS steps before it is "
+                        "super-resolved, as build --sr-adapt does per tile (0: off)")
     p.add_argument("--no-figures", action="store_true", help="no PNG figures")
     p.add_argument("--out", default=None, help="folder for sr_eval.json/.md/.csv and the figures (default: print the tables only)")

@@ -1,0 +1,251 @@
+"""The per-patch ingest of BigEarthNet patch folders, v1 and v2 alike: the folder's band
+GeoTIFFs read and checked, the entries it holds besides them accounted for, each patch
+super-resolved with its neighbours of the same tile as context, and the kept patches written
+into a part file. ``ingest`` is the one loop both inputs run; ``PatchSource`` says what differs
+(how a folder is placed, read, screened and labelled)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+
+from bigearth import nomenclature as nom
+from bigearth.errors import InputError
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_PX, RecordBatch
+
+from . import archive, upsample
+from .geotiff import read_raster
+from .stats import SplitStats
+
+
+def reading():
+    """The GDAL settings the patch readers run under, entered once per task: a patch folder's
+    GeoTIFFs carry their georeference inside, so GDAL need not list folders for side-car files,
+    and one environment for all reads spares rasterio setting one up for each of them."""
+    return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+
+
+def read_bands(folder: Path, stem: str) -> tuple[dict, object, dict]:
+    """The 12 band GeoTIFFs of a patch folder (``<stem>_<band>.tif``, as BigEarthNet v1 and v2
+    store them; ``geotiff.read_raster``), checked: one uint16 band each, the patch's size at the
+    band's resolution, one CRS for all. Returns (band -> array, CRS, band -> geotransform)."""
+    bands, transforms, crs = {}, {}, None
+    for band in BANDS_10M + BANDS_20M + BANDS_60M:
+        path = folder / f"{stem}_{band}.tif"
+        want = PATCH_PX * 10 // BAND_RESOLUTION[band]
+        r = read_raster(path)
+        if r.count != 1 or r.array.dtype != np.uint16:
+            raise InputError(path, f"expected one uint16 band, found {r.count} band(s) of {r.array.dtype}")
+        if r.array.shape != (want, want):
+            raise InputError(path, f"raster is {r.array.shape[0]} x {r.array.shape[1]}, expected {want} x {want}")
+        if r.crs is None or (crs is not None and r.crs != crs):
+            raise InputError(path, f"CRS {r.crs} differs from the patch's other bands ({crs})"
+                             if crs is not None else "raster has no CRS")
+        bands[band], transforms[band] = r.array, r.transform
+        crs = crs or r.crs
+    return bands, crs, transforms
+
+
+def strays(folder: Path, expected: set[str]) -> dict[str, str]:
+    """{path: why} for every entry of a patch folder that the reader does not read (a note, a
+    link, a sub-folder): the manifest accounts for all it was given, these under inputs_ignored."""
+    out = {}
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name in expected:
+                    continue
+                kind = ("a link" if e.is_symlink() else "a folder" if e.is_dir(follow_symlinks=False) else "a file")
+                out[e.path] = f"{kind} in a patch folder, not one of the patch's files: not read"
+    except OSError:  # an unreadable folder fails as that patch, where its files are read
+        pass
+    return out
+
+
+def patch_files(stem: str, labels_json: bool = True) -> set[str]:
+    """The names the readers take from a patch folder: the 12 bands (and v1's label JSON)."""
+    names = {f"{stem}_{b}.tif" for b in BANDS_10M + BANDS_20M + BANDS_60M}
+    return names | {f"{stem}_labels_metadata.json"} if labels_json else names
+
+
+def cubes_of(p: dict) -> dict:
+    return {key: np.stack([p["bands"][b] for b in names]).astype(np.uint16)
+            for key, names in (("data_10m", BANDS_10M), ("data_20m", BANDS_20M), ("data_60m", BANDS_60M))}
+
+
+def sr_inputs(cubes: dict, up) -> tuple:
+    return (cubes["data_10m"].astype(np.float32) if up.needs_10m else None,
+            cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
+
+
+class Neighbours:
+    """The adjacent patches of the same tile_source, as context for super-resolution: the
+    archive cut the tile into patches, and a whole-tile run would have seen these pixels.
+    Patches on the official snow/cloud lists count too (they are imagery; only their labels are
+    unusable); a missing or unreadable neighbour leaves that side mirrored. Every patch is read
+    once: what was read as a neighbour is what ``patch`` hands the build later, and rows above
+    the previous one are dropped from the cache."""
+
+    def __init__(self, folders: list[Path], up, xy, read):
+        # xy: folder -> (x, y); read: folder -> the patch (a dict with its "bands")
+        self.xy = xy
+        self.by_xy = {self.xy(f): f for f in folders}
+        self.up = up
+        self.read = read
+        self.cache: dict = {}
+
+    def _entry(self, x: int, y: int) -> tuple:
+        if (x, y) not in self.cache:
+            folder = self.by_xy.get((x, y))
+            entry = (None, None)
+            if folder is not None:
+                try:
+                    p = self.read(folder)
+                    entry = (p, sr_inputs(cubes_of(p), self.up))
+                except (InputError, nom.UnknownClassError):  # reported when that patch itself is built
+                    pass
+            self.cache[(x, y)] = entry
+        return self.cache[(x, y)]
+
+    def patch(self, folder: Path) -> dict:
+        """The patch in ``folder``, read once (a bad one raises its error here)."""
+        p = self._entry(*self.xy(folder))[0]
+        return p if p is not None else self.read(folder)
+
+    def inputs(self, x: int, y: int):
+        return self._entry(x, y)[1]
+
+    def cubes(self, p: dict) -> dict:
+        """The patch's native cubes and its ``data_super``, super-resolved with the neighbours as context."""
+        cubes = cubes_of(p)
+        sr = upsample.upsample_with_context(self.up, *self.inputs(p["x"], p["y"]), self.around(p["x"], p["y"]))
+        cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
+        return cubes
+
+    def around(self, x: int, y: int) -> dict:
+        for key in [k for k in self.cache if k[1] < y - 1]:
+            del self.cache[key]
+        return {(dy, dx): self.inputs(x + dx, y + dy)
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+
+
+@dataclasses.dataclass
+class PatchSource:
+    """What one kind of patch folder needs of the loop: ``xy(folder)`` its grid place (x, y);
+    ``read(folder)`` the patch (a dict with its ``bands``; InputError for a bad one);
+    ``labels(patch)`` its (43, 19) multi-hot vectors, or None for a patch without labels
+    (dropped as ``no_labels``); ``meta(patch)`` its descriptive fields; ``strays(folder)`` {path: why} of the entries
+    it holds besides the patch's files; ``screen(folder)`` the drop reason of a folder a list
+    screens out, or None; ``check(patch, folder)`` a further check that may raise InputError."""
+
+    xy: Callable[[Path], tuple[int, int]]
+    read: Callable[[Path], dict]
+    labels: Callable[[dict], tuple[np.ndarray, np.ndarray] | None]
+    meta: Callable[[dict], dict]
+    strays: Callable[[Path], dict]
+    screen: Callable[[Path], str | None] = lambda folder: None
+    check: Callable[[dict, Path], None] = lambda patch, folder: None
+
+
+def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progress=None,
+           drops: dict | None = None) -> dict:
+    """The patch folders of one tile, in row-major order, into a part file: each screened,
+    read, checked, labelled and super-resolved with its neighbours as context. A bad patch is
+    recorded against its name and the others go on. Returns the task's result (kept, drops,
+    statistics, failed and ignored inputs); ``drops`` holds the counts to start from."""
+    context = Neighbours(folders, cfg.upsampler(), source.xy, source.read)
+    # adapted (if asked) to this acquisition's own patches, and to nothing else
+    context.up = upsample.for_scene(context.up, lambda: scene_pieces(context, [source.xy(f) for f in folders]))
+    drops = {**(drops or {}), "no_labels": 0}
+    failed: dict[str, str] = {}  # patch name -> error
+    ignored: dict[str, str] = {}
+
+    def patches():
+        for folder in sorted(folders, key=lambda f: source.xy(f)[::-1]):
+            if progress is not None:
+                progress(1)
+            ignored.update(source.strays(folder))
+            reason = source.screen(folder)
+            if reason is not None:
+                drops[reason] = drops.get(reason, 0) + 1
+                continue
+            try:
+                p = context.patch(folder)
+                source.check(p, folder)
+            except (InputError, nom.UnknownClassError) as e:
+                failed[folder.name] = str(e)
+                continue
+            labels = source.labels(p)
+            if labels is None:  # no labels teach nothing: dropped and counted, as products do
+                drops["no_labels"] += 1
+                continue
+            try:
+                cubes = context.cubes(p)
+            except InputError as e:  # the method's output failed its check here (DSen2 out of range): this
+                failed[folder.name] = f"{folder}: {e}"  # patch fails, the tile's others go on
+                continue
+            yield dict(cubes, classes=labels[0], classes_19=labels[1]), source.meta(p)
+
+    n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
+    res = {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored}
+    if getattr(context.up, "adaptation", None):
+        res["sr_adapted"] = context.up.adaptation
+    return res
+
+
+ADAPT_PATCHES = 16
+
+
+def scene_pieces(context: "Neighbours", places: list[tuple[int, int]], limit: int = ADAPT_PATCHES) -> list:
+    """What one acquisition's patches give adaptation: up to ``limit`` patches spread over the
+    tile in row-major order, each as the 3 x 3 mosaic of it and its neighbours where all eight are
+    there (360 px: large enough for the 6x protocol), else alone (120 px: the 2x protocol only).
+    Unreadable patches are left out (they fail as themselves when built)."""
+    order = sorted(places, key=lambda p: (p[1], p[0]))
+    chosen = order[::max(1, len(order) // limit)][:limit]
+    have = set(places)
+    out = []
+    for x, y in chosen:
+        around = [(x + dx, y + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        if all(p in have for p in around) and all(context.inputs(*p) is not None for p in around):
+            rows = [[context.inputs(x + dx, y + dy) for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
+            out.append(tuple(np.concatenate([np.concatenate([r[k] for r in row], axis=2) for row in rows], axis=1)
+                             for k in range(3)))
+        elif context.inputs(x, y) is not None:
+            out.append(context.inputs(x, y))
+    return out
+
+
+def write_part(part_path: Path, compression: str, patches, batch: int = 64, checksums: bool = True) -> tuple[int, SplitStats]:
+    """Write ``(arrays, meta)`` of single patches into a part file (atomically: nothing is left
+    on an error) with their per-split statistics; the BigEarthNet ingests' one writer. Patches go
+    in as RecordBatches of ``batch``: one patch at a time, the HDF5 resizes (one per dataset)
+    cost as much as the patch's other work. The patches are produced (read) under
+    ``reading()``'s GDAL settings."""
+    stats = SplitStats()
+    writer = archive.PartWriter(part_path, compression, checksums=checksums)
+    queue: list = []
+
+    def flush() -> None:
+        records = RecordBatch({k: np.stack([a[k] for a, _ in queue]) for k in queue[0][0]}, [m for _, m in queue])
+        writer.append(records)
+        stats.add(records.arrays, [m["split"] for m in records.meta])
+        queue.clear()
+
+    try:
+        with reading():
+            for arrays, meta in patches:
+                queue.append((arrays, meta))
+                if len(queue) >= batch:
+                    flush()
+        if queue:
+            flush()
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.n, stats
