@@ -113,9 +113,10 @@ class Seen:
         for piece in scene.pieces:
             if content_digest(piece.path) in self.sources:
                 return f"{piece.path} has the bytes of an input the DSen2 weights were trained on"
-            shared = file_digests(piece.path) & self.files
+            shared = set().union(*(file_digests(f) for f in scenes_mod.pixel_files(piece.path))) & self.files
             if shared:
-                return f"{piece.path} holds {len(shared)} file(s) with the bytes of the DSen2 weights' training inputs"
+                return (f"{piece.path} holds {len(shared)} band file(s) with the bytes of the DSen2 weights' training "
+                        f"inputs")
         return None
 
 

@@ -105,6 +105,20 @@ def _read_v1_patch(folder: Path) -> Piece:
     return Piece(folder.name, folder, cubes, labels)
 
 
+# the files that hold a scene's pixels: a product's 12 spectral bands, a patch folder's 12 band
+# GeoTIFFs; not metadata (MTD_*.xml, manifest.safe) nor auxiliary rasters (AOT, WVP, TCI, SCL),
+# which two scenes of one generator, processor or tile can share byte for byte
+_BAND_FILE = re.compile(r"_B(0[1-9]|1[0-2]|8A)(_\d{2}m\.jp2|\.tif)$")
+
+
+def pixel_files(path: Path) -> list[Path]:
+    """The files of an input that hold its band pixels (a crop or a zip: the file itself)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    return sorted(f for f in path.rglob("*") if f.is_file() and _BAND_FILE.search(f.name))
+
+
 def expand(paths) -> list[Path]:
     """Inputs as given, with folders of inputs opened one level (``*.mat``, ``*.SAFE``, ``*.zip``,
     patch folders); an input of no known kind is an error naming it."""

@@ -264,11 +264,16 @@ def train_run(args) -> int:
             f.write(msg + "\n")
 
     paths = scene_paths(args)
-    sources = {str(p.name): content_digest(p) for p in paths}
-    # every file's bytes, names left out: sr-eval knows a training input under any other name
-    source_files = sorted(set().union(*(file_digests(p) for p in paths)))
+    sources = {str(p.name): content_digest(p) for p in paths}  # the run's fingerprint: what it was given
     loaded = scenes_mod.load(paths)
     train, val = split_scenes(loaded, args.val_scenes, args.exclude_scenes)
+    # what the bundle says it saw: the inputs of the scenes it trained and validated on, never the
+    # ones --exclude-scenes left out (a cross-validation's test fold stays unseen to sr-eval); every
+    # file's bytes, names left out, so that sr-eval knows a training input under any other name
+    used = {str(pc.path) for sc in (*train, *val) for pc in sc.pieces}
+    seen_paths = [p for p in paths if str(p) in used]
+    seen_sources = {str(p.name): sources[str(p.name)] for p in seen_paths}
+    source_files = sorted(set().union(*(file_digests(p) for p in seen_paths)))
     log(f"sr-train: {len(loaded)} scene(s) from {len(paths)} input(s); training on {len(train)}, validating on "
         f"{len(val)} ({', '.join(s.key for s in val) or 'none'}), left out: {args.exclude_scenes or 'none'}")
     ratios = list(map(int, args.nets.split(",")))
@@ -284,7 +289,7 @@ def train_run(args) -> int:
         return 0
     options = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
     meta = {"provenance": {"trained_by": "bigearth-sr sr-train", "options": options, "seed": args.seed,
-                           "sources": sources, "source_files": source_files, "degradation": args.degradation,
+                           "sources": seen_sources, "source_files": source_files, "degradation": args.degradation,
                            "train_scenes": [s.key for s in train], "val_scenes": [s.key for s in val],
                            "consistency": not args.no_consistency,
                            "torch": torch.__version__, "device": str(args.device), "amp": args.amp,

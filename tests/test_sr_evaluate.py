@@ -122,6 +122,32 @@ def test_full_resolution_against_the_synthetic_truth(products, tmp_path):
     assert full["bicubic"]["rmse"] > 1
 
 
+def test_adaptation_learns_from_the_degraded_input_alone(products, tmp_path, monkeypatch):
+    """sr-eval --sr-adapt: each piece's DSen2 is adapted on that piece's protocol input (one grid
+    level down), never on its reference; the report's figures are those of the adapted networks."""
+    from dataset_builder.sr import adapt
+
+    seen = []
+    real = adapt.adapt
+
+    def spy(nets, pieces, *a, **k):
+        seen.append([tuple(c.shape for c in p) for p in pieces])
+        return real(nets, pieces, *a, **k)
+    monkeypatch.setattr(adapt, "adapt", spy)
+    assert cli(["sr-eval", str(products[0]), "--methods", "bicubic,dsen2", "--no-figures", "--allow-seen",
+                "--sr-adapt", "2", "--out", str(tmp_path / "a")]) == 0
+    side = 480  # the 4.8 km product at 10 m
+    # 2x: the input is the product degraded by 2; 6x: by 6 (each trimmed to its protocol's multiple)
+    assert seen[0] == [((4, 240, 240), (6, 120, 120), (2, 40, 40))]
+    assert seen[1] == [((4, 78, 78), (6, 39, 39), (2, 13, 13))] and side // 6 == 80
+    monkeypatch.setattr(adapt, "adapt", real)
+    assert cli(["sr-eval", str(products[0]), "--methods", "bicubic,dsen2", "--no-figures", "--allow-seen",
+                "--out", str(tmp_path / "b")]) == 0
+    rmse = [json.loads((tmp_path / d / "sr_eval.json").read_text())["pooled"]["2x"]["methods"]["dsen2"]["rmse"]
+            for d in "ab"]
+    assert rmse[0] != rmse[1]
+
+
 def test_an_input_too_small_for_the_protocol_is_refused(tmp_path, capsys):
     """A 36 px crop leaves 9 px of degraded 20 m input: named, with the minimum, not measured."""
     import h5py
@@ -178,3 +204,27 @@ def test_a_training_input_under_another_name_is_known_by_its_bytes(products, tmp
     why = {e["scene"]: e["why"] for e in doc["report"]["excluded"]}
     assert len(why) == 2 and "has the bytes of an input the DSen2 weights were trained on" in why["S2B_20190707"]
     assert any("file(s) with the bytes of the DSen2 weights' training inputs" in v for v in why.values())
+
+
+def test_scenes_sharing_only_metadata_bytes_are_unseen(products, tmp_path):
+    """Issue 35: two synthetic products of other seeds can share metadata and auxiliary rasters
+    byte for byte; the seen rule compares band files only, so a product whose manifest and SCL
+    equal a training product's, but whose bands do not, is judged."""
+    from bigearth.files import content_digest, file_digests
+    from dataset_builder.sr.weights import load_bundle, save_bundle
+    from sr_lab import scenes
+
+    trained, judged = products[0], tmp_path / products[1].name
+    shutil.copytree(products[1], judged)
+    shutil.copy(trained / "manifest.safe", judged / "manifest.safe")  # the training product's bytes, where
+    shutil.copy(next(trained.rglob("*_SCL_20m.jp2")), next(judged.rglob("*_SCL_20m.jp2")))  # they hold no band
+    nets, _ = load_bundle(tiny_bundle(tmp_path / "t.npz"))
+    w = save_bundle(tmp_path / "w.npz", nets, {"provenance": {
+        "train_scenes": ["synthetic:x"], "val_scenes": [], "sources": {trained.name: content_digest(trained)},
+        "source_files": sorted(file_digests(trained))}})
+    assert file_digests(judged) & file_digests(trained)  # they do share files
+    assert not set().union(*(file_digests(f) for f in scenes.pixel_files(judged))) & file_digests(trained)
+    assert cli(["sr-eval", str(judged), "--methods", "bicubic,dsen2", "--sr-weights", str(w), "--no-figures",
+                "--out", str(tmp_path / "ev")]) == 0
+    doc = json.loads((tmp_path / "ev" / "sr_eval.json").read_text())
+    assert len(doc["report"]["scenes"]) == 1 and not doc["report"]["excluded"]

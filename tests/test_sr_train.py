@@ -89,6 +89,14 @@ def test_whole_scenes_are_held_out_or_left_out(products, tmp_path, capsys):
     _run(products, tmp_path, "--epochs2", "1", "--epochs6", "1", "--val-scenes", keys[0], "--exclude-scenes", keys[1])
     prov = load_bundle(tmp_path / "dsen2.npz")[1]["provenance"]
     assert prov["val_scenes"] == [keys[0]] and prov["train_scenes"] == [keys[2]]
+    # the left-out scene is not among what the bundle saw, by name or by content: sr-eval judges it
+    left_out = next(p for p in products if scenes.read_piece(p)[1] == keys[1])
+    assert left_out.name not in prov["sources"] and len(prov["sources"]) == 2
+    from bigearth.files import file_digests
+    bands = set().union(*(file_digests(f) for f in scenes.pixel_files(left_out)))
+    assert len(scenes.pixel_files(left_out)) == 12 and not bands & set(prov["source_files"])
+    assert cli(["sr-eval", str(left_out), "--methods", "bicubic,dsen2", "--sr-weights", str(tmp_path / "dsen2.npz"),
+                "--no-figures", "--out", str(tmp_path / "ev")]) == 0
     capsys.readouterr()
     assert _run(products, tmp_path / "x", "--exclude-scenes", "S2A_19990101") == 1
     assert "--exclude-scenes: no input is of scene S2A_19990101" in capsys.readouterr().err
