@@ -13,6 +13,7 @@ epoch is a sample count taken from the index. The stages live in ``index.py``, `
 from __future__ import annotations
 
 import math
+import numbers
 import random
 import sys
 from functools import partial
@@ -104,6 +105,16 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         with ``with_meta``), batched when ``batch_size`` is set; it carries ``index``,
         ``skipped``, ``set_epoch``, ``samples_this_rank`` and ``batches_this_rank``.
     """
+    _count("batch_size", batch_size, 1, none_ok=True)
+    _count("shuffle", shuffle, 0)
+    _count("epoch_samples", epoch_samples, 1, none_ok=True)
+    if world is not None:
+        _count("world", world, 1)
+    if rank is not None:
+        _count("rank", rank, 0)
+        if rank >= (world if world is not None else rank_world()[1]):
+            raise ValueError(f"rank must be in [0, world) = [0, {world if world is not None else rank_world()[1]}), "
+                             f"got {rank!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if layout not in ("chw", "hwc"):
@@ -188,6 +199,9 @@ def loader(source, split: str = "train", batch_size: int = 64, num_workers: int 
         A ``webdataset.WebLoader``; the pipeline is ``loader.dataset`` (its ``set_epoch``,
         ``index``, ``skipped``, ``batches_this_rank``).
     """
+    _count("batch_size", batch_size, 1)  # before any worker starts: a bad one would hang or fail in a worker
+    _count("num_workers", num_workers, 0)
+    _count("prefetch_factor", prefetch_factor, 1)
     num_workers = capped("num_workers", num_workers, {f"{usable_cores()} usable cores": usable_cores()}) \
         if num_workers else 0
     ds = load(source, split, batch_size=batch_size, partial_batches=partial_batches or num_workers > 1, **kw)
@@ -198,6 +212,15 @@ def loader(source, split: str = "train", batch_size: int = 64, num_workers: int 
     ds.rebatched = True
     dl.dataset = ds
     return dl
+
+
+def _count(name: str, value, least: int, none_ok: bool = False) -> None:
+    """``value`` is an integer >= ``least`` (or None where allowed), else a ValueError naming the
+    argument and its valid range, raised in the caller."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}{' (or None)' if none_ok else ''}, got {value!r}")
 
 
 def rebatch(src, batch_size: int, partial: bool = True):

@@ -208,3 +208,29 @@ def test_hf_features_are_what_datasets_infers_with_typed_arrays(written, tmp_pat
         r = recs[ex["__key__"]]
         np.testing.assert_array_equal(ex["super.npy"], r.data_super)
         np.testing.assert_array_equal(ex["20m.npy"], r.data_20m)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": -2}, r"batch_size must be an integer >= 1, got -2"),
+    ({"batch_size": 2.5}, r"batch_size must be an integer >= 1, got 2\.5"),
+    ({"shuffle": -1}, r"shuffle must be an integer >= 0, got -1"),
+    ({"num_workers": -1}, r"num_workers must be an integer >= 0, got -1"),
+    ({"num_workers": 1.5}, r"num_workers must be an integer >= 0, got 1\.5"),
+    ({"prefetch_factor": 0}, r"prefetch_factor must be an integer >= 1, got 0"),
+    ({"rank": 3, "world": 2}, r"rank must be in \[0, world\) = \[0, 2\), got 3"),
+    ({"rank": -1, "world": 2}, r"rank must be an integer >= 0, got -1"),
+    ({"rank": 0, "world": 0}, r"world must be an integer >= 1, got 0"),
+    ({"resampled": True, "epoch_samples": 0}, r"epoch_samples must be an integer >= 1 \(or None\), got 0"),
+])
+def test_the_loader_refuses_what_it_cannot_do_in_the_caller(written, kw, message):
+    """Issue 33: each bad argument is one ValueError naming it and its range, raised before any
+    worker starts (batch_size=0 used to spin forever); run in a child with a time limit, so a
+    hang fails the test instead of the suite."""
+    import subprocess
+    import sys
+    sdir = written[2]
+    code = (f"import shards\ntry:\n    dl = shards.loader({str(sdir)!r}, 'train', **{kw!r})\n    next(iter(dl))\n"
+            f"except ValueError as e:\n    print('ValueError:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and re.search("ValueError: " + message, r.stdout), r.stdout + r.stderr[-2000:]
