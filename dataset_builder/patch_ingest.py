@@ -204,19 +204,16 @@ def scene_pieces(context: "Neighbours", places: list[tuple[int, int]], limit: in
     """What one acquisition's patches give adaptation: up to ``limit`` patches spread over the
     tile in row-major order, each as the 3 x 3 mosaic of it and its neighbours where all eight are
     there (360 px: large enough for the 6x protocol), else alone (120 px: the 2x protocol only).
-    Unreadable patches are left out (they fail as themselves when built)."""
+    Missing and unreadable patches give no inputs (they fail as themselves when built)."""
     order = sorted(places, key=lambda p: (p[1], p[0]))
-    chosen = order[::max(1, len(order) // limit)][:limit]
-    have = set(places)
     out = []
-    for x, y in chosen:
-        around = [(x + dx, y + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-        if all(p in have for p in around) and all(context.inputs(*p) is not None for p in around):
-            rows = [[context.inputs(x + dx, y + dy) for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
-            out.append(tuple(np.concatenate([np.concatenate([r[k] for r in row], axis=2) for row in rows], axis=1)
+    for x, y in order[::max(1, len(order) // limit)][:limit]:
+        rows = [[context.inputs(x + dx, y + dy) for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
+        if all(i is not None for row in rows for i in row):
+            out.append(tuple(np.concatenate([np.concatenate([i[k] for i in row], axis=2) for row in rows], axis=1)
                              for k in range(3)))
-        elif context.inputs(x, y) is not None:
-            out.append(context.inputs(x, y))
+        elif rows[1][1] is not None:
+            out.append(rows[1][1])
     return out
 
 

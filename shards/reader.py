@@ -112,9 +112,9 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         _count("world", world, 1)
     if rank is not None:
         _count("rank", rank, 0)
-        if rank >= (world if world is not None else rank_world()[1]):
-            raise ValueError(f"rank must be in [0, world) = [0, {world if world is not None else rank_world()[1]}), "
-                             f"got {rank!r}")
+        size = world if world is not None else rank_world()[1]
+        if rank >= size:
+            raise ValueError(f"rank must be in [0, world) = [0, {size}), got {rank!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if layout not in ("chw", "hwc"):

@@ -31,7 +31,7 @@ from bigearth.files import (atomic_path, content_digest, file_digests, folder_lo
 
 from bigearth.errors import InputError, OptionError, TrainingDiverged
 from dataset_builder.sr import consistency
-from dataset_builder.sr.adapt import net_forward as forward
+from dataset_builder.sr.adapt import aligned_window, net_forward as forward
 from dataset_builder.sr.inputs import net_input
 from dataset_builder.sr.model import SCALE, DSen2Net, NetSpec
 from dataset_builder.sr.weights import check_state, save_bundle
@@ -103,10 +103,7 @@ def sample_batch(pairs: list[list[Pair]], probs: torch.Tensor, crop: int, batch:
         scene = [p for p in pairs[i] if min(p.x.shape[1:]) >= crop]
         area = torch.tensor([float(p.x.shape[1] * p.x.shape[2]) for p in scene])
         p = scene[int(torch.multinomial(area, 1, generator=gen))]
-        h, w = p.x.shape[1:]
-        r = int(torch.randint(0, (h - crop) // ratio + 1, (1,), generator=gen)) * ratio
-        c = int(torch.randint(0, (w - crop) // ratio + 1, (1,), generator=gen)) * ratio
-        k, flip = torch.randint(0, 4, (2,), generator=gen).tolist()
+        r, c, k, flip = aligned_window(*p.x.shape[1:], crop, ratio, gen)
         gain = float(torch.exp((torch.rand((), generator=gen) * 2 - 1) * math.log(brightness)))
         crops = [torch.rot90(t, k, (1, 2)) * gain for t in (p.x[:, r:r + crop, c:c + crop], p.y[:, r:r + crop, c:c + crop])]
         if jitter:  # per band: the target bands are the input stack's last ones, and move with them

@@ -66,15 +66,22 @@ def scene_seed(pieces) -> int:
     return int(h.hexdigest()[:15], 16)
 
 
+def aligned_window(h: int, w: int, crop: int, ratio: int, gen: torch.Generator) -> tuple[int, int, int, int]:
+    """A random crop of an (h, w) image for the ``ratio`` network, drawn in this order: its row
+    and column on the coarse grid (multiples of ``ratio``, so its coarse input is whole pixels),
+    a rotation k x 90 degrees and a flip (odd: flipped). Training and adaptation draw alike."""
+    r = int(torch.randint(0, (h - crop) // ratio + 1, (1,), generator=gen)) * ratio
+    c = int(torch.randint(0, (w - crop) // ratio + 1, (1,), generator=gen)) * ratio
+    k, flip = torch.randint(0, 4, (2,), generator=gen).tolist()
+    return r, c, k, flip
+
+
 def _batch(pairs, area: torch.Tensor, ratio: int, gen: torch.Generator):
     """Random crops aligned to the coarse grid, rotated and flipped: (inputs, targets, coarse)."""
     crop, xs, ys = CROP[ratio], [], []
     for i in torch.multinomial(area, BATCH[ratio], replacement=True, generator=gen).tolist():
         x, y = pairs[i]
-        h, w = y.shape[1:]
-        r = int(torch.randint(0, (h - crop) // ratio + 1, (1,), generator=gen)) * ratio
-        c = int(torch.randint(0, (w - crop) // ratio + 1, (1,), generator=gen)) * ratio
-        k, flip = torch.randint(0, 4, (2,), generator=gen).tolist()
+        r, c, k, flip = aligned_window(*y.shape[1:], crop, ratio, gen)
         pair = [torch.rot90(t[:, r:r + crop, c:c + crop], k, (1, 2)) for t in (x, y)]
         if flip % 2:
             pair = [t.flip(2) for t in pair]
