@@ -3,7 +3,7 @@ over the whole window (patch + the halo's 42 px on every side, what the ingests 
 the networks over the patch and their reach only (``region``, what they run now), side by side,
 fp32 and bf16, with the largest difference between the two outputs (0: bit-identical).
 
-    python benchmarks/dsen2_context.py [--repeat 5] [--threads 1]
+    python benchmarks/dsen2_context.py [--repeat 5] [--threads 1] [--model default|paper]
 """
 from __future__ import annotations
 
@@ -38,11 +38,12 @@ def main() -> None:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="runs of each; the median is reported")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a build worker uses 1)")
+    ap.add_argument("--model", default="default", choices=("default", "paper"), help="the shipped weights (--sr-model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print("| precision | networks over | s per patch (median) | speed-up | max abs difference |\n|---|---|---:|---:|---:|")
     for precision in ("fp32", "bf16"):
-        up = DSen2(precision=precision)
+        up = DSen2(precision=precision, model=args.model)
         m, p = 6 * up.halo, 120
         cubes = window(p + 2 * m)
         times: dict = {"the whole window": [], "the patch and their reach": []}

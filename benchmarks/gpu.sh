@@ -35,7 +35,7 @@ log ""
 log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 log "$("$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)')"
 
-step "DSen2 per full tile (CUDA fp32, bf16) and against the CPU" 150 "$PY" benchmarks/gpu_dsen2.py
+step "DSen2 per full tile (CUDA fp32, bf16; default and paper models; adapted) and against the CPU" 360 "$PY" benchmarks/gpu_dsen2.py
 
 # shards for the trainer: 4 synthetic products of 12 km, bilinear (the loader, not the method, is measured)
 step "shards for the trainer" 150 bash -c "'$BIN/bigearth-sr' synth --out '$W/products' --products 4 > /dev/null && \

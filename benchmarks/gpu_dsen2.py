@@ -1,5 +1,7 @@
 """DSen2 on a CUDA device, per full Sentinel-2 tile (10,980 x 10,980 px at 10 m), in fp32 and bf16,
-and its output against the CPU's: the rows ``benchmarks/gpu.sh`` records.
+for every shipped model (``--sr-model default`` and ``paper``), with and without adaptation to
+the tile (``--sr-adapt 100``, in bf16, the GPU's ``auto``), and its output against the CPU's: the rows ``benchmarks/gpu.sh``
+records.
 
 The bands are a smooth synthetic scene of the tile's size (the timing does not depend on the
 values; DSen2's tiling, batches, guard and output assembly are what ``build --sr-device cuda``
@@ -47,22 +49,34 @@ def main() -> None:
         return
     name = torch.cuda.get_device_name(0)
     tile = scene(args.side)
+    from dataset_builder.products import ADAPT_WINDOW
+    from dataset_builder.sr.weights import MODELS
+    # what a build adapts on: 2 x 2 windows of ADAPT_WINDOW px spread over the tile (products.tile_pieces)
+    starts = [round((args.side - ADAPT_WINDOW) * (i + 0.5) / 2) // 36 * 36 for i in range(2)]
+    pieces = [tuple(b[:, r // f:(r + ADAPT_WINDOW) // f, c // f:(c + ADAPT_WINDOW) // f] for b, f in zip(tile, (1, 2, 6)))
+              for r in starts for c in starts]
     rows = []
-    for precision in ("fp32", "bf16"):
-        up = upsample.get("dsen2", device="cuda", precision=precision)
-        timed(up, tuple(b[:, :600, :600] if i == 0 else b[:, :600 // (2 if i == 1 else 6), :600 // (2 if i == 1 else 6)]
-                        for i, b in enumerate(tile)))  # warm-up: kernels chosen, weights moved
-        seconds, _ = timed(up, tile)
-        rows.append((precision, seconds, args.side * args.side / seconds / 1e6))
+    small = tuple(b[:, :600 // f, :600 // f] for b, f in zip(tile, (1, 2, 6)))
+    for model in (m for m in MODELS if MODELS[m].exists()):
+        for precision, steps in (("fp32", 0), ("bf16", 0), ("bf16", 100)):  # adaptation in the GPU's default
+            up = upsample.get("dsen2", device="cuda", precision=precision, model=model, adapt=steps)
+            timed(up, small)  # warm-up: kernels chosen, weights moved
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            scene_up = upsample.for_scene(up, lambda: pieces)
+            adapt_s = time.perf_counter() - t0
+            seconds, _ = timed(scene_up, tile)
+            rows.append((model, precision, steps, adapt_s if steps else 0.0, seconds,
+                         args.side * args.side / seconds / 1e6))
     w = args.window
     win = (tile[0][:, :w, :w], tile[1][:, :w // 2, :w // 2], tile[2][:, :w // 6, :w // 6])
     cpu = upsample.get("dsen2", device="cpu", precision="fp32")(*win)
     g32 = upsample.get("dsen2", device="cuda", precision="fp32")(*win)
     g16 = upsample.get("dsen2", device="cuda", precision="bf16")(*win)
     print(f"DSen2 (shipped weights, guard on), {name}, torch {torch.__version__}, tile {args.side} x {args.side} px")
-    print("| precision | s per full tile | MP/s |\n|---|---|---|")
-    for precision, seconds, mps in rows:
-        print(f"| {precision} | {seconds:.1f} | {mps:.1f} |")
+    print("| model | precision | adapt steps | adaptation s | s per full tile | MP/s |\n|---|---|---|---|---|---|")
+    for model, precision, steps, adapt_s, seconds, mps in rows:
+        print(f"| {model} | {precision} | {steps} | {adapt_s:.1f} | {seconds:.1f} | {mps:.1f} |")
     print(f"window {w} x {w}: max |GPU fp32 - CPU fp32| = {float(np.abs(g32 - cpu).max()):.3f} DN, "
           f"max |GPU bf16 - GPU fp32| = {float(np.abs(g16 - g32).max()):.2f} DN, "
           f"mean |bf16 - fp32| = {float(np.abs(g16 - g32).mean()):.3f} DN")

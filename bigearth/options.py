@@ -192,3 +192,12 @@ def split_name(text):
 
 
 split_name.__name__ = "split"
+
+
+def check_sr_model(args) -> None:
+    """``--sr-model`` names shipped DSen2 weights: beside ``--sr-weights`` one of the two would be
+    ignored, so the pair is refused (an OptionError)."""
+    from .errors import OptionError
+    if getattr(args, "sr_model", "default") != "default" and getattr(args, "sr_weights", None):
+        raise OptionError(f"--sr-model {args.sr_model} and --sr-weights {args.sr_weights}: give one (--sr-model picks "
+                          "the shipped weights, --sr-weights other ones)")

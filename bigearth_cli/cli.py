@@ -48,11 +48,15 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
                    help="grid (m) on which the CORINE raster is resampled (nearest) to find the classes of a patch")
     g.add_argument("--upsampling", default="dsen2", choices=upsample.available(),
                    help="super-resolution of the 20 m and 60 m bands: dsen2 (the paper's method, Lanaras et al. 2018, "
-                        "guarded: never worse than bicubic on held-out scenes; ~3x bilinear's build time on a CPU), "
+                        "guarded: never worse than bicubic on held-out scenes; ~5x bilinear's build time on a CPU), "
                         "bilinear (the paper's control; the fast choice), bicubic")
     g.add_argument("--sr-weights", default=None,
                    help="dsen2 weights: a bundle (.npz, from sr-train or sr-convert), or the authors' two Keras files "
                         "joined by a comma (2x,6x) (default: the weights shipped with the package)")
+    g.add_argument("--sr-model", default="default", choices=("default", "paper"),
+                   help="dsen2: which shipped weights, when --sr-weights is not given: 'default' (6 blocks of 32 "
+                        "features, the fast one) or 'paper' (the published DSen2's 6 x 128, several times slower: "
+                        "docs/super-resolution.md) (default: default)")
     g.add_argument("--sr-device", type=options.torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2: arithmetic (auto: bf16 on a GPU and on CPUs with native bf16 support, such as "
@@ -185,7 +189,7 @@ DEMO_EPILOG = """scaling up:
   longer         --epochs 40 --milestones 30
   more ranks     --ranks 4                           (each rank takes cores / ranks threads)
   the paper      --arch resnet50 --layers '' --batch-size 64 --lr 0.1 --mixup-alpha 0.2 --dropout 0.5
-  faster builds  --upsampling bilinear                (DSen2, the default, costs ~3x bilinear's build time on a CPU)
+  faster builds  --upsampling bilinear                (DSen2, the default, costs ~5x bilinear's build time on a CPU)
   real data      see docs/real-data.md (BigEarthNet v1 -> archive -> shards -> GPUs / SLURM)
 """
 

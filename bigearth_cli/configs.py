@@ -24,10 +24,13 @@ def expand_clc(paths) -> list[str]:
 
 
 def build_config(args):
+    from bigearth.options import check_sr_model
     from dataset_builder.build import BuildConfig
+    check_sr_model(args)
     thresholds = {k: getattr(args, f"max_{k}") for k in ("nodata", "cloud", "cirrus", "shadow", "snow")}
     return BuildConfig(out_dir=args.out, upsampling=args.upsampling, sr_weights=args.sr_weights,
                        sr_device=args.sr_device, sr_precision=args.sr_precision, sr_adapt=args.sr_adapt,
+                       sr_model=args.sr_model,
                        clc=expand_clc(args.clc),
                        labels_json=args.labels_json, clc_values=args.clc_values, label_res=args.label_res, thresholds=thresholds,
                        compression=args.compression, merge=args.merge, split_fractions=args.split_fractions,

@@ -22,6 +22,7 @@ class BuildConfig:
     sr_device: str = "cpu"
     sr_precision: str = "auto"
     sr_adapt: int = 0  # dsen2: fine-tuning steps on each tile's (acquisition's) own bands first; 0: none
+    sr_model: str = "default"  # dsen2: the shipped weights used when sr_weights is None (sr.weights.MODELS)
     clc: list = dataclasses.field(default_factory=list)
     labels_json: str | None = None  # BigEarthNet label JSONs instead of CORINE rasters
     clc_values: str = "auto"
@@ -38,7 +39,7 @@ class BuildConfig:
 
     def upsampler(self) -> upsample.Upsampler:
         opts = {"weights": self.sr_weights, "device": self.sr_device, "precision": self.sr_precision,
-                "adapt": self.sr_adapt}
+                "adapt": self.sr_adapt, "model": self.sr_model}
         return upsample.get(self.upsampling, **(opts if self.upsampling == "dsen2" else {}))
 
     def super_resolution(self) -> dict:

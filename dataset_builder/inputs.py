@@ -66,33 +66,46 @@ def shuffle_memory_bytes() -> int:
     return mib << 20
 
 
+def method_label(upsampling: str | None, sr_model: str = "default") -> str | None:
+    """How a build's super-resolution is named to a user: the method, and DSen2's shipped model
+    when it is not the default (``dsen2 --sr-model paper``)."""
+    return f"{upsampling} --sr-model {sr_model}" if upsampling == "dsen2" and sr_model != "default" else upsampling
+
+
 def archive_upsampling(path) -> str | None:
+    """The archive's method as ``method_label`` names it (None: no build configuration recorded)."""
     with h5py.File(path, "r") as f:
         cfg = f.attrs.get("build_config")
-    return json.loads(cfg).get("upsampling") if cfg else None
+    if not cfg:
+        return None
+    doc = json.loads(cfg)
+    return method_label(doc.get("upsampling"), doc.get("sr_model") or "default")
 
 
-def other_upsampling(folder, upsampling: str | None) -> tuple[Path, str] | None:
-    """(archive, its upsampling) when ``folder`` holds an archive built with another upsampling
-    than ``upsampling`` (None: any will do), else None: what neither the TFDS configs of
-    ``upsampling`` nor ``archive_for`` can take from it."""
+def other_upsampling(folder, upsampling: str | None, sr_model: str = "default") -> tuple[Path, str] | None:
+    """(archive, its method label) when ``folder`` holds an archive built with another upsampling
+    (or DSen2 model) than ``upsampling`` (None: any will do), else None: what neither the TFDS
+    configs of ``upsampling`` nor ``archive_for`` can take from it."""
     kind, paths = describe(folder)
     if kind != "archive" or upsampling is None:
         return None
     found = archive_upsampling(paths[0])
-    return (paths[0], found) if found is not None and found != upsampling else None
+    return (paths[0], found) if found is not None and found != method_label(upsampling, sr_model) else None
 
 
-def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | None = None, progress: bool = False) -> Path:
+def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | None = None, progress: bool = False,
+                sr_model: str = "default") -> Path:
     """The archive to read for ``folder``: the one it holds, or one built (resumably) in
-    ``work_dir/<upsampling>/`` from its products or BigEarthNet patches."""
+    ``work_dir/<upsampling>/`` (``dsen2-<model>`` for a DSen2 model other than the default) from
+    its products or BigEarthNet patches."""
     folder = Path(folder)
     kind, paths = describe(folder)
     if kind == "archive":
         check_manifest(paths[0])  # the archive its manifest describes, not one left from another build
-        other = other_upsampling(folder, upsampling)
+        other = other_upsampling(folder, upsampling, sr_model)
         if other is not None:
-            raise ValueError(f"{other[0]}: built with --upsampling {other[1]}, this configuration needs {upsampling}")
+            raise ValueError(f"{other[0]}: built with --upsampling {other[1]}, this configuration needs "
+                             f"{method_label(upsampling, sr_model)}")
         return paths[0]
     if upsampling is None:
         # the native cubes are the same in every build: go on with a build already made here (its
@@ -100,8 +113,9 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
         # make the cheapest
         made = [p.parent.name for p in Path(work_dir).glob(f"*/{MANIFEST_NAME}")]
         upsampling = next((u for u in ("dsen2", "bilinear", "bicubic") if u in made), "bilinear")
-    out = Path(work_dir) / (upsampling or "bilinear")
-    cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", progress=progress)
+    model = sr_model if upsampling == "dsen2" else "default"
+    out = Path(work_dir) / ((upsampling or "bilinear") + ("" if model == "default" else f"-{model}"))
+    cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", sr_model=model, progress=progress)
     if kind == "products":
         clc = sorted(p for d in (folder, folder / "clc") if d.is_dir() for p in d.glob("*.tif"))
         if not clc:

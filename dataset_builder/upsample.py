@@ -33,7 +33,7 @@ def __getattr__(name):  # the interpolations, re-exported here where the registr
 def _interpolation(cls: str):
     """The factory of an interpolation: it takes the options every method is called with and has
     no use for them (no weights; it runs on the CPU, in fp32), so one call serves every method."""
-    def make(weights=None, device="cpu", precision="auto", adapt=0) -> Upsampler:
+    def make(weights=None, device="cpu", precision="auto", adapt=0, model=None) -> Upsampler:
         from . import interpolate
         return getattr(interpolate, cls)()
     return make
@@ -61,8 +61,10 @@ def get(name: str, **options) -> Upsampler:
             bundle path, two Keras files joined by a comma, or None for the shipped default),
             ``device`` (``cpu``/``cuda``), ``precision`` (``auto``/``fp32``/``bf16``/``fp16``) and
             ``adapt`` (DSen2: fine-tuning steps on each scene's own bands under Wald's protocol
-            before it is super-resolved, ``True`` for the default count; see :func:`for_scene`);
-            the interpolations accept and ignore them (no weights, CPU, fp32, nothing to adapt).
+            before it is super-resolved, ``True`` for the default count; see :func:`for_scene`)
+            and ``model`` (DSen2's shipped weights when ``weights`` is None: ``"default"``, the
+            fast 6 x 32 network, or ``"paper"``, the published 6 x 128 size); the interpolations
+            accept and ignore them (no weights, CPU, fp32, nothing to adapt, no model).
 
     Returns:
         An :class:`Upsampler`: ``up(b10, b20, b60)`` maps (4,H,W), (6,H/2,W/2), (2,H/6,W/6)

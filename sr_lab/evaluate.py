@@ -126,7 +126,7 @@ def seen_scenes(methods, options: dict) -> Seen:
     if "dsen2" not in methods:
         return Seen()
     from dataset_builder.sr.weights import load
-    _, prov = load(options.get("weights"))
+    _, prov = load(options.get("weights"), options.get("model") or "default")
     p = prov.get("provenance") if isinstance(prov.get("provenance"), dict) else {}
     sources = p.get("sources") if isinstance(p.get("sources"), dict) else {}
     keys = (set(p["train_scenes"]) | set(p.get("val_scenes", [])) if "train_scenes" in p
@@ -352,8 +352,10 @@ def evaluate_run(args) -> int:
     if args.out:
         output_folder(args.out)  # before the evaluation, not after it
     methods = args.methods
+    from bigearth.options import check_sr_model
+    check_sr_model(args)
     options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision,
-               "adapt": args.sr_adapt}
+               "adapt": args.sr_adapt, "model": args.sr_model}
     scene_list = scenes_mod.load(args.inputs)
     truth = None
     if args.truth:
@@ -363,7 +365,7 @@ def evaluate_run(args) -> int:
     seen = seen_scenes(methods, options)
     report, images = evaluate(scene_list, methods, options, args.degradation, truth, seen, args.allow_seen)
     if not report["scenes"]:
-        raise OptionError(f"--sr-weights {args.sr_weights or '(shipped)'}: every input is of a scene these weights were "
+        raise OptionError(f"--sr-weights {args.sr_weights or f'(shipped {args.sr_model!r})'}: every input is of a scene these weights were "
                           "trained or validated on; nothing is left to report (--allow-seen reports them anyway, marked)")
     doc = {"inputs": list(map(str, args.inputs)), "degradation": args.degradation, "slack": args.slack,
            "report": report, "pooled": pooled(report, args.slack)}

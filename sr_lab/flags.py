@@ -55,6 +55,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=auto_or(torch_device), default="auto",
                    help="torch device (cpu, cuda, cuda:1); auto: cuda when this machine has one, else cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (GPU)")
+    p.add_argument("--storage", choices=("float32", "float16"), default="float32",
+                   help="how dsen2.npz stores the weights: float16 halves the file (read back as float32; the shipped "
+                        "paper-size model is stored so)")
     p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -73,6 +76,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-seen", action="store_true",
                    help="report scenes the DSen2 weights were trained or validated on too (marked 'seen')")
     p.add_argument("--sr-weights", default=None, help="dsen2 weights: a bundle (.npz) or the two Keras files joined by a comma (default: the shipped weights)")
+    p.add_argument("--sr-model", default="default", choices=("default", "paper"),
+                   help="dsen2: which shipped weights, when --sr-weights is not given: 'default' (6 x 32) or 'paper' "
+                        "(6 x 128) (default: default)")
     p.add_argument("--sr-device", type=torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     p.add_argument("--sr-precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2 arithmetic (fp32 by default: the reference the other precisions are measured against)")

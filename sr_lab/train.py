@@ -292,6 +292,6 @@ def train_run(args) -> int:
                            "torch": torch.__version__, "device": str(args.device), "amp": args.amp,
                            "val_l1": {str(r): h[-1]["val_l1"] if h else None for r, h in histories.items()},
                            "history": {str(r): h for r, h in histories.items()}}}
-    path = save_bundle(out / "dsen2.npz", nets, meta)
+    path = save_bundle(out / "dsen2.npz", nets, meta, storage=args.storage)
     log(f"wrote {path} (sha256 {sha256_file(path)[:16]}…)")
     return 0

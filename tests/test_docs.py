@@ -65,3 +65,10 @@ def test_readme_sr_eval_runs_on_what_it_makes(tmp_path):
     report = json.loads((tmp_path / "sr_eval" / "sr_eval.json").read_text())
     assert not report["report"]["excluded"] and len(report["report"]["scenes"]) == 6
     assert re.search(r"\| dsen2 \|.*\| 0 of 6 \|", r.stdout)  # DSen2 worse than bicubic on no scene
+
+
+def test_super_resolution_page_names_the_shipped_models(tmp_path):
+    r = subprocess.run([sys.executable, "-c", snippet("docs/super-resolution.md", "models", "python")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[0] == "paper NetSpec(ratio=2, blocks=6, features=128)"

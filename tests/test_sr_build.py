@@ -180,3 +180,25 @@ def test_a_patch_with_context_is_computed_alone_and_equals_the_whole_window(tmp_
         window.append(np.concatenate([np.flip(row[:, :m], 1), row, np.flip(row[:, -m:], 1)], axis=1))
     want = up(*window)[:, 6 * h:-6 * h, 6 * h:-6 * h]
     np.testing.assert_array_equal(got, want)
+
+
+def test_the_paper_model_is_one_flag(synth_dir, products, tmp_path, capsys):
+    """`build --sr-model paper` super-resolves with the shipped 6 x 128 weights, recorded as such in
+    the manifest; beside --sr-weights the flag is refused in one line before anything is read."""
+    from bigearth_cli.cli import main as cli
+    from dataset_builder.sr.weights import MODELS
+    clc = [a for c in sorted(synth_dir.glob("CLC_*.tif")) for a in ("--clc", str(c))]
+    assert cli(["build", str(products[0]), *clc, "--out", str(tmp_path / "p"), "--sr-model", "paper", "--no-progress"]) == 0
+    sr = json.loads((tmp_path / "p" / "manifest.json").read_text())["config"]["super_resolution"]
+    paper = MODELS["paper"]
+    assert sr["files"] == {paper.name: sha256_file(paper)} and sr["model"] == "paper"
+    assert sr["nets"] == {"2": {"blocks": 6, "features": 128}, "6": {"blocks": 6, "features": 128}}
+    # the same patches as the default model's build, other pixels in the super-resolved bands only
+    up = DSen2(model="paper", precision="fp32")
+    assert up.provenance["model"] == "paper" and up.nets[2].spec.features == 128
+    capsys.readouterr()
+    assert cli(["build", str(products[0]), *clc, "--out", str(tmp_path / "x"), "--sr-model", "paper",
+                "--sr-weights", str(paper)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sr-model paper and --sr-weights" in err[0] and "give one" in err[0]
+    assert not (tmp_path / "x" / "manifest.json").exists()

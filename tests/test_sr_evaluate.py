@@ -228,3 +228,21 @@ def test_scenes_sharing_only_metadata_bytes_are_unseen(products, tmp_path):
                 "--out", str(tmp_path / "ev")]) == 0
     doc = json.loads((tmp_path / "ev" / "sr_eval.json").read_text())
     assert len(doc["report"]["scenes"]) == 1 and not doc["report"]["excluded"]
+
+
+def test_the_paper_model_is_judged_on_scenes_it_never_saw(products, tmp_path, capsys):
+    """sr-eval --sr-model paper reads the shipped 6 x 128 bundle, whose provenance names its
+    training and validation scenes: a synthetic product it never saw is reported, a scene it
+    trained on is left out as seen; beside --sr-weights the flag is refused in one line."""
+    from dataset_builder.sr.weights import MODELS, load
+    _, prov = load(None, "paper")
+    seen = set(prov["provenance"]["train_scenes"]) | set(prov["provenance"]["val_scenes"])
+    assert prov["model"] == "paper" and seen and not any(k.endswith("_s3") for k in seen)
+    assert cli(["sr-eval", str(products[0]), "--sr-model", "paper", "--methods", "bicubic,dsen2", "--no-figures",
+                "--out", str(tmp_path / "e")]) == 0
+    doc = json.loads((tmp_path / "e" / "sr_eval.json").read_text())
+    assert [s["scene"] for s in doc["report"]["scenes"]] and not doc["report"]["excluded"]
+    capsys.readouterr()
+    assert cli(["sr-eval", str(products[0]), "--sr-model", "paper", "--sr-weights", str(MODELS["paper"])]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sr-model paper and --sr-weights" in err[0]

@@ -53,3 +53,24 @@ def test_runaway_weights_write_nothing(tmp_path):
     with pytest.raises(InputError, match=r"runaway\.npz: DSen2 produced B01 values"):
         DSen2(str(path), guard=False)(b10, b20, b60)
     assert np.isfinite(DSen2(str(path), guard=True)(b10, b20, b60)).all()  # the guard bounds what reaches the check
+
+
+def test_low_precision_keeps_the_residual_exact_and_follows_the_weights():
+    """bf16 runs the convolutions on a cast copy of the weights, made once per network and made
+    again when the network's weights change in place; the interpolated input is added in fp32,
+    so a network adding no detail returns it bit for bit (a 16-bit sum would round 3,000 DN by
+    up to 8 DN), and the output stays near fp32's."""
+    from dataset_builder.sr import infer
+    from dataset_builder.sr.model import zero_tail
+    x = torch.from_numpy(np.random.default_rng(0).uniform(1000, 4000, (10, 48, 40)).astype(np.float32))
+    flat = zero_tail(random_net(2))
+    out = infer.run_tiled(flat, x, core=16, precision="bf16")
+    assert torch.equal(out, x[-6:])
+    net = random_net(2)
+    lo, hi = (infer.run_tiled(net, x, core=16, precision=p) for p in ("bf16", "fp32"))
+    assert not torch.equal(lo, hi) and float((lo - hi).abs().max()) < 20
+    assert infer._low_precision(net, "bf16") is infer._low_precision(net, "bf16")  # cast once
+    with torch.no_grad():
+        net.tail.bias += 0.05  # 100 DN more detail in every band: the cast copy must follow
+    moved = infer.run_tiled(net, x, core=16, precision="bf16")
+    assert float((moved - lo).mean()) == pytest.approx(100, abs=1)

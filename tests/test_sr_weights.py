@@ -172,3 +172,37 @@ def test_shipped_default_loads():
     # trained under the cross-scene rule: it names its scenes, real and synthetic, none left out
     p = prov["provenance"]
     assert len(p["train_scenes"]) + len(p["val_scenes"]) == 22 and "S2A_20170527" in p["train_scenes"] + p["val_scenes"]
+
+
+def test_float16_storage_reads_back_as_the_rounded_weights(tmp_path):
+    """A bundle stored in float16 (the shipped paper-size model's) holds half the bytes and reads
+    back as float32 equal to each weight rounded to float16, nothing else changed."""
+    path = tiny_bundle(tmp_path / "b.npz")
+    nets, meta = weights.load_bundle(path)
+    half = weights.save_bundle(tmp_path / "h.npz", nets, {"provenance": meta["provenance"]}, storage="float16")
+    nets16, meta16 = weights.load_bundle(half)
+    assert meta16["storage"] == "float16" and meta["storage"] == "float32"
+    for r in (2, 6):
+        for k, v in nets[r].state_dict().items():
+            got = nets16[r].state_dict()[k]
+            assert got.dtype == torch.float32
+            assert torch.equal(got, v.half().float()), k
+    z = np.load(half, allow_pickle=False)
+    assert {z[k].dtype for k in z.files if k != "meta"} == {np.dtype(np.float16)}
+    big = nets[2]
+    with torch.no_grad():
+        big.head.bias[0] = 1e6  # beyond float16's 65504: refused, not stored as inf
+    with pytest.raises(ValueError, match=r"net2\.head\.bias exceeds float16's range"):
+        weights.save_bundle(tmp_path / "x.npz", {2: big, 6: nets[6]}, {}, storage="float16")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_shipped_models_by_name():
+    """``model`` picks shipped weights; an unknown name or a model beside explicit weights is refused."""
+    assert weights.shipped("default") == weights.DEFAULT
+    with pytest.raises(ValueError, match="unknown DSen2 model 'huge'; shipped: default, paper"):
+        weights.load(None, "huge")
+    with pytest.raises(ValueError, match="give DSen2 weights or a shipped model, not both"):
+        weights.load("some.npz", "paper")
+    _, prov = weights.load(None)
+    assert prov["model"] == "default"

@@ -65,7 +65,10 @@ def test_configs_span_variants_and_upsampling_methods():
     from dataset_builder.bigearth_sr import Builder
     names = {c.name for c in Builder.BUILDER_CONFIGS}
     others = [u for u in upsample.available() if u != "dsen2"]
-    assert names == {f"{v}_{u}" for u in others for v in ("super", "rgb")} | {"super", "rgb", "native"}
+    assert names == ({f"{v}_{u}" for u in others for v in ("super", "rgb")} | {"super", "rgb", "native"}
+                     | {"super_paper", "rgb_paper"})
+    paper = Builder(config="super_paper", data_dir="/nonexistent").builder_config
+    assert (paper.upsampling, paper.sr_model) == ("dsen2", "paper")
     # the default is DSen2, the method the dataset is named for
     default = Builder(data_dir="/nonexistent").builder_config
     assert (default.name, default.variant, default.upsampling) == ("super", "super", "dsen2")
@@ -192,6 +195,8 @@ def test_an_existing_archive_as_manual_dir(built, reference, tmp_path):
     check_example(ex, recs[ex["filename"].decode()], "super")
     with pytest.raises(ValueError, match="built with --upsampling bilinear, this configuration needs dsen2"):
         inputs.archive_for(manual, tmp_path / "w", "dsen2")
+    with pytest.raises(ValueError, match="this configuration needs dsen2 --sr-model paper"):
+        inputs.archive_for(manual, tmp_path / "w", "dsen2", sr_model="paper")
     with pytest.raises(FileNotFoundError, match="holds neither"):
         inputs.describe(tmp_path / "d")
 
@@ -233,7 +238,7 @@ def test_every_config_from_an_archive_skips_the_others_in_one_line(built, tmp_pa
                   f"--data_dir={data_dir}"], tmp_path, tmp_path)
     skipped = [line for line in r.stdout.splitlines() if line.startswith("skipped ")]
     assert sorted(line.split(":")[0] for line in skipped) == sorted(
-        f"skipped bigearth_sr/{c}" for c in ("super", "rgb", "super_bicubic", "rgb_bicubic"))
+        f"skipped bigearth_sr/{c}" for c in ("super", "rgb", "super_paper", "rgb_paper", "super_bicubic", "rgb_bicubic"))
     assert all("was built with --upsampling bilinear and this config needs" in line for line in skipped)
     assert "Traceback" not in r.stdout + r.stderr
     made = sorted(p.name for p in (data_dir / "bigearth_sr").iterdir() if not p.name.startswith("."))  # TFDS's .config/

@@ -45,23 +45,31 @@ def _feature(key: str):
 class BigearthSrConfig(tfds.core.BuilderConfig):
     variant: str = "super"  # super | rgb | native
     upsampling: str | None = "dsen2"  # None: the native cubes do not depend on it
+    sr_model: str = "default"  # DSen2's shipped weights (dataset_builder.sr.weights.MODELS)
 
 
-def config_name(variant: str, up: str) -> str:
-    """``super`` and ``rgb`` are DSen2, the paper's method; the other methods are named after it."""
-    return variant if up == "dsen2" else f"{variant}_{up}"
+def config_name(variant: str, up: str, sr_model: str = "default") -> str:
+    """``super`` and ``rgb`` are DSen2, the paper's method, with the fast default weights;
+    ``super_paper`` and ``rgb_paper`` DSen2 at the published size; the other methods are named
+    after it."""
+    if up == "dsen2":
+        return variant if sr_model == "default" else f"{variant}_{sr_model}"
+    return f"{variant}_{up}"
 
 
 def _configs() -> list[BigearthSrConfig]:
     out = []
     # DSen2 first: the builder class without a config, like TFDS by name, gives the default
-    for up in sorted(upsample.available(), key=lambda u: u != "dsen2"):
+    methods = [(up, "default") for up in sorted(upsample.available(), key=lambda u: u != "dsen2")]
+    methods.insert(1, ("dsen2", "paper"))
+    for up, model in methods:
+        what = up if model == "default" else f"{up} ({model}-size network, 6 x 128)"
         out.append(BigearthSrConfig(
-            name=config_name("super", up), variant="super", upsampling=up,
-            description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {up} super-resolution"))
+            name=config_name("super", up, model), variant="super", upsampling=up, sr_model=model,
+            description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {what} super-resolution"))
         out.append(BigearthSrConfig(
-            name=config_name("rgb", up), variant="rgb", upsampling=up,
-            description=f"data_rgb: B04, B03, B02 at 10 m (uint16, 3x120x120), from the {up} build"))
+            name=config_name("rgb", up, model), variant="rgb", upsampling=up, sr_model=model,
+            description=f"data_rgb: B04, B03, B02 at 10 m (uint16, 3x120x120), from the {what} build"))
     out.append(BigearthSrConfig(
         name="native", variant="native", upsampling=None,
         description="data_10m (4x120x120), data_20m (6x60x60), data_60m (2x20x20): every band at its own resolution"))
@@ -71,11 +79,12 @@ def _configs() -> list[BigearthSrConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """BigEarthNet-style patches from Sentinel-2 Level-2A products, super-resolved to 10 m."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native.",
                      "1.1.0": "BigEarthNet v2 as input; metadata v1_name and s1_name (the patch's other names).",
                      "1.2.0": "DSen2 (guarded, cross-scene weights) is the default: configs super and rgb "
-                              "(were super_dsen2, rgb_dsen2); super_bilinear, super_bicubic and the rest stay."}
+                              "(were super_dsen2, rgb_dsen2); super_bilinear, super_bicubic and the rest stay.",
+                     "1.3.0": "super_paper and rgb_paper: DSen2 at the published size (6 blocks of 128 features)."}
     BUILDER_CONFIGS = _configs()
     DEFAULT_CONFIG_NAME = "super"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -168,20 +177,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         manual = getattr(download_config, "manual_dir", None) or Path(self._data_dir_root) / "downloads" / "manual"
         try:
-            other = inputs.other_upsampling(manual, cfg.upsampling)
+            other = inputs.other_upsampling(manual, cfg.upsampling, cfg.sr_model)
         except FileNotFoundError:
             return None  # TFDS's own message about the manual_dir follows
         if other is None:
             return None
         path, found = other
-        return (f"{path} was built with --upsampling {found} and this config needs {cfg.upsampling} "
-                f"(the configs of {found}, and native, come from it; for {cfg.upsampling}, point --manual_dir at "
-                f"the products or patches, or at an archive built with --upsampling {cfg.upsampling})")
+        need = inputs.method_label(cfg.upsampling, cfg.sr_model)
+        return (f"{path} was built with --upsampling {found} and this config needs {need} "
+                f"(the configs of {found}, and native, come from it; for {need}, point --manual_dir at "
+                f"the products or patches, or at an archive built with --upsampling {need})")
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
         path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
-                                  cfg.upsampling, workers=inputs.default_workers())
+                                  cfg.upsampling, workers=inputs.default_workers(), sr_model=cfg.sr_model)
         with h5py.File(path, "r") as f:
             split_col = f["split"].asstr()[:]
         present = [s for s in SPLITS if (split_col == s).any()]

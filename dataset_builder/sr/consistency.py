@@ -8,9 +8,9 @@ the set, the truth included: the step removes every error the input can see and 
 detail the input cannot contradict (measured: DSen2's RMSE fell on all 23 real scenes tried).
 
 The projection is computed by a fixed number of preconditioned Richardson steps,
-``y <- y + omega * s^2 * D^T (x - D y)``, all written as shifted-slice sums. Every output pixel
-therefore depends only on inputs within :func:`radius` and is computed by the same arithmetic
-wherever a window starts: strip-by-strip runs equal whole-tile runs bit for bit (the builder's
+``y <- y + omega * s^2 * D^T (x - D y)``, each a pair of fixed-kernel strided convolutions over
+explicitly reflected edges. Every output pixel therefore depends only on inputs within
+:func:`radius` and is computed by the same arithmetic wherever a window starts: strip-by-strip runs equal whole-tile runs bit for bit (the builder's
 rule), which an iterative solver with data-dependent steps (CG) or an FFT would not give.
 Edges are reflected as ``scipy.ndimage``'s ``reflect`` mode does, so ``degrade`` here equals
 ``wald.degrade`` (tested).
@@ -18,6 +18,7 @@ Edges are reflected as ``scipy.ndimage``'s ``reflect`` mode does, so ``degrade``
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 # The step sizes per ratio. The eigenvalues of s^2 D D^T lie in [0.384, 1] for s = 2 and are 1
 # for s = 6 (the sigma = 1/6 blur is numerically a delta), so one step of 1 is exact at 6x. At
@@ -46,43 +47,44 @@ def reflect_index(n: int, r: int) -> torch.Tensor:
     return torch.where(idx >= n, 2 * n - idx - 1, idx).clamp(0, n - 1)
 
 
-def _blur_axis(y: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+def _fused(s: int, dtype) -> tuple[torch.Tensor, int]:
+    """The blur and the s-block mean of one axis as one filter of 2r + s taps applied at stride s
+    (out[i] = sum_u g[u] * padded[s i + u]), and the blur's radius r."""
+    k = _taps(s).to(torch.float64)
     r = (len(k) - 1) // 2
-    n = y.shape[dim]
-    yp = y.index_select(dim, reflect_index(n, r))
-    out = yp.narrow(dim, 0, n) * k[0]
-    for i in range(1, len(k)):
-        out = out + yp.narrow(dim, i, n) * k[i]
-    return out
-
-
-def _blur_axis_adjoint(v: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
-    """Adjoint of :func:`_blur_axis`: spread each value over its taps, fold the padding back."""
-    r = (len(k) - 1) // 2
-    n = v.shape[dim]
-    shape = list(v.shape)
-    shape[dim] = n + 2 * r
-    acc = torch.zeros(shape, dtype=v.dtype)
-    for i in range(len(k)):
-        acc.narrow(dim, i, n).add_(v * k[i])
-    out = torch.zeros_like(v)
-    out.index_add_(dim, reflect_index(n, r), acc)
-    return out
+    g = torch.zeros(2 * r + s, dtype=torch.float64)
+    for q in range(s):
+        g[q:q + 2 * r + 1] += k / s
+    return g.to(dtype), r
 
 
 def degrade(y: torch.Tensor, s: int) -> torch.Tensor:
-    """(..., H, W) -> (..., H/s, W/s): Gaussian blur (sigma 1/s, reflected edges), s x s block mean."""
-    k = _taps(s)
-    b = _blur_axis(_blur_axis(y, k, y.ndim - 2), k, y.ndim - 1)
-    *lead, h, w = b.shape
-    return b.reshape(*lead, h // s, s, w // s, s).mean(dim=(-3, -1))
+    """(..., H, W) -> (..., H/s, W/s): Gaussian blur (sigma 1/s, reflected edges), s x s block mean.
+
+    Computed as two strided depthwise convolutions of the fused filter (``_fused``) over the
+    reflected image: the protocol's blur and block mean in 1.6x less time than blurring every
+    pixel first, and, with no implicit padding, the same arithmetic for a pixel wherever a
+    window starts (strips equal whole tiles bit for bit; tested)."""
+    g, r = _fused(s, y.dtype)
+    *lead, h, w = y.shape
+    # rows first, then the columns of the s-times smaller result: each padding copies what it must
+    x = F.conv2d(y.reshape(-1, 1, h, w).index_select(2, reflect_index(h, r)), g.view(1, 1, -1, 1), stride=(s, 1))
+    x = F.conv2d(x.index_select(3, reflect_index(w, r)), g.view(1, 1, 1, -1), stride=(1, s))
+    return x.reshape(*lead, h // s, w // s)
 
 
 def degrade_adjoint(v: torch.Tensor, s: int) -> torch.Tensor:
-    """D^T: (..., h, w) -> (..., h*s, w*s); <D y, v> = <y, D^T v>."""
-    k = _taps(s)
-    up = v.repeat_interleave(s, -2).repeat_interleave(s, -1) / (s * s)
-    return _blur_axis_adjoint(_blur_axis_adjoint(up, k, up.ndim - 1), k, up.ndim - 2)
+    """D^T: (..., h, w) -> (..., h*s, w*s); <D y, v> = <y, D^T v>: the transposed strided
+    convolutions, then the reflected padding folded back onto the pixels it copied."""
+    g, r = _fused(s, v.dtype)
+    *lead, h, w = v.shape
+    hs, ws = h * s, w * s
+    x = v.reshape(-1, 1, h, w)
+    x = F.conv_transpose2d(F.conv_transpose2d(x, g.view(1, 1, 1, -1), stride=(1, s)), g.view(1, 1, -1, 1), stride=(s, 1))
+    n = x.shape[0]
+    x = torch.zeros((n, 1, hs + 2 * r, ws), dtype=x.dtype).index_add_(3, reflect_index(ws, r), x)
+    x = torch.zeros((n, 1, hs, ws), dtype=x.dtype).index_add_(2, reflect_index(hs, r), x)
+    return x.reshape(*lead, hs, ws)
 
 
 def project(y: torch.Tensor, x: torch.Tensor, s: int, schedule=None) -> torch.Tensor:

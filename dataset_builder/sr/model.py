@@ -84,10 +84,13 @@ class DSen2Net(nn.Module):
             out += [blk.conv1, blk.conv2]
         return out + [self.tail]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.tail(self.body(torch.relu(self.head(x / SCALE))))
+    def forward(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``dtype``: the convolutions' arithmetic when the weights were cast to it (bf16, fp16);
+        the global residual is added in x's own precision (fp32) whatever it is."""
+        h = x / SCALE
+        y = self.tail(self.body(torch.relu(self.head(h if dtype is None else h.to(dtype)))))
         # (y + x / SCALE) * SCALE, added unscaled so a zero detail returns the input bit for bit
-        return y * SCALE + x[:, -self.spec.out_bands:]
+        return y.to(x.dtype) * SCALE + x[:, -self.spec.out_bands:]
 
 
 def zero_tail(net: DSen2Net) -> DSen2Net:

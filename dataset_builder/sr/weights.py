@@ -22,18 +22,38 @@ from bigearth.errors import InputError
 from .model import DSen2Net, NetSpec
 
 FORMAT = "bigearth-sr/dsen2-weights/1"
-DEFAULT = Path(__file__).resolve().parent / "weights" / "dsen2_default.npz"
+_SHIPPED = Path(__file__).resolve().parent / "weights"
+# the weights shipped with the package, by model name (upsample.get("dsen2", model=...), --sr-model):
+# the fast default, and the published DSen2's size (6 blocks of 128 features), stored in fp16
+MODELS = {"default": _SHIPPED / "dsen2_default.npz", "paper": _SHIPPED / "dsen2_paper.npz"}
+DEFAULT = MODELS["default"]
+STORAGE = ("float32", "float16")
 
 
-def save_bundle(path, nets: dict[int, DSen2Net], meta: dict) -> Path:
-    """Write both networks (``{2: net, 6: net}``) and ``meta`` to ``path`` atomically."""
+def shipped(model: str) -> Path:
+    """The bundle shipped as ``model``; a ValueError naming the models for another name."""
+    if model not in MODELS:
+        raise ValueError(f"unknown DSen2 model {model!r}; shipped: {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def save_bundle(path, nets: dict[int, DSen2Net], meta: dict, storage: str = "float32") -> Path:
+    """Write both networks (``{2: net, 6: net}``) and ``meta`` to ``path`` atomically, the tensors
+    as ``storage`` (float16 halves the file; they are read back as float32)."""
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {', '.join(STORAGE)}, not {storage!r}")
     arrays = {}
     spec = {}
     for ratio, net in sorted(nets.items()):
         spec[str(ratio)] = {"blocks": net.spec.blocks, "features": net.spec.features}
         for k, v in net.state_dict().items():
-            arrays[f"net{ratio}.{k}"] = v.detach().cpu().float().numpy()
-    doc = {**meta, "format": FORMAT, "nets": spec}
+            a = v.detach().cpu().float().numpy()
+            if storage == "float16":
+                if np.abs(a).max(initial=0) > np.finfo(np.float16).max:
+                    raise ValueError(f"tensor net{ratio}.{k} exceeds float16's range: store it as float32")
+                a = a.astype(np.float16)
+            arrays[f"net{ratio}.{k}"] = a
+    doc = {**meta, "format": FORMAT, "nets": spec, "storage": storage}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -201,13 +221,17 @@ def load_keras(path) -> DSen2Net:
     return net.eval()
 
 
-def load(spec: str | None) -> tuple[dict[int, DSen2Net], dict]:
+def load(spec: str | None, model: str = "default") -> tuple[dict[int, DSen2Net], dict]:
     """Networks and provenance from ``--sr-weights``: a bundle (.npz), two Keras files joined by a
-    comma (the 2x and the 6x network, either order), or None for the shipped default."""
-    paths = [Path(p) for p in str(spec).split(",")] if spec else [DEFAULT]
+    comma (the 2x and the 6x network, either order), or None for the shipped ``model``."""
+    shipped_path = shipped(model)
+    if spec and model != "default":
+        raise ValueError(f"give DSen2 weights or a shipped model, not both (weights {spec}, model {model!r})")
+    paths = [Path(p) for p in str(spec).split(",")] if spec else [shipped_path]
     for p in paths:
         if not p.is_file():
-            raise InputError(p, "DSen2 weights file not found" + (" (the shipped default is missing from this install)" if p == DEFAULT else ""))
+            raise InputError(p, "DSen2 weights file not found" + (f" (the shipped {model!r} model is missing from this "
+                                                                 f"install)" if p == shipped_path else ""))
     files = {p.name: sha256_file(p) for p in paths}
     if len(paths) == 1 and paths[0].suffix.lower() in (".h5", ".hdf5"):
         raise InputError(paths[0], "one Keras file holds one network; give the 2x and the 6x file joined by a comma")
@@ -223,6 +247,8 @@ def load(spec: str | None) -> tuple[dict[int, DSen2Net], dict]:
                 raise InputError(p, f"a second {net.spec.ratio}x network; give one 2x and one 6x file")
             nets[net.spec.ratio] = net
         prov = {"source": "keras", "provenance": "Keras 2 weight files of Lanaras et al. 2018 (converted on load)"}
+    if not spec:
+        prov["model"] = model
     prov.update(files=files, nets={r: {"blocks": n.spec.blocks, "features": n.spec.features} for r, n in nets.items()})
     return nets, prov
 
