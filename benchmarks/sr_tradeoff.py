@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from dataset_builder import upsample  # noqa: E402
 from sr_lab import evaluate as ev, scenes as scenes_mod  # noqa: E402
 
+NO_PEER = False  # --no-peer: TensorFlow and torch training in one process crashed here (SIGSEGV)
 FULL_TILE_PATCHES = 91 * 91  # a 109.8 km Sentinel-2 tile on the 1.2 km grid
 _RUNS = re.compile(r"^(\d+)x(\d+)(-bf16)?$")  # sr_crossval.py's folder of a configuration's runs
 
@@ -50,7 +51,7 @@ def quality(cv: Path, fold: int, products: list[Path]) -> dict:
     out = {}
     base = json.loads((cv / f"fold{fold}" / "eval" / "sr_eval.json").read_text())["pooled"]
     for m in ("bilinear", "bicubic"):
-        out[m] = {p: base[p]["methods"][m]["ratio_to_bicubic"] for p in base}
+        out[m] = {p: base[p]["methods"][m].get("ratio_to_bicubic", 1.0) for p in base}  # bicubic: 1 by definition
     for label, sub in networks(cv, fold).items():
         for tag, suffix in (("", "eval"), (" adapted 100", "eval_adapt100")):
             f = cv / sub / f"fold{fold}" / suffix / "sr_eval.json"
@@ -73,7 +74,7 @@ def quality(cv: Path, fold: int, products: list[Path]) -> dict:
 def s2super():
     """s2super's upsampler (benchmarks/sr_peer.py), registered, or None when it is not installed."""
     import importlib.util
-    if importlib.util.find_spec("s2super") is None:
+    if NO_PEER or importlib.util.find_spec("s2super") is None:
         return None
     from sr_peer import S2Super
     upsample.register("s2super", lambda **_: S2Super())
@@ -153,7 +154,10 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="timed runs per method (best counts)")
     p.add_argument("--plot", default="benchmarks/figures/sr_tradeoff.png", help="the figure")
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--no-peer", action="store_true", help="leave s2super out even when it is installed")
     a = p.parse_args()
+    global NO_PEER
+    NO_PEER = a.no_peer
     cv = Path(a.cv)
     products = sorted((cv / "products").glob("*.SAFE"))
     q = quality(cv, a.fold, products)
