@@ -88,14 +88,10 @@ def cost(cv: Path, fold: int, product: Path, repeat: int) -> dict:
     b10, b20, b60 = (piece.cubes[k] for k in ("im10", "im20", "im60"))
     patches = b10.shape[1] * b10.shape[2] / 120 ** 2
 
+    from dsen2 import timed  # benchmarks/dsen2.py: a warm-up, then the best of ``repeat``
+
     def best(fn) -> float:
-        fn()
-        t = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-        return min(t)
+        return timed(fn, repeat)
 
     ups = {"bilinear": upsample.get("bilinear"), "bicubic": upsample.get("bicubic")}
     for label, sub in networks(cv, fold).items():

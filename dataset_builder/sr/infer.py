@@ -203,7 +203,7 @@ def _low_precision(net: DSen2Net, precision: str):
     if precision == "fp32":
         return net
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    key = (dtype, tuple(t._version for t in net.state_dict().values()))
+    key = (dtype, tuple(t._version for t in net.parameters()))  # DSen2Net holds no buffers
     hit = _LOW.get(net)
     if hit is None or hit[0] != key:
         low = copy.deepcopy(net).to(dtype)
