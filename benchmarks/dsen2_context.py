@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dataset_builder.sr import SIZES  # noqa: E402
 from dataset_builder.sr.infer import DSen2  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def main() -> None:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="runs of each; the median is reported")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a build worker uses 1)")
-    ap.add_argument("--model", default="default", choices=("default", "paper"), help="the shipped weights (--sr-model)")
+    ap.add_argument("--model", default="default", choices=tuple(SIZES), help="the shipped weights (--sr-model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print("| precision | networks over | s per patch (median) | speed-up | max abs difference |\n|---|---|---:|---:|---:|")

@@ -19,7 +19,7 @@ tiles, as a larger region is), ``v1`` (BigEarthNet v1 patch folders with officia
 written from the l2a bilinear build's patches of that size: 12 GeoTIFFs and a label JSON each)
 and ``v2`` (the same patches in the reBEN layout: reference maps, metadata.parquet). Every
 ``--builds`` names the input:upsampling pairs built (default: both upsamplings of l2a, bilinear
-of v1 and v2; ``all`` adds DSen2 of v1 and v2, which costs 3.4x DSen2 of products per patch);
+of v1 and v2; ``all`` adds DSen2 of v1 and v2, ~3 min each at 3,000 patches here);
 the later stages run on the builds named by ``--downstream`` (default: l2a's two). Smaller sizes
 use the first products of the larger ones.
 
@@ -54,8 +54,8 @@ STAGES = ("build", "shards", "tfds", "tfds-beam", "loader", "verify")
 EXTRA_STAGES = ("build-mpi",)  # asked for by name: mpirun with 1 rank on 1 core, then one rank per core
 INPUTS = ("l2a", "v1", "v2")
 UPSAMPLINGS = ("bilinear", "dsen2")
-# DSen2 of v1/v2 patches costs 3.4x DSen2 of products per patch (each patch is super-resolved alone
-# with its halo from the neighbours), ~15 min at 3,000 patches here: asked for by --builds all
+# DSen2 of v1/v2 folders (blocks of patches, benchmarks/sr_patch_folders.py): ~3 min each at 3,000
+# patches here, asked for by --builds all
 BUILDS = ("l2a:bilinear", "l2a:dsen2", "v1:bilinear", "v2:bilinear")
 # the stages after the build read an archive, whatever made it: the two upsamplings' archives
 DOWNSTREAM = ("l2a:bilinear", "l2a:dsen2")

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bigearth_cli.cli import main as cli  # noqa: E402
+from dataset_builder.sr import SIZES  # noqa: E402  (the shipped network sizes, blocks x features)
 from sr_lab import scenes as scenes_mod  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "fixtures"
@@ -33,8 +34,6 @@ REAL = [SHARED / "sentinel2-crops", SHARED / "sentinel2-patches", SHARED / "bige
 # the recipe under test (and of the shipped weights): see benchmarks/RESULTS.md
 RECIPE = ["--batch2", "32", "--batch6", "16", "--crop2", "32", "--crop6", "48", "--lr", "5e-4", "--steps-per-epoch", "100",
           "--no-progress"]
-# the network sizes (blocks x features) shipped as upsample.get("dsen2", model=...): see dataset_builder/sr/weights.py
-SIZES = {"default": (6, 32), "paper": (6, 128)}
 STORAGE = {"default": "float32", "paper": "float16"}  # the paper model's fp16 file keeps the wheel small
 
 

@@ -1,6 +1,8 @@
 """The super-resolution trade in one picture: RMSE / bicubic against milliseconds per patch.
 
     python benchmarks/sr_tradeoff.py [--cv runs/sr/cv] [--fold 0] [--plot benchmarks/figures/sr_tradeoff.png]
+    python benchmarks/sr_tradeoff.py --peer-only --json peer.json      # s2super alone, in its own process
+    python benchmarks/sr_tradeoff.py --no-peer --with-rows peer.json   # the rest, s2super's rows added
 
 after ``sr_crossval.py train --only 0`` (and ``report --only 0``) for each network size (default;
 ``--blocks 6 --features 64 --amp bf16``; ``--size paper --amp bf16``) and ``report --adapt 100
@@ -10,7 +12,9 @@ it is installed, is evaluated here on the same scenes). Cost: each method's time
 synthetic tile's bands (1,200 x 1,200 px, 100 patches), as a build calls it (``up(b10, b20, b60)``,
 guard on, the default ``auto`` precision), best of ``--repeat``, per 120 x 120 patch; adaptation's
 cost is its time per tile spread over a full Sentinel-2 tile's 8,281 patches (it fine-tunes on a
-fixed number of windows, whatever the tile's size). One run, side by side.
+fixed number of windows, whatever the tile's size). One run, side by side; s2super (TensorFlow)
+and torch's training in one process crashed here, so s2super can be measured in a run of its own
+(``--peer-only``) whose rows the main run adds (``--with-rows``).
 """
 from __future__ import annotations
 
@@ -81,8 +85,9 @@ def s2super():
     return S2Super
 
 
-def cost(cv: Path, fold: int, product: Path, repeat: int) -> dict:
-    """label -> ms per patch on the tile's bands (and, for adaptation, the seconds per tile)."""
+def cost(cv: Path, fold: int, product: Path, repeat: int, peer_only: bool = False) -> dict:
+    """label -> ms per patch on the tile's bands (and, for adaptation, the seconds per tile);
+    ``peer_only``: s2super's alone."""
     from dataset_builder.sr import adapt
     piece = scenes_mod.load([product])[0].pieces[0]
     b10, b20, b60 = (piece.cubes[k] for k in ("im10", "im20", "im60"))
@@ -94,12 +99,14 @@ def cost(cv: Path, fold: int, product: Path, repeat: int) -> dict:
         return timed(fn, repeat)
 
     ups = {"bilinear": upsample.get("bilinear"), "bicubic": upsample.get("bicubic")}
-    for label, sub in networks(cv, fold).items():
+    for label, sub in ({} if peer_only else networks(cv, fold)).items():
         w = cv / sub / f"fold{fold}" / "dsen2.npz"
         if w.exists():
             ups[label] = upsample.get("dsen2", weights=str(w))
     if s2super() is not None:
         ups["s2super"] = upsample.get("s2super")
+    if peer_only:
+        ups = {k: v for k, v in ups.items() if k == "s2super"}
     out = {}
     for label, up in ups.items():
         s = best(lambda: up(b10, b20, b60))
@@ -151,14 +158,24 @@ def main() -> None:
     p.add_argument("--plot", default="benchmarks/figures/sr_tradeoff.png", help="the figure")
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--no-peer", action="store_true", help="leave s2super out even when it is installed")
+    p.add_argument("--peer-only", action="store_true", help="s2super alone (its rows to --json; no figure)")
+    p.add_argument("--with-rows", default=None, help="add the rows of an earlier run's --json (e.g. --peer-only's)")
     a = p.parse_args()
     global NO_PEER
     NO_PEER = a.no_peer
+    if a.peer_only and (a.no_peer or not a.json or s2super() is None):
+        p.error("--peer-only needs s2super installed, --json and no --no-peer")
     cv = Path(a.cv)
     products = sorted((cv / "products").glob("*.SAFE"))
     q = quality(cv, a.fold, products)
-    c = cost(cv, a.fold, products[0], a.repeat)
+    c = cost(cv, a.fold, products[0], a.repeat, peer_only=a.peer_only)
     rows = {k: {"ratio": q[k], **c[k]} for k in c if k in q}
+    if a.peer_only:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {a.json}: {', '.join(rows)}")
+        return
+    if a.with_rows:
+        rows.update(json.loads(Path(a.with_rows).read_text()))
     print("| method | ms per patch | 2x RMSE / bicubic | 6x RMSE / bicubic |")
     print("|---|---:|---:|---:|")
     for k, r in sorted(rows.items(), key=lambda kv: kv[1]["ms_per_patch"]):

@@ -53,10 +53,10 @@ def _add_build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sr-weights", default=None,
                    help="dsen2 weights: a bundle (.npz, from sr-train or sr-convert), or the authors' two Keras files "
                         "joined by a comma (2x,6x) (default: the weights shipped with the package)")
-    g.add_argument("--sr-model", default="default", choices=("default", "paper"),
-                   help="dsen2: which shipped weights, when --sr-weights is not given: 'default' (6 blocks of 32 "
-                        "features, the fast one) or 'paper' (the published DSen2's 6 x 128, several times slower: "
-                        "docs/super-resolution.md) (default: default)")
+    from dataset_builder.sr import SIZES, describe_models
+    g.add_argument("--sr-model", default="default", choices=tuple(SIZES),
+                   help=f"dsen2: which shipped weights, when --sr-weights is not given: {describe_models()} (blocks x "
+                        f"features; docs/super-resolution.md) (default: default)")
     g.add_argument("--sr-device", type=options.torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     g.add_argument("--sr-precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2: arithmetic (auto: bf16 on a GPU and on CPUs with native bf16 support, such as "

@@ -72,6 +72,12 @@ def method_label(upsampling: str | None, sr_model: str = "default") -> str | Non
     return f"{upsampling} --sr-model {sr_model}" if upsampling == "dsen2" and sr_model != "default" else upsampling
 
 
+def method_folder(upsampling: str, sr_model: str = "default") -> str:
+    """The folder name ``archive_for`` builds a method's archive in: the method, ``-<model>`` for a
+    DSen2 model other than the default (``dsen2-paper``): what ``method_label`` says, as a name."""
+    return upsampling + ("" if upsampling != "dsen2" or sr_model == "default" else f"-{sr_model}")
+
+
 def archive_upsampling(path) -> str | None:
     """The archive's method as ``method_label`` names it (None: no build configuration recorded)."""
     with h5py.File(path, "r") as f:
@@ -96,7 +102,7 @@ def other_upsampling(folder, upsampling: str | None, sr_model: str = "default") 
 def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | None = None, progress: bool = False,
                 sr_model: str = "default") -> Path:
     """The archive to read for ``folder``: the one it holds, or one built (resumably) in
-    ``work_dir/<upsampling>/`` (``dsen2-<model>`` for a DSen2 model other than the default) from
+    ``work_dir/<method_folder>/`` (``dsen2-<model>`` for a DSen2 model other than the default) from
     its products or BigEarthNet patches."""
     folder = Path(folder)
     kind, paths = describe(folder)
@@ -114,7 +120,7 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
         made = [p.parent.name for p in Path(work_dir).glob(f"*/{MANIFEST_NAME}")]
         upsampling = next((u for u in ("dsen2", "bilinear", "bicubic") if u in made), "bilinear")
     model = sr_model if upsampling == "dsen2" else "default"
-    out = Path(work_dir) / ((upsampling or "bilinear") + ("" if model == "default" else f"-{model}"))
+    out = Path(work_dir) / method_folder(upsampling, model)
     cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", sr_model=model, progress=progress)
     if kind == "products":
         clc = sorted(p for d in (folder, folder / "clc") if d.is_dir() for p in d.glob("*.tif"))

@@ -82,6 +82,12 @@ def sr_inputs(cubes: dict, up) -> tuple:
             cubes["data_20m"].astype(np.float32), cubes["data_60m"].astype(np.float32))
 
 
+# Rows and columns of patches super-resolved in one call at most (a v1 tile has up to ~90 x 90):
+# large enough that the block's margins cost little (3 x 16: 1.3x the patches' pixels against
+# 2.8x alone), small enough to hold a few MB and a few rows read ahead
+BLOCK = (3, 16)
+
+
 class Neighbours:
     """The adjacent patches of the same tile_source, as context for super-resolution: the
     archive cut the tile into patches, and a whole-tile run would have seen these pixels.
@@ -90,13 +96,16 @@ class Neighbours:
     once: what was read as a neighbour is what ``patch`` hands the build later, and rows above
     the previous one are dropped from the cache."""
 
-    def __init__(self, folders: list[Path], up, xy, read):
-        # xy: folder -> (x, y); read: folder -> the patch (a dict with its "bands")
+    def __init__(self, folders: list[Path], up, xy, read, wanted: Callable[[Path], bool] = lambda folder: True):
+        # xy: folder -> (x, y); read: folder -> the patch (a dict with its "bands"); wanted: whether
+        # the build will super-resolve that folder's patch (not screened out)
         self.xy = xy
         self.by_xy = {self.xy(f): f for f in folders}
         self.up = up
         self.read = read
+        self.wanted = wanted
         self.cache: dict = {}
+        self.done: dict = {}  # (x, y) -> the super-resolved bands of a patch a run computed ahead
 
     def _entry(self, x: int, y: int) -> tuple:
         if (x, y) not in self.cache:
@@ -122,13 +131,61 @@ class Neighbours:
     def cubes(self, p: dict) -> dict:
         """The patch's native cubes and its ``data_super``, super-resolved with the neighbours as context."""
         cubes = cubes_of(p)
-        sr = upsample.upsample_with_context(self.up, *self.inputs(p["x"], p["y"]), self.around(p["x"], p["y"]))
+        x, y = p["x"], p["y"]
+        # rows are built in order: inputs above the row before and outputs above this one are spent
+        for cache, top in ((self.cache, y - 1), (self.done, y)):
+            for key in [k for k in cache if k[1] < top]:
+                del cache[key]
+        sr = self.done.pop((x, y), None)
+        if sr is None:
+            sr = self._run_from(x, y)
         cubes["data_super"] = upsample.assemble_super(cubes["data_10m"], sr)
         return cubes
 
+    def _has(self, x: int, y: int) -> bool:
+        return self.inputs(x, y) is not None
+
+    def _ok(self, x: int, y: int) -> bool:
+        """Whether (x, y) may join a block: a wanted, readable patch not super-resolved yet."""
+        f = self.by_xy.get((x, y))
+        return f is not None and (x, y) not in self.done and self.wanted(f) and self._has(x, y)
+
+    def _block_at(self, x: int, y: int) -> tuple[int, int]:
+        """(rows, columns) of the block of patches that starts at (x, y): a run to its right and as
+        many rows below as hold the whole run, up to BLOCK, such that each side of the ring around
+        it is wholly there or wholly missing (the method's margin is then mirrored along the whole
+        side, which is what each patch alone would see)."""
+        above, below = self._has(x, y - 1), self._has(x, y + 1)
+        n = 1
+        while (n < BLOCK[1] and self._ok(x + n, y) and self._has(x + n, y - 1) == above
+               and self._has(x + n, y + 1) == below):
+            n += 1
+        left, right = self._has(x - 1, y), self._has(x + n, y)
+        k = 1
+        while (k < BLOCK[0] and all(self._ok(x + i, y + k) for i in range(n))
+               and self._has(x - 1, y + k) == left and self._has(x + n, y + k) == right):
+            k += 1
+        if k > 1 and len({self._has(x + i, y + k) for i in range(n)}) > 1:
+            k -= 1  # the row below is partly missing; the last row of the block is all there
+        return k, n
+
+    def _run_from(self, x: int, y: int) -> np.ndarray:
+        """Patch (x, y) super-resolved in one call with the block that starts at it
+        (``_block_at``), the others' outputs kept for later. A block whose output fails the
+        method's check is redone patch by patch, so that only the failing patch fails."""
+        k, n = self._block_at(x, y)
+        if k * n > 1:
+            grid = [[self.inputs(x + dx, y + dy) for dx in range(-1, n + 1)] for dy in range(-1, k + 1)]
+            try:
+                outs = upsample.upsample_block_of_patches(self.up, grid)
+            except InputError:
+                outs = None
+            if outs is not None:
+                self.done.update({(x + i, y + j): outs[j][i] for j in range(k) for i in range(n)})
+                return self.done.pop((x, y))
+        return upsample.upsample_with_context(self.up, *self.inputs(x, y), self.around(x, y))
+
     def around(self, x: int, y: int) -> dict:
-        for key in [k for k in self.cache if k[1] < y - 1]:
-            del self.cache[key]
         return {(dy, dx): self.inputs(x + dx, y + dy)
                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
 
@@ -157,7 +214,8 @@ def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progr
     read, checked, labelled and super-resolved with its neighbours as context. A bad patch is
     recorded against its name and the others go on. Returns the task's result (kept, drops,
     statistics, failed and ignored inputs); ``drops`` holds the counts to start from."""
-    context = Neighbours(folders, cfg.upsampler(), source.xy, source.read)
+    context = Neighbours(folders, cfg.upsampler(), source.xy, source.read,
+                         wanted=lambda f: source.screen(f) is None)
     # adapted (if asked) to this acquisition's own patches, and to nothing else
     context.up = upsample.for_scene(context.up, lambda: scene_pieces(context, [source.xy(f) for f in folders]))
     drops = {**(drops or {}), "no_labels": 0}

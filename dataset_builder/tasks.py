@@ -35,29 +35,43 @@ class Task:
 
 # Expected cost, in seconds of one core (benchmarks/RESULTS.md, measured on 2 cores): decoding a
 # product is paid for every grid patch (44 s for a full tile of 8,281), everything after it per
-# kept patch (bilinear: (55.7 - 44) s over 5,465 kept; DSen2: 0.065 s); a BigEarthNet patch
-# folder costs its reads, digests, labels and writing (benchmarks/ingest.py: ~6 ms with bilinear
-# on one core, so ~4 ms besides the method) and the same per kept patch. With equal grids
-# (every full tile has 8,281 patches) only the kept share tells products apart.
+# kept patch (bilinear: (55.7 - 44) s over 5,465 kept; DSen2: 0.065 s one row of patches per call,
+# x 0.87 in groups of rows on cloudy tiles); a BigEarthNet patch folder costs its reads, digests,
+# labels and writing (benchmarks/ingest.py: ~6 ms with bilinear on one core, so ~4 ms besides the
+# method) and its share of the block it is super-resolved in (0.09 s alone, x 0.74 in blocks
+# around cloudy holes, x 0.57 on a clear tile: RESULTS, "DSen2's reach paid once per group of
+# patches"). With equal grids (every full tile has 8,281 patches) only the kept share tells
+# products apart.
 DECODE_S_PER_GRID_PATCH = 44.0 / 8281
-KEPT_PATCH_S = {"bilinear": 11.7 / 5465, "bicubic": 11.7 / 5465, "dsen2": 0.065}
+KEPT_PATCH_S = {"bilinear": 11.7 / 5465, "bicubic": 11.7 / 5465, "dsen2": 0.057}
 READ_S_PER_FOLDER = 1 / 250
-# a BigEarthNet patch is super-resolved alone, the networks over the patch and their reach into
-# its neighbours (benchmarks/dsen2_context.py: 0.088 s in bf16 on one core, 0.133 s in fp32)
-PATCH_ALONE_S = {"dsen2": 0.09}
+FOLDER_PATCH_S = {"dsen2": 0.067}
+# DSen2's work with another shipped network, as a multiple of the default's (same benchmark,
+# --model paper: 9.7x on products, 8.3x on folders), and adaptation's, paid once per task: seconds
+# per fine-tuning step of both networks (RESULTS: 100 steps cost 11 s with the default, 99 s with
+# the paper model)
+DSEN2_MODEL_COST = {"default": 1.0, "paper": 9.0}
+ADAPT_S_PER_STEP = {"default": 0.11, "paper": 0.99}
 
 
-def expected_work(task_kind: str, source, count: int, upsampling: str) -> float:
+def expected_work(task_kind: str, source, count: int, cfg) -> float:
+    """Expected seconds of one core for a task of ``count`` grid patches or folders, built as
+    ``cfg`` says (its upsampling, DSen2 model and adaptation steps)."""
+    upsampling, model = cfg.upsampling, cfg.sr_model
+    scale = DSEN2_MODEL_COST.get(model, 1.0) if upsampling == "dsen2" else 1.0
+    adapt = ADAPT_S_PER_STEP.get(model, 0.0) * cfg.sr_adapt if upsampling == "dsen2" else 0.0
     per_kept = KEPT_PATCH_S.get(upsampling, KEPT_PATCH_S["bilinear"])
     if task_kind == "product":
-        return count * (DECODE_S_PER_GRID_PATCH + per_kept * source.expected_kept_share())
-    return count * (READ_S_PER_FOLDER + PATCH_ALONE_S.get(upsampling, per_kept))
+        return adapt + count * (DECODE_S_PER_GRID_PATCH + scale * per_kept * source.expected_kept_share())
+    return adapt + count * (READ_S_PER_FOLDER + scale * FOLDER_PATCH_S.get(upsampling, per_kept))
 
 
 # Memory a worker holds for one task: a product's decoded bands (uint16 at native resolution:
 # 4 + 6/4 + 2/36 full-size planes, 1.3 GiB for a 10,980-pixel tile, plus the SCL) with half as
-# much again for the rows in flight; a BigEarthNet task holds three rows of patches at most.
-PATCH_TASK_BYTES = 256 << 20
+# much again for the rows in flight; a BigEarthNet task holds the rows of patches a block of them
+# reads (patch_ingest.BLOCK's rows and one above and below: 5 rows of a 90-patch tile, ~0.2 GiB)
+# and the outputs of the blocks it has made ahead (~0.1 GiB).
+PATCH_TASK_BYTES = 512 << 20
 
 
 def expected_bytes(task: "Task") -> int:
@@ -90,13 +104,13 @@ def plan_tasks(inputs, cfg: BuildConfig, labels: bool = True) -> tuple[list[Task
                 failed.update(bad)
                 ignored.update(skipped)
                 tasks.extend(Task(tid, "bigearthnet_v2" if v2 else "bigearthnet", folders, len(folders),
-                                  expected_work("bigearthnet", folders, len(folders), cfg.upsampling),
+                                  expected_work("bigearthnet", folders, len(folders), cfg),
                                   screened.get(tid))
                              for tid, folders in groups.items())
                 continue
             p = open_product(inp)
             tasks.append(Task(p.name, "product", p, p.patch_count,
-                              expected_work("product", p, p.patch_count, cfg.upsampling)))
+                              expected_work("product", p, p.patch_count, cfg)))
         except (InputError, OSError) as e:
             if cfg.strict:
                 raise

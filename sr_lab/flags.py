@@ -6,6 +6,7 @@ import argparse
 
 from bigearth.options import (auto_or, choice_list, float_in, nonneg_int, positive_float, positive_int, tile_size_m,
                               torch_device)
+from dataset_builder.sr import SIZES, describe_models
 
 DEGRADATIONS = ("gauss", "mtf")  # Wald's degradations (wald.MODES)
 METHODS = ("bicubic", "bilinear", "dsen2")  # the built-in upsamplers (upsample.available())
@@ -76,9 +77,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-seen", action="store_true",
                    help="report scenes the DSen2 weights were trained or validated on too (marked 'seen')")
     p.add_argument("--sr-weights", default=None, help="dsen2 weights: a bundle (.npz) or the two Keras files joined by a comma (default: the shipped weights)")
-    p.add_argument("--sr-model", default="default", choices=("default", "paper"),
-                   help="dsen2: which shipped weights, when --sr-weights is not given: 'default' (6 x 32) or 'paper' "
-                        "(6 x 128) (default: default)")
+    p.add_argument("--sr-model", default="default", choices=tuple(SIZES),
+                   help=f"dsen2: which shipped weights, when --sr-weights is not given: {describe_models()} "
+                        f"(default: default)")
     p.add_argument("--sr-device", type=torch_device, default="cpu", help="dsen2: torch device (cpu, cuda, cuda:1)")
     p.add_argument("--sr-precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                    help="dsen2 arithmetic (fp32 by default: the reference the other precisions are measured against)")

@@ -5,6 +5,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 
 from bigearth.files import sha256_file
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER
@@ -202,3 +203,23 @@ def test_the_paper_model_is_one_flag(synth_dir, products, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sr-model paper and --sr-weights" in err[0] and "give one" in err[0]
     assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_a_block_of_patches_is_each_patch_with_its_neighbours_and_refuses_a_partial_side():
+    """upsample_block_of_patches: a 2 x 3 block at a tile's corner (its top and left sides missing,
+    mirrored) gives each patch what upsample_with_context gives it alone; a side partly missing
+    cannot be mirrored as one and is refused."""
+    up = upsample.get("bicubic")
+    rng = np.random.default_rng(5)
+    win = lambda: (None, rng.uniform(0, 4000, (6, 60, 60)).astype(np.float32),  # noqa: E731
+                   rng.uniform(0, 4000, (2, 20, 20)).astype(np.float32))
+    grid = [[None] * 5] + [[None] + [win() for _ in range(4)] for _ in range(3)]  # 4 x 5 with the ring
+    outs = upsample.upsample_block_of_patches(up, grid)
+    assert len(outs) == 2 and len(outs[0]) == 3
+    for j in range(2):
+        for i in range(3):
+            nb = {(dy, dx): grid[1 + j + dy][1 + i + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)}
+            np.testing.assert_array_equal(outs[j][i], upsample.upsample_with_context(up, *grid[1 + j][1 + i], nb))
+    grid[3][2] = None  # the bottom side of the top 2 x 3 block: partly missing
+    with pytest.raises(ValueError, match="partly missing"):
+        upsample.upsample_block_of_patches(up, grid)

@@ -3,6 +3,7 @@ metadata lets us expect, not by their (equal) patch counts."""
 import re
 
 import numpy as np
+import pytest
 import rasterio
 
 from dataset_builder.build import BuildConfig
@@ -57,3 +58,22 @@ def test_products_of_equal_grids_are_dealt_by_expected_work(tmp_path):
     assert len(clear) == 2
     plan = serpentine(tasks, [t.work for t in tasks], 2)
     assert all(len({t.id in clear for t in w}) == 2 for w in plan)  # each worker: one clear, one cloudy
+
+
+def test_the_paper_model_and_adaptation_weigh_in_the_expected_work(tmp_path):
+    """A task's expected work counts the DSen2 model chosen (the paper model's measured multiple of
+    the default's per-patch cost) and adaptation's steps, once per task; bilinear ignores both."""
+    from dataset_builder.tasks import ADAPT_S_PER_STEP, DSEN2_MODEL_COST
+    path = write_product(SynthConfig(tile_size_m=2400, seed=3, cloud_cover=0.0, snow_cover=0.0), tmp_path)
+    clc = [str(p) for p in tmp_path.glob("CLC_*.tif")]
+
+    def work(**kw):
+        (t,), _, _ = plan_tasks([path], BuildConfig(out_dir=str(tmp_path / "o"), clc=clc, **kw))
+        return t, t.work
+    t, default = work(upsampling="dsen2")
+    share = t.source.expected_kept_share()
+    _, paper = work(upsampling="dsen2", sr_model="paper", sr_adapt=20)
+    assert paper - default == pytest.approx(20 * ADAPT_S_PER_STEP["paper"]
+                                            + t.count * (DSEN2_MODEL_COST["paper"] - 1) * KEPT_PATCH_S["dsen2"] * share)
+    assert DSEN2_MODEL_COST["paper"] > 5 and work(upsampling="bilinear", sr_model="paper", sr_adapt=20)[1] == \
+        work(upsampling="bilinear")[1]

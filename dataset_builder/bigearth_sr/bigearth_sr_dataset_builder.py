@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from bigearth import nomenclature as nom
 from bigearth.record import ARRAYS, META_DEFAULTS, META_FIELDS, RGB_INDEX, SPLITS, plain
 from dataset_builder import inputs, upsample
+from dataset_builder.sr import SIZES
 
 CHUNK = 256  # archive rows per Beam element
 # feature name -> (archive dataset, band indices or None)
@@ -61,9 +62,9 @@ def _configs() -> list[BigearthSrConfig]:
     out = []
     # DSen2 first: the builder class without a config, like TFDS by name, gives the default
     methods = [(up, "default") for up in sorted(upsample.available(), key=lambda u: u != "dsen2")]
-    methods.insert(1, ("dsen2", "paper"))
+    methods[1:1] = [("dsen2", model) for model in SIZES if model != "default"]  # the other shipped networks
     for up, model in methods:
-        what = up if model == "default" else f"{up} ({model}-size network, 6 x 128)"
+        what = up if model == "default" else f"{up} ({model}-size network, {' x '.join(map(str, SIZES[model]))})"
         out.append(BigearthSrConfig(
             name=config_name("super", up, model), variant="super", upsampling=up, sr_model=model,
             description=f"data_super: all 12 bands at 10 m (uint16, 12x120x120, B01..B12), {what} super-resolution"))

@@ -182,7 +182,10 @@ def _windows_in(span: int, offset: int, n: int, core: int, margin: int):
     """Axis windows whose cores tile [offset, offset + span) of an axis of length n; the windows
     may reach outside the span (that is context) but not outside [0, n)."""
     out = []
-    length = min(n, min(core, span) + 2 * margin)
+    # as many cores as ``core`` needs, of one balanced size: a span of 1.1 cores is two tiles of
+    # 0.55 cores, not a full one and one nine tenths margin
+    core = -(-span // -(-span // core))
+    length = min(n, core + 2 * margin)
     for p in range(0, span, core):
         q = min(span, p + core)
         # shifted back inside the axis at its ends; it still holds the margin on both sides

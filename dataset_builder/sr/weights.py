@@ -19,13 +19,14 @@ import torch
 from bigearth.files import atomic_path, sha256_file
 
 from bigearth.errors import InputError
+from . import SIZES
 from .model import DSen2Net, NetSpec
 
 FORMAT = "bigearth-sr/dsen2-weights/1"
 _SHIPPED = Path(__file__).resolve().parent / "weights"
 # the weights shipped with the package, by model name (upsample.get("dsen2", model=...), --sr-model):
 # the fast default, and the published DSen2's size (6 blocks of 128 features), stored in fp16
-MODELS = {"default": _SHIPPED / "dsen2_default.npz", "paper": _SHIPPED / "dsen2_paper.npz"}
+MODELS = {name: _SHIPPED / f"dsen2_{name}.npz" for name in SIZES}
 DEFAULT = MODELS["default"]
 STORAGE = ("float32", "float16")
 
