@@ -2,7 +2,7 @@
 
 The four real v1 patches in ``../shared/fixtures/bigearthnet-v1/`` are replicated, each copy
 moved to its own place on its tile's grid (GeoTIFF transforms and label JSON coordinates
-rewritten), into a v1 folder and a v2 folder (``tests/conftest.make_v2``'s layout), ``--patches``
+rewritten), into a v1 folder and a v2 folder (``dataset_builder.synth_ben.make_v2``'s layout), ``--patches``
 in all. Then, side by side, on one process and on ``--workers`` (default: every core):
 
 * *bare read*: every band GeoTIFF of every patch (and v2's reference map) read with rasterio,
@@ -101,7 +101,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    from tests.conftest import FIXTURES, make_v2
+    from dataset_builder.synth_ben import make_v2
+    from tests.conftest import FIXTURES  # the real patches it measures on
     work = Path(args.work)
     v1 = work / "v1"
     if not v1.exists():

@@ -117,7 +117,7 @@ def synth(folder: Path, n_products: int, tile_size_m: int, workers: int) -> list
 def _write_v1_part(args) -> None:
     archive_path, indices, folder = args
     from dataset_builder import archive
-    from tests.conftest import write_ben
+    from dataset_builder.synth_ben import write_ben
     by_product: dict = {}
     for r in archive.iter_records(archive_path, indices):
         by_product.setdefault(r.product, []).append(r)
@@ -128,7 +128,7 @@ def _write_v1_part(args) -> None:
 def write_v1(archive_path: Path, folder: Path, workers: int) -> None:
     """BigEarthNet v1 patch folders and official lists from an archive's patches."""
     import h5py
-    from tests.conftest import write_lists
+    from dataset_builder.synth_ben import write_lists
     with h5py.File(archive_path, "r") as f:
         names = [n.decode() for n in f["name"][:]]
         splits = [s.decode() for s in f["split"][:]]
@@ -149,7 +149,7 @@ def write_v2(v1: Path, folder: Path) -> None:
     import pyarrow.parquet as pq
 
     from dataset_builder.bigearthnet_v1 import official_split
-    from tests.conftest import make_v2
+    from dataset_builder.synth_ben import make_v2
     made = make_v2(v1 / "patches", folder, snow_copy=False)
     rows = pq.read_table(folder / "metadata.parquet").to_pylist()
     for row in rows:

@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every variant; the median is reported")
     ap.add_argument("--model", default="default", choices=tuple(SIZES), help="the shipped DSen2 weights (--sr-model)")
     args = ap.parse_args()
-    from tests.conftest import write_ben, write_lists
+    from dataset_builder.synth_ben import write_ben, write_lists
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         prod = write_product(SynthConfig(tile_size_m=args.tile_m, seed=1, cloud_cover=0, snow_cover=0), tmp / "p")

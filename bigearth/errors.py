@@ -36,9 +36,12 @@ class EnvironmentFailure(ReportedError):
 def run_command(fn, *args, kept: str = "") -> int:
     """``fn(*args)`` as a command: its return code, or 1 with ``error: <message>`` on stderr for a
     ReportedError or an OSError naming a file (bugs keep their traceback); Ctrl-C (SIGINT) is one
-    line and 130, the shell's code for it, saying what is kept (``kept``)."""
+    line and 130, the shell's code for it, saying what is kept (``kept``); SIGTERM and SIGHUP the
+    same line and 143 and 129 (``bigearth.stopping``)."""
+    from .stopping import exit_code, stop_line, stop_on_signals
     try:
-        return fn(*args)
+        with stop_on_signals():
+            return fn(*args)
     except ReportedError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
@@ -49,7 +52,6 @@ def run_command(fn, *args, kept: str = "") -> int:
         # one line naming it, as for bad input
         print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; rerun the same command to resume{f' ({kept})' if kept else ''}", file=sys.stderr,
-              flush=True)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (bigearth.stopping.Stopped)
+        print(f"\n{stop_line(e, kept)}", file=sys.stderr, flush=True)
+        return exit_code(e)

@@ -58,7 +58,7 @@ def atomic_path(path):
     success it is renamed onto ``path``, on any error removed, so readers see the old file or the
     whole new one, never a part. The one way this package writes a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temporary_name(path.name))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -67,6 +67,73 @@ def atomic_path(path):
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def temporary_name(name: str, pid: int | None = None) -> str:
+    """The name of this process's temporary for ``name``: ``.<name>.<pid>@<host>.tmp``, so that a
+    later run can tell a dead run's temporary (this host, no such process) from a live one's."""
+    import socket
+    return f".{name}.{os.getpid() if pid is None else pid}@{socket.gethostname()}.tmp"
+
+
+# a temporary of ``temporary_name`` (or of the pid-only form written before hosts were named)
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:@(?P<host>[^/]+))?\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clear_dead_temporaries(folder, depth: int = 2, say: bool = True) -> list[Path]:
+    """Remove the temporaries that runs which died (SIGKILL, a lost node, a power cut) left in
+    ``folder`` and its sub-folders down to ``depth``: those named by :func:`temporary_name` for
+    this host whose process no longer exists. Never a live run's, and never another host's (its
+    processes cannot be seen from here: said, not removed). Returns what was removed."""
+    import socket
+    host = socket.gethostname()
+    removed, elsewhere = [], []
+    level = [Path(folder)]
+    for _ in range(depth + 1):
+        below = []
+        for d in level:
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for e in entries:
+                m = _TEMPORARY.match(e.name)
+                if m is None:
+                    if e.is_dir(follow_symlinks=False):
+                        below.append(Path(e.path))
+                    continue
+                if (m["host"] or host) != host:
+                    elsewhere.append(e.path)
+                    continue
+                if int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+                    continue
+                with contextlib.suppress(OSError):
+                    if e.is_dir(follow_symlinks=False):
+                        shutil.rmtree(e.path)
+                    else:
+                        os.unlink(e.path)
+                    removed.append(Path(e.path))
+        level = below
+    if removed and say:
+        import sys
+        print(f"note: {folder}: removed {len(removed)} temporar{'y' if len(removed) == 1 else 'ies'} of run(s) that "
+              f"died (e.g. {removed[0].name})", file=sys.stderr, flush=True)
+    if elsewhere and say:
+        import sys
+        print(f"note: {folder}: {len(elsewhere)} temporar{'y' if len(elsewhere) == 1 else 'ies'} of another host's "
+              f"run(s) kept, as their processes cannot be seen from here (e.g. {Path(elsewhere[0]).name}); remove "
+              f"them once no run of that host writes here", file=sys.stderr, flush=True)
+    return removed
 
 
 def write_text(path, text: str) -> Path:
@@ -371,7 +438,8 @@ def output_folder(folder) -> Path:
 def folder_lock(folder, wait: bool = False, what: str = "run"):
     """Hold ``folder/.lock`` (an flock) while writing into ``folder``: a second run into the same
     folder ends at once naming the holder (or, with ``wait``, waits for it). The lock goes with
-    the process, so a killed run never leaves the folder locked; a run that ends removes the file
+    the process, so a killed run never leaves the folder locked; the temporaries of runs that died
+    are removed when the lock is taken (``clear_dead_temporaries``); a run that ends removes the file
     (while still holding it: a run that was waiting on the removed file sees that it is gone and
     takes the lock afresh, so two runs never both hold the folder)."""
     import fcntl
@@ -408,8 +476,10 @@ def folder_lock(folder, wait: bool = False, what: str = "run"):
         fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "since": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": " ".join(sys.argv)[:300]}))
         fh.flush()
+        clear_dead_temporaries(folder)  # what runs killed before this one left (never a live run's)
         yield
     finally:
+        clear_dead_temporaries(folder, say=False)  # this run's worker processes it ended
         with contextlib.suppress(OSError):
             path.unlink()
         fh.close()  # releases the lock

@@ -387,7 +387,7 @@ def main(argv=None) -> int:
 KEPT = {"build": "finished tiles are kept in the output's parts/ and not built again",
         "demo": "finished stages and tiles are kept and not done again",
         "shards": "finished shards are kept and not written again",
-        "train": "the last epoch's checkpoint is kept; add --resume",
+        "train": "the checkpoint of the last finished step is kept; add --resume",
         "sr-train": "the last epoch's checkpoint is kept; add --resume",
         "synth": "finished products are kept",
         "info": "nothing was written", "verify-shards": "nothing was written"}

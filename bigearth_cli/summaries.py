@@ -73,14 +73,16 @@ def print_plan(plan: dict, out: Path) -> None:
     """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
     i, b = plan["inputs"], plan["bytes"]
     gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
-    print(f"plan for {out} (from the inputs' metadata; nothing is built):")
+    print(f"plan for {out} (from the inputs' metadata and the products' SCL bands; nothing is built):")
     print(f"  inputs: {i['products']} product(s), {i['bigearthnet_v1_acquisitions']} BigEarthNet v1 acquisition(s) "
           f"(by the folders' names), "
           f"{i['bigearthnet_v2_products']} BigEarthNet v2 product(s): {i['grid_patches_or_folders']} grid patches or "
           f"patch folders; {len(i['failed'])} input(s) that cannot be read, {i['ignored']} entr(y/ies) not used")
     for key, err in i["failed"].items():
         print(f"  error: {failure_line(key, err)}")
-    print(f"  patches expected: {plan['patches']}, per split {plan['patches_per_split']}")
+    print(f"  patches expected: {plan['patches']} (within {plan['expected_error']:.0%}: products screened by their "
+          f"SCL band as the build screens them, read in {plan['scl_read_s']:.0f} s; patches without labels and inputs "
+          f"that fail while built are not foreseen), per split {plan['patches_per_split']}")
     print(f"  screened out (expected): {plan['screened'] or 'none'}")
     print(f"  disk: archive {gb(b['archive'])}, {gb(b['build_peak'])} at the build's peak (parts and archive), "
           f"shards {gb(b['shards'])}; free at {out}: {gb(b['free'])}")

@@ -21,8 +21,8 @@ import numpy as np
 
 from bigearth import __version__
 from bigearth.errors import EnvironmentFailure
-from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
-                            sha256_file, write_text)
+from bigearth.files import (atomic_path, clear_dead_temporaries, disk_full_named, done_record, field_digests,
+                            folder_lock, mark_done, sha256_file, write_text)
 from bigearth.record import VALUE_CONVENTION
 
 from . import archive
@@ -157,6 +157,8 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
                 raise EnvironmentFailure(f"{cfg.out_dir}: {too_big}")
         cfg.label_sources()  # digested once here, carried to the workers
         if engine == "mpi":
+            if not rank0:  # rank 0 cleared its host's when it took the lock; a rank sees only its own host's
+                clear_dead_temporaries(Path(cfg.out_dir) / "parts", depth=0, say=False)
             results = run_mpi(tasks, cfg)
             if results is None:
                 return None

@@ -2,10 +2,12 @@
 dealt by Algorithm 1 (serpentine); a worker that fails fatally ends the build with its error."""
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
 from bigearth.errors import EnvironmentFailure, InputError
+from bigearth.stopping import Stopped
 
 from .config import BuildConfig
 from .schedule import serpentine
@@ -13,8 +15,8 @@ from .tasks import Task, run_task
 
 
 def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> None:
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
+    from bigearth.stopping import ignore_in_worker
+    ignore_in_worker()  # Ctrl-C, SIGTERM and SIGHUP are the parent's to handle: it ends the workers
     import torch
     torch.set_num_threads(1)
     for t in tasks:
@@ -78,6 +80,9 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
         return results
 
     import multiprocessing as mp
+
+    from bigearth.stopping import start_helpers_shielded
+    start_helpers_shielded()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     plan = serpentine(tasks, [t.work for t in tasks], workers)
@@ -87,9 +92,11 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
     bar = _bar(tasks, f"tiles ({workers} workers)", cfg)
     try:
         _collect(results, tasks, procs, queue, bar)
-    except KeyboardInterrupt:  # Ctrl-C: end the workers now (their finished parts are kept)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: end the workers now (their finished parts are kept)
         for p in procs:
             p.kill()
+        for p in procs:  # reaped, so that their temporaries read as a dead run's and are removed
+            p.join(10)
         raise
     bar.close()
     for p in procs:
@@ -143,10 +150,13 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     import torch
     torch.set_num_threads(rank_threads(comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()))
     mine = serpentine(tasks, [t.work for t in tasks], size)[rank]
-    out = []
+    out, stopped = [], 0
     for t in mine:
         try:
             out.append(run_task(t, cfg))
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: this rank's finished parts are kept
+            stopped = getattr(e, "signum", signal.SIGINT)
+            break
         except BaseException as e:  # strict mode, a full disk, or a bug: this rank stops and reports it
             sys.stderr.write(f"rank {rank}: {t.id}: {e}\n")
             out.append(_fatal(t, e))
@@ -157,10 +167,15 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     # every rank reaches the gather (a failed one right away), so nothing hangs, and rank 0 sees a
     # fatal result before it writes anything: no archive is merged beside a failure (an MPI_Abort
     # here raced with rank 0's merge: an archive without a manifest was seen)
-    gathered = comm.gather(out, root=0)
+    gathered = comm.gather((out, stopped), root=0)
+    if stopped:  # said by every stopped rank as by a local build (run_command), after the gather
+        raise Stopped(stopped) if stopped != signal.SIGINT else KeyboardInterrupt()
     if rank != 0:
         return None
-    results = [r for rs in gathered for r in rs]
+    stops = [sig for _, sig in gathered if sig]
+    if stops:  # another rank was stopped: so is the build (its parts are kept for the rerun)
+        raise Stopped(stops[0]) if stops[0] != signal.SIGINT else KeyboardInterrupt()
+    results = [r for rs, _ in gathered for r in rs]
     fatal = [r for r in results if r.get("fatal")]
     if fatal:
         _raise_fatal(fatal[0])

@@ -61,6 +61,28 @@ def tile_pieces(bands: dict, convert) -> list[tuple[np.ndarray, np.ndarray, np.n
 ROWS_PER_CALL = 3
 
 
+def row_drop_reasons(scl: np.ndarray, y: int, ncols: int, thresholds: dict) -> list[str | None]:
+    """Why screening drops each patch of grid row ``y`` (None: kept), from the tile's 20 m SCL:
+    the one rule the build and its plan apply."""
+    side = PATCH_PX // 2  # SCL is a 20 m band
+    strip = scl[y * side:(y + 1) * side, : ncols * side]
+    return screening.drop_reasons(screening.scl_fractions(strip, side), thresholds)
+
+
+def scl_screening(product: Product, thresholds: dict) -> dict[str, int]:
+    """Patches of the tile's grid screening keeps (``kept``) and drops, by reason, as the build
+    screens them (``row_drop_reasons``), before labels: what ``--dry-run`` expects. Decodes the SCL
+    band alone, at full resolution (a JPEG 2000 overview of a class band is a wavelet average of
+    codes, not classes)."""
+    scl = read_band(product, "SCL")
+    ncols = product.geocoding.grid_cols
+    counts: dict[str, int] = {"kept": 0}
+    for y in range(ncols):
+        for r in row_drop_reasons(scl, y, ncols, thresholds):
+            counts[r or "kept"] = counts.get(r or "kept", 0) + 1
+    return counts
+
+
 def process_product(product: Product, cfg: BuildConfig, part_path: Path, progress=None) -> dict:
     """Cut one product into screened, labelled, super-resolved patches in a part file."""
     geo = product.geocoding
@@ -93,9 +115,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
 
     def screen_row(y: int):
         """(drop reason or None per column, the row's classes, the kept columns) of row ``y``."""
-        r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
-        scl = bands["SCL"][r0 // 2:r1 // 2, : ncols * PATCH_PX // 2]
-        reasons = screening.drop_reasons(screening.scl_fractions(scl, PATCH_PX // 2), cfg.thresholds)
+        reasons = row_drop_reasons(bands["SCL"], y, ncols, cfg.thresholds)
         classes = strip_labels(y)
         for x in range(ncols):
             if reasons[x] is None and not classes[x].any():

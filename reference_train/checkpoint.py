@@ -20,14 +20,16 @@ def data_identity(index: dict, args) -> dict:
 
 
 def save_checkpoint(path: Path, model: nn.Module, opt, scaler, epoch: int, history: list, args,
-                    data: dict | None = None) -> None:
+                    data: dict | None = None, step: int = 0) -> None:
     """Atomically: written to a temporary name, then renamed over the last checkpoint. Only
-    tensors and plain values, so that it loads with ``weights_only=True``."""
+    tensors and plain values, so that it loads with ``weights_only=True``. ``step``: the steps of
+    ``epoch`` already trained (a run stopped mid-epoch), 0 at an epoch's end."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None,
-             "epoch": epoch,  # the next epoch to run
-             "data_position": {"epoch": epoch, "step": 0},  # shards are re-shuffled from (seed, epoch)
-             "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, rank) at each epoch"},
+             "epoch": epoch,  # the next epoch to run (or the one stopped in, from ``step``)
+             # shards are re-shuffled from (seed, epoch): the same batches come again in the same order
+             "data_position": {"epoch": epoch, "step": step},
+             "rng": {"seed": args.seed, "scheme": "every rank reseeds from (seed, epoch, step, rank) at each step"},
              "history": history, "args": {k: v for k, v in vars(args).items() if not callable(v)},
              "data": data or {}}
     # a full disk is named (and the last good checkpoint, never overwritten by a partial one, stays)
@@ -62,6 +64,13 @@ def check_state(path: Path, state: dict) -> None:
         raise InputError(path, f"its epoch is {epoch!r}, not a count of epochs (an integer >= 0)")
     if isinstance(epochs, int) and epoch > epochs:
         raise InputError(path, f"its epoch is {epoch}, past the {epochs} epochs of the run that wrote it")
+    position = state.get("data_position") or {"epoch": epoch, "step": 0}
+    step = position.get("step") if isinstance(position, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or position.get("epoch") != epoch:
+        raise InputError(path, f"its data_position is {position!r}, not a step (an integer >= 0) of epoch {epoch}")
+    if step and isinstance(epochs, int) and epoch >= epochs:
+        raise InputError(path, f"its data_position is step {step} of epoch {epoch}, past the {epochs} epochs of the "
+                               f"run that wrote it")
     if not isinstance(state["history"], list):
         raise InputError(path, "its history is not a list of epochs")
     weights = state["model"]
@@ -128,7 +137,10 @@ def load_weights(path: Path, model: nn.Module, weights: dict) -> None:
 HEAD = "fc.1.weight"  # the classifier's last layer (model.build_model): one row per label
 
 
-def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict | None = None) -> tuple[int, list]:
+def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict | None = None
+                    ) -> tuple[int, list, int]:
+    """(the epoch to run, the history, the steps of that epoch already trained) after loading the
+    weights and the optimizer's state."""
     state = read_checkpoint(path, args, data)
     load_weights(path, model, state["model"])
     try:
@@ -137,4 +149,4 @@ def load_checkpoint(path: Path, model: nn.Module, opt, scaler, args, data: dict 
             scaler.load_state_dict(state["scaler"])
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         raise InputError(path, f"its optimizer state does not fit ({str(e).splitlines()[0][:300]})") from None
-    return int(state["epoch"]), list(state["history"])
+    return int(state["epoch"]), list(state["history"]), int((state.get("data_position") or {}).get("step", 0))

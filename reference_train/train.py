@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import shards
-from bigearth import distinfo
+from bigearth import distinfo, stopping
 from bigearth.errors import InputError, run_command
 from bigearth.files import atomic_path, folder_lock, output_folder, write_text
 from bigearth.record import ARRAYS, RGB
@@ -30,7 +30,7 @@ from reference_train.distributed import make_engine
 from reference_train.metrics import summary
 from reference_train.model import build_model, param_groups, parse_layers
 from reference_train.predict import predict, to_device
-from reference_train.train_args import get_args_parser  # noqa: F401  (the flags, in a module without torch)
+from reference_train.train_args import KEPT, get_args_parser  # the flags, in a module without torch
 from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
 from shards.index import shard_entries
 
@@ -117,20 +117,35 @@ def train_step(model, opt, scaler, x, y, normalizer, gen: torch.Generator, args,
     return loss
 
 
+def stop_signal(engine) -> int | None:
+    """The stop signal (SIGTERM, SIGHUP, Ctrl-C) any rank received while training, the same
+    verdict on every rank (they must stop at the same step), or None."""
+    sig = stopping.pending() or 0
+    if engine.world > 1:  # a collective of one integer per step, beside the step's gradients
+        sig = int(engine.gather(torch.tensor([sig], device=engine.device)).max())
+    return sig or None
+
+
 def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch: int, steps: int, peak: float,
-                    milestones) -> dict:
+                    milestones, first_step: int = 0) -> dict:
+    """One epoch of ``steps`` steps, from ``first_step`` (a run resumed where a stop left it: the
+    batches before it were trained then, and the loader gives them again in the same order). A
+    stop signal ends it after the step in flight: the row then has ``stopped_at`` (steps done)."""
     model.train()
     device = engine.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     checked = torch.zeros((), device=device, dtype=torch.float64)
-    seen, t0, step = 0, time.perf_counter(), 0
+    seen, t0, step, stopped = 0, time.perf_counter(), 0, None
     for step, (x, y) in enumerate(loader):
         if step >= steps:
             break
+        if step < first_step:
+            continue
         lr = lr_at(epoch + step / steps, peak, engine.world, args.warmup_epochs, milestones, args.gamma)
         for group in opt.param_groups:
             group["lr"] = lr
         gen = torch.Generator().manual_seed(mix_seed(args.seed, epoch, step, engine.rank))
+        seed_everything(mix_seed(args.seed, epoch, step, engine.rank, 1))  # dropout: the same masks after a resume
         loss = train_step(model, opt, scaler, x, y, normalizer, gen, args, device)
         loss_sum += loss.detach().double()
         seen += y.shape[0]
@@ -145,14 +160,22 @@ def train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch:
             rate = seen / (time.perf_counter() - t0)
             print(f"epoch {epoch} step {step + 1}/{steps} lr {lr:.4f} loss {float(loss.detach()):.4f} "
                   f"{rate:.1f} img/s/rank", flush=True)
+        if step + 1 < steps and (sig := stop_signal(engine)) is not None:  # the last step ends the epoch anyway
+            stopped = (step + 1, sig)
+            break
     if seen == 0:  # nothing to average, no learning rate reached: say why instead
         raise InputError(args.data, f"the {args.train_split!r} split gave rank {engine.rank} of {engine.world} no batch "
                                     f"(no sample in its share of the shards): write smaller shards, or use fewer ranks")
     seconds = time.perf_counter() - t0
-    n_steps = min(step + 1, steps)
+    n_steps = min(step + 1, steps) - first_step
     mean_loss = float(engine.mean(loss_sum) / n_steps)
-    return {"epoch": epoch, "lr": lr, "train_loss": mean_loss, "images_per_s_per_rank": seen / seconds,
-            "seconds": seconds, "steps": n_steps}
+    row = {"epoch": epoch, "lr": lr, "train_loss": mean_loss, "images_per_s_per_rank": seen / seconds,
+           "seconds": seconds, "steps": n_steps}
+    if first_step:
+        row["resumed_at_step"] = first_step  # the loss and rate are of the steps after it
+    if stopped:
+        row["stopped_at"], row["signal"] = stopped
+    return row
 
 
 def check_weights(model: nn.Module, epoch: int, lr: float) -> None:
@@ -296,12 +319,14 @@ def train_run(args) -> int:
     opt = torch.optim.SGD(param_groups(raw, args.weight_decay), lr=peak, momentum=args.momentum,
                           nesterov=not args.no_nesterov)
     scaler = torch.amp.GradScaler(engine.device.type) if args.amp == "fp16" else None
-    start, history = 0, []
+    start, history, first_step = 0, [], 0
     ckpt = out / CHECKPOINT
     if args.resume and ckpt.exists():
-        start, history = load_checkpoint(ckpt, raw, opt, scaler, args, data_identity(index, args))
+        start, history, first_step = load_checkpoint(ckpt, raw, opt, scaler, args, data_identity(index, args))
+        if first_step >= steps:  # stopped mid-epoch by a run with longer epochs: this epoch is done
+            first_step = 0
         if engine.rank == 0:
-            print(f"resumed from {ckpt}: epoch {start}", flush=True)
+            print(f"resumed from {ckpt}: epoch {start}" + (f", step {first_step}" if first_step else ""), flush=True)
             if start >= args.epochs:
                 print(f"note: {ckpt} has trained {start} epoch(s), --epochs is {args.epochs}: nothing left to train "
                       f"(raise --epochs to train on)", file=sys.stderr, flush=True)
@@ -316,20 +341,33 @@ def train_run(args) -> int:
         with contextlib.suppress(ImportError):
             tb = summary_writer(out / "tensorboard")
     try:
-        for epoch in range(start, args.epochs):
-            seed_everything(mix_seed(args.seed, epoch, engine.rank))  # dropout masks: repeatable on resume
-            if hasattr(loader, "dataset"):
-                loader.dataset.set_epoch(epoch)
-            row = train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch, steps, peak, milestones)
-            check_weights(raw, epoch, row["lr"])  # the last step's update may diverge after its loss was checked
-            if args.val_split and args.val_split in index["splits"]:
-                row.update(validate(raw, args, engine, normalizer))  # every rank takes part
-            if engine.rank == 0:
-                history.append(row)
-                save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args, data_identity(index, args))
-                write_logs(out, history, tb)
-                print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-            engine.barrier()
+        # SIGTERM (a cluster's stop), SIGHUP and Ctrl-C wait for the step in flight; its checkpoint
+        # is written, then the run stops as every command does (a second signal stops at once)
+        with stopping.deferred():
+            for epoch in range(start, args.epochs):
+                if hasattr(loader, "dataset"):
+                    loader.dataset.set_epoch(epoch)
+                row = train_one_epoch(model, opt, scaler, loader, normalizer, engine, args, epoch, steps, peak,
+                                      milestones, first_step if epoch == start else 0)
+                check_weights(raw, epoch, row["lr"])  # the last step's update may diverge after its loss was checked
+                if "stopped_at" in row:  # mid-epoch: the epoch's position, no history row, no validation
+                    if engine.rank == 0:
+                        save_checkpoint(ckpt, raw, opt, scaler, epoch, history, args, data_identity(index, args),
+                                        step=row["stopped_at"])
+                        print(f"checkpoint written at epoch {epoch} step {row['stopped_at']}/{steps}: {ckpt}",
+                              file=sys.stderr, flush=True)
+                    raise stopping.Stopped(row["signal"])
+                if args.val_split and args.val_split in index["splits"]:
+                    row.update(validate(raw, args, engine, normalizer))  # every rank takes part
+                if engine.rank == 0:
+                    history.append(row)
+                    save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args, data_identity(index, args))
+                    write_logs(out, history, tb)
+                    print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                          flush=True)
+                engine.barrier()
+                if epoch + 1 < args.epochs and (sig := stop_signal(engine)) is not None:
+                    raise stopping.Stopped(sig)  # during validation or the checkpoint: it is written
     except NonFiniteLoss as e:
         if engine.rank == 0:
             print(f"stopped: {e} ({ckpt if ckpt.exists() else 'no checkpoint yet'})", file=sys.stderr, flush=True)
@@ -342,4 +380,4 @@ def train_run(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(main, get_args_parser().parse_args()))
+    sys.exit(run_command(main, get_args_parser().parse_args(), kept=KEPT))

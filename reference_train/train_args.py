@@ -11,6 +11,9 @@ from bigearth.options import (HelpFormatter, blocks_per_stage, float_in, int_lis
 ARCH_NAMES = ("resnet18", "resnet34", "resnet50", "resnet50_v1", "resnet101")
 MIXUP_MODES = ("per-patch", "per-batch")
 
+# what a stopped run leaves for its rerun (said with "stopped by ...; rerun the same command ...")
+KEPT = "the checkpoint of the last finished step is kept; add --resume"
+
 def optional_split(text):
     """A split, or '' for none."""
     return "" if not str(text).strip() else split_name(text)

@@ -23,6 +23,7 @@ import webdataset as wds
 
 from bigearth.distinfo import capped, rank_world, usable_cores
 from bigearth.record import canonical_split
+from bigearth.stopping import ignore_in_worker
 
 from .stream import VARIANTS, Skipped, decode_samples, tar_samples
 from .index import read_index, shard_entries
@@ -206,7 +207,10 @@ def loader(source, split: str = "train", batch_size: int = 64, num_workers: int 
         if num_workers else 0
     ds = load(source, split, batch_size=batch_size, partial_batches=partial_batches or num_workers > 1, **kw)
     dl = wds.WebLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory and torch.cuda.is_available(),
-                       prefetch_factor=prefetch_factor if num_workers else None, persistent_workers=False)
+                       prefetch_factor=prefetch_factor if num_workers else None, persistent_workers=False,
+                       # a cluster signals the whole job: a worker dead of it would read as a crash before
+                       # the main process stops cleanly (bigearth.stopping)
+                       worker_init_fn=ignore_in_worker if num_workers else None)
     if num_workers > 1:  # each worker's last batch is short: join them so the user gets batch_size
         dl = dl.compose(partial(rebatch, batch_size=batch_size, partial=partial_batches))
     ds.rebatched = True

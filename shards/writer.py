@@ -33,6 +33,7 @@ from bigearth.errors import InputError, OptionError
 from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
                             sha256_file, write_text)
 from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
+from bigearth.stopping import ignore_in_worker, start_helpers_shielded
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
@@ -50,7 +51,7 @@ def shard_file(split: str, i: int) -> str:
 
 
 # the files a writer owns in its folder: its shards (and their temporaries) and progress markers
-OWN_FILES = re.compile(r"^\.?bigearth_sr-[a-z]+-\d{6}\.tar(\.\d+\.tmp|\.tmp)?$")
+OWN_FILES = re.compile(r"^\.?bigearth_sr-[a-z]+-\d{6}\.tar(\.\d+(@[^/]+)?\.tmp|\.tmp)?$")
 
 
 @dataclass
@@ -222,7 +223,8 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
             entries[p.file] = _write_task(str(archive_path), p, str(out_dir), fps[p.file])
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_ignore_sigint) as pool:
+        start_helpers_shielded()
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=ignore_in_worker) as pool:
             futs = {pool.submit(_write_task, str(archive_path), p, str(out_dir), fps[p.file]): p for p in todo}
             for fut in as_completed(futs):
                 entries[futs[fut].file] = fut.result()
@@ -251,12 +253,6 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     remove_unlisted(out_dir, index)
     shutil.rmtree(out_dir / ".progress", ignore_errors=True)  # the index holds what a rerun needs
     return index
-
-
-def _ignore_sigint() -> None:
-    """A shard worker leaves Ctrl-C to the parent, which ends the pool (no traceback per worker)."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _previous_entries(out_dir: Path) -> dict:

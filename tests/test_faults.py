@@ -533,6 +533,26 @@ def shards_and_out_locked(ctx):
     ctx.expect["lock"] = ctx.out
 
 
+def dead_runs_temporaries(ctx):
+    """Temporaries in the output that runs killed before (SIGKILL, a lost node) left, beside one of a
+    live process of this host and one of another host (issue 33: every rerun clears the dead runs'
+    and never a live run's)."""
+    import socket
+
+    from bigearth.files import temporary_name
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "300"])
+    ctx.cleanups.append(lambda: (live.kill(), live.wait()))
+    (ctx.out / "parts").mkdir(parents=True)
+    gone = [ctx.out / temporary_name("bigearth_sr.h5", dead.pid), ctx.out / "parts" / temporary_name("T.h5", dead.pid)]
+    kept = [ctx.out / temporary_name("manifest.json", live.pid),
+            ctx.out / f".bigearth_sr.h5.{dead.pid}@not-{socket.gethostname()}.tmp"]
+    for q in gone + kept:
+        q.write_bytes(b"partial")
+    ctx.expect["gone"], ctx.expect["kept"] = gone, kept
+
+
 # 6. unclear before
 
 
@@ -1039,6 +1059,10 @@ def _manifest(ctx) -> dict:
     return json.loads((ctx.out / MANIFEST_NAME).read_text())
 
 
+def only_dead_runs_temporaries_removed(ctx):
+    assert not any(q.exists() for q in ctx.expect["gone"]) and all(q.exists() for q in ctx.expect["kept"])
+
+
 def same_as_fresh_build(ctx):
     assert_same_archive(ctx.out / ARCHIVE_NAME, ctx.expect["fresh"] / ARCHIVE_NAME)
     assert sha256_file(ctx.out / ARCHIVE_NAME) != ctx.expect["before"]  # the change did matter
@@ -1265,6 +1289,13 @@ CASES = [
     Case(out_locked, "sr-train {p0} --out {out} " + SR_TINY, 1, r"another sr-train run is writing here",
          lock_holder_untouched),
     Case(out_locked, "sr-eval {p0} --out {out} --no-figures", 1, r"another sr-eval run is writing here"),
+    # issue 33: what dead runs left is cleared by the next run into the folder, never a live run's
+    Case(dead_runs_temporaries, BUILD, 0, r"removed 2 temporaries of run\(s\) that died .*\n.*1 temporary of "
+         r"another host's run\(s\) kept", only_dead_runs_temporaries_removed),
+    Case(dead_runs_temporaries, "shards {archive} --out {out} --no-progress", 0,
+         r"removed 2 temporaries of run\(s\) that died", only_dead_runs_temporaries_removed),
+    Case(dead_runs_temporaries, "sr-eval {p0} --out {out} --no-figures --methods bilinear,bicubic", 0,
+         r"removed 2 temporaries of run\(s\) that died", only_dead_runs_temporaries_removed),
     # 5. options are validated where they are parsed
     Case(nothing, "build {products} --out {out} --workers -2", 2, r"--workers: must be an integer >= 1"),
     Case(nothing, "build {products} --out {out} --max-cloud 1.5", 2, r"--max-cloud: must be in \[0, 1\]"),

@@ -102,9 +102,34 @@ def test_a_killed_rank_is_resumed(built, products, tmp_path):
     assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
 
 
-def test_the_slurm_build_script_on_one_node(built, products, tmp_path):
+def test_sigterm_stops_every_rank_in_one_line_and_the_rerun_resumes(built, products, tmp_path):
+    """SIGTERM to mpirun and both ranks (SLURM's scancel and time limit signal the whole step) once
+    the first part is recorded: every rank says the one line, the run exits 143, no lock or
+    temporary is left, and the rerun ends with the archive of an uninterrupted build."""
+    out = tmp_path / "o"
+    cmd = [_mpirun(), "-n", "2", *_build_cmd(products, out, built, "--engine", "mpi", "--no-progress")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not [m for m in (out / "parts").glob("*.json") if not m.name.startswith(".")]:
+        assert p.poll() is None, p.communicate()[1]
+        assert time.monotonic() < deadline, "no tile finished in 240 s"
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.startswith("stopped by SIGTERM")]
+    assert p.returncode == 143 and len(lines) == 2 and "Traceback" not in err, err[-3000:]
+    assert not [q for q in out.rglob("*") if q.name.endswith(".tmp") or q.name == ".lock"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["whole", "stopped-at-its-time-limit"])
+def test_the_slurm_build_script_on_one_node(built, products, tmp_path, stopped):
     """The sbatch script of the build, run as SLURM would run it on one node, with ``srun``
-    standing for mpirun (a shim on PATH: the script itself is run unchanged)."""
+    standing for mpirun (a shim on PATH: the script itself is run unchanged). Stopped: SIGTERM to
+    the batch shell alone, as ``--signal=B:TERM@120`` sends it, once a part is recorded: the ranks
+    stop cleanly (143) and the script run again ends with the whole archive."""
     mpirun = _mpirun()
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -118,8 +143,19 @@ def test_the_slurm_build_script_on_one_node(built, products, tmp_path):
                SLURM_SUBMIT_DIR=str(ROOT), SLURM_NTASKS="2", SLURM_CPUS_PER_TASK="1", SLURM_JOB_ID="1",
                BIGEARTH_PYTHON=sys.executable)
     args = [*map(str, products), "--upsampling", "bilinear", *[a for c in built[2].clc for a in ("--clc", c)]]
-    r = subprocess.run(["bash", str(ROOT / "dataset_builder" / "slurm" / "build_mpi.sbatch"), str(out), *args],
-                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    script = ["bash", str(ROOT / "dataset_builder" / "slurm" / "build_mpi.sbatch"), str(out), *args]
+    if stopped:
+        p = subprocess.Popen([*script, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path)
+        deadline = time.monotonic() + 240
+        while not [m for m in (out / "parts").glob("*.json") if not m.name.startswith(".")]:
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
+            time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err[-3000:]
+        assert not (out / ARCHIVE_NAME).exists() and not (out / ".lock").exists()
+    r = subprocess.run(script, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
 

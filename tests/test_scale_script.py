@@ -4,6 +4,7 @@ minutes per size)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,16 +14,23 @@ from .conftest import ROOT
 
 
 def test_rows_hold_the_measured_stage(tmp_path):
+    """...and it runs where the README's first command leaves a user: no pytest, no test module
+    (its BigEarthNet v1 inputs are written by dataset_builder.synth_ben)."""
     out = tmp_path / "scale.json"
+    block = tmp_path / "no-pytest"
+    block.mkdir()
+    (block / "pytest.py").write_text("raise ImportError('benchmarks/scale.py must not need pytest')\n")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--patches", "20", "--json", str(out),
-                        "--work", str(tmp_path / "work"), "--stages", "build,verify", "--builds", "l2a:bilinear",
-                        "--downstream", "l2a:bilinear", "--tile-side", "6", "--workers", "1", "--keep"],
-                       capture_output=True, text=True, timeout=600)
+                        "--work", str(tmp_path / "work"), "--stages", "build,verify",
+                        "--builds", "l2a:bilinear,v1:bilinear", "--downstream", "l2a:bilinear", "--tile-side", "6",
+                        "--workers", "1", "--keep"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(block)})
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(out.read_text())
-    assert [(x["stage"], x["input"], x["upsampling"]) for x in doc["rows"]] == [("build", "l2a", "bilinear"),
-                                                                                ("verify", "l2a", "bilinear")]
-    build, verify = doc["rows"]
+    rows = [(x["stage"], x["input"], x["upsampling"]) for x in doc["rows"]]
+    assert rows == [("build", "l2a", "bilinear"), ("verify", "l2a", "bilinear"), ("build", "v1", "bilinear")], rows
+    build, verify, v1 = doc["rows"]
+    assert v1["patches"] == build["patches"]  # the v1 folders are the product build's patches
     assert build["patches"] == verify["patches"] > 0
     for row in doc["rows"]:
         assert set(row) >= {"stage", "input", "upsampling", "patches", "seconds", "peak_rss_mb", "disk_mb"}

@@ -126,6 +126,45 @@ def test_kill_mid_epoch_then_resume_ends_where_an_uninterrupted_run_ends(learn_d
     assert len(rows) == 4 and (out / "curves.png").exists() and any((out / "tensorboard").iterdir())
 
 
+def test_sigterm_mid_epoch_writes_the_step_and_the_resumed_run_ends_as_an_uninterrupted_one(learn_data, tmp_path):
+    """A cluster's stop (SIGTERM to the process group: the trainer and its loader workers) during an
+    epoch: the step in flight finishes, its checkpoint is written with the epoch's position, one
+    line and exit 143; the rerun with --resume goes on from that step and ends with the weights of a
+    run never stopped (the same batches in the same order, the same augmentation and dropout)."""
+    data, _ = learn_data
+    args = ["--epochs", "2", "--batch-size", "8", "--steps-per-epoch", "6", "--val-split", "", "--warmup-epochs", "1",
+            "--workers", "2", "--dropout", "0.3"]
+    _train(data, tmp_path / "whole", *args)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    out = tmp_path / "stopped"
+    p = subprocess.Popen([sys.executable, "-m", "reference_train.train", "--data", str(data), "--output-dir", str(out),
+                          *TINY, *args, "--print-freq", "1"], env={**os.environ, "OMP_NUM_THREADS": "2"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    for line in p.stdout:
+        if line.startswith("epoch 0 step 2/"):
+            os.killpg(p.pid, signal.SIGTERM)
+            break
+    rest, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-3000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "stopped by SIGTERM; rerun the same command to resume (the checkpoint of the last finished step is kept; "
+        "add --resume)")
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    step = ck["data_position"]["step"]
+    assert ck["epoch"] == 0 and ck["history"] == [] and 2 <= step < 6, ck["data_position"]
+    assert f"checkpoint written at epoch 0 step {step}/6" in err
+    assert not [q for q in out.rglob("*") if q.name.endswith(".tmp") or q.name == ".lock"]
+    r = _train(data, out, *args, "--resume")
+    assert f"resumed from {out / 'checkpoint.pt'}: epoch 0, step {step}" in r.stdout
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["data_position"]["step"] == 0
+    for k in whole["model"]:
+        assert torch.equal(resumed["model"][k], whole["model"][k]), k
+    first = resumed["history"][0]
+    assert first["resumed_at_step"] == step and first["steps"] == 6 - step
+    assert resumed["history"][1]["train_loss"] == whole["history"][1]["train_loss"]
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(learn_data, tmp_path):
     data, _ = learn_data
     args = ["--batch-size", "8", "--steps-per-epoch", "4", "--val-split", "", "--nan-check-every", "1", "--warmup-epochs", "0"]

@@ -142,7 +142,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         self.use_beam = download_config is not None and (download_config.beam_options is not None
                                                           or download_config.beam_runner is not None)
         self.direct_runner = self.use_beam and _is_direct_runner(download_config)
-        with _shuffle_memory(inputs.shuffle_memory_bytes()):  # bounded memory, whatever the count
+        # bounded memory, whatever the count; a stop said in one line, as the package's commands say it
+        with _stopped_as_a_command(), _shuffle_memory(inputs.shuffle_memory_bytes()):
             out = super().download_and_prepare(download_config=download_config, **kwargs)
         self._check_counts()
         return out
@@ -230,6 +231,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             chunks = [rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK)]
             return beam.Create(chunks) | beam.FlatMap(examples, path=path, variant=variant)
         return examples(rows, path, variant)
+
+
+# what a stopped `tfds build` leaves for its rerun (TFDS removes its own incomplete folder)
+KEPT = "the archive's finished tiles are kept in the data dir's downloads/ and not built again"
+
+
+@contextlib.contextmanager
+def _stopped_as_a_command():
+    """Under `tfds build`, Ctrl-C, SIGTERM and SIGHUP end the build as they end the package's own
+    commands (``bigearth.errors.run_command``): the lock and temporaries go (the ``finally``s run),
+    one line, exit 130, 143 or 129. From Python nothing changes: the caller's handlers decide."""
+    if "tensorflow_datasets.scripts.cli.build" not in sys.modules:
+        yield
+        return
+    from bigearth.stopping import exit_code, stop_line, stop_on_signals
+    try:
+        with stop_on_signals():
+            yield
+    except KeyboardInterrupt as e:
+        print(f"\n{stop_line(e, KEPT)}", file=sys.stderr, flush=True)
+        raise SystemExit(exit_code(e)) from None
 
 
 @contextlib.contextmanager
