@@ -60,6 +60,41 @@ CHECKSUMS = ("every chunk: HDF5 Fletcher-32 (filter 3, checked by the HDF5 libra
              "the descriptive datasets' values: sha256 in meta_sha256 (bigearth-sr info --verify)")
 
 
+# (rows, len(ARRAY_KEYS)) uint64: XXH3-64 of each row's arrays as decoded (little-endian uint16),
+# one column per ARRAY_KEYS. Fletcher-32 catches damage, not an edit: h5py recomputes it on write.
+# These travel with the archive, themselves under its digests (``record_digests``). XXH3, not
+# BLAKE2b: 0.035 against 0.56 ms a patch (benchmarks/RESULTS.md); it guards against edits and
+# damage, as the sha256 digests of the whole do against forgery
+PIXEL_DIGESTS = "pixel_digests"
+
+
+def pixel_digest(a: np.ndarray) -> int:
+    import xxhash
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(a, dtype="<u2"))
+
+
+def pixel_digests(arrays: dict, k: int) -> np.ndarray:
+    """The PIXEL_DIGESTS rows of ``k`` patches' arrays ({key: (k, ...) array})."""
+    return np.array([[pixel_digest(arrays[key][i]) for key in ARRAY_KEYS] for i in range(k)], dtype=np.uint64)
+
+
+def stored_pixel_digests(f: h5py.File) -> np.ndarray | None:
+    """The archive's PIXEL_DIGESTS (None for an archive built before it carried them)."""
+    return f[PIXEL_DIGESTS][:] if PIXEL_DIGESTS in f else None
+
+
+def check_pixels(path, name: str, row: np.ndarray | None, arrays: dict) -> None:
+    """An InputError naming the archive, the patch and the array when one of ``arrays`` ({key:
+    one row's array}) is not what the build wrote (``row``: its PIXEL_DIGESTS row; None: nothing
+    to check against)."""
+    if row is None:
+        return
+    for key, a in arrays.items():
+        if pixel_digest(a) != int(row[ARRAY_KEYS.index(key)]):
+            raise InputError(path, f"patch {name}: its {key} differs from its digest (changed after its build; "
+                                   f"rebuild it)")
+
+
 def _create(f: h5py.File, compression: str, checksums: bool = True) -> None:
     """The empty datasets; ``checksums=False`` (no Fletcher-32) only to measure what they cost."""
     opts = COMPRESSIONS[compression]
@@ -73,6 +108,10 @@ def _create(f: h5py.File, compression: str, checksums: bool = True) -> None:
     for key, (dtype, shape) in META.items():  # HDF5 takes no checksum filter on variable-length strings
         f.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape),
                          track_times=False, compression="gzip", fletcher32=checksums and dtype is not STR)
+    ds = f.create_dataset(PIXEL_DIGESTS, (0, len(ARRAY_KEYS)), np.uint64, maxshape=(None, len(ARRAY_KEYS)),
+                          chunks=(1024, len(ARRAY_KEYS)), track_times=False, fletcher32=checksums)
+    ds.attrs["columns"] = list(ARRAY_KEYS)
+    ds.attrs["digest"] = "XXH3-64 (xxhash) of the row's array as decoded (little-endian uint16)"
 
 
 def describe(f: h5py.File, config: dict | None = None) -> None:
@@ -173,6 +212,9 @@ class PartWriter:
             ds.resize(self.n + k, axis=0)
             values = [m[key] for m in meta]
             ds[self.n:] = values if dtype is STR else np.asarray(values, dtype=dtype)
+        ds = self.f[PIXEL_DIGESTS]
+        ds.resize(self.n + k, axis=0)
+        ds[self.n:] = pixel_digests(arrays, k)
         self.n += k
 
     def close(self) -> Path:
@@ -220,7 +262,7 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
         elif mode == "virtual":
             _merge_virtual(dst, parts, sizes, out.parent)
         else:
-            for key in list(ARRAYS) + list(META):
+            for key in list(ARRAYS) + list(META) + [PIXEL_DIGESTS]:
                 dst[key].resize(total, axis=0)
             off = sizes[0]
             for p, n in zip(parts[1:], sizes[1:]):
@@ -233,7 +275,7 @@ def merge(parts: list[Path], out: Path, config: dict, compression: str, mode: st
                         for i in range(n):
                             mask, raw = s.id.read_direct_chunk((i, *zeros))
                             d.id.write_direct_chunk((off + i, *zeros), raw, mask)
-                    for key in list(LABEL_KEYS) + list(META):
+                    for key in list(LABEL_KEYS) + list(META) + [PIXEL_DIGESTS]:
                         if n:
                             dst[key][off:off + n] = src[key][:]
                 off += n
@@ -275,7 +317,7 @@ def filters(ds: h5py.Dataset) -> list[tuple]:
 
 def _merge_virtual(dst: h5py.File, parts: list[Path], sizes: list[int], base: Path) -> None:
     total = sum(sizes)
-    for key in list(ARRAYS) + list(META):
+    for key in list(ARRAYS) + list(META) + [PIXEL_DIGESTS]:
         with h5py.File(parts[0], "r") as f0:
             dtype, shape = f0[key].dtype, f0[key].shape[1:]
         layout = h5py.VirtualLayout(shape=(total, *shape), dtype=dtype)
@@ -284,7 +326,10 @@ def _merge_virtual(dst: h5py.File, parts: list[Path], sizes: list[int], base: Pa
             if n:  # relative paths so the archive and its parts/ folder can move together
                 layout[off:off + n] = h5py.VirtualSource(os.path.relpath(p, base), key, shape=(n, *shape))
             off += n
-        dst.create_virtual_dataset(key, layout, fillvalue=None)
+        ds = dst.create_virtual_dataset(key, layout, fillvalue=None)
+        if key == PIXEL_DIGESTS:  # its columns, as in a copy (the arrays' attributes come from describe)
+            with h5py.File(parts[0], "r") as f0:
+                ds.attrs.update(f0[key].attrs)
 
 
 def iter_records(path, indices=None):
@@ -426,11 +471,11 @@ def _attr_text(v) -> str:
 
 def record_digests(f: h5py.File) -> dict:
     """What the root attribute ``digests`` records, so a change is named by what changed: the
-    labels (``classes``, ``classes_19``: numbers a rewrite with h5py would give a fresh Fletcher-32)
-    and each root attribute (build configuration, band statistics, counts, reading note...). The
+    labels (``classes``, ``classes_19``: numbers a rewrite with h5py would give a fresh Fletcher-32),
+    the pixels' per-row digests (``PIXEL_DIGESTS``) and each root attribute (build configuration, band statistics, counts, reading note...). The
     descriptive strings are ``meta_sha256``'s."""
     out = {}
-    for key in LABEL_KEYS:
+    for key in (*LABEL_KEYS, PIXEL_DIGESTS):
         if key in f:
             out[f"dataset {key}"] = hashlib.sha256(np.ascontiguousarray(f[key][:]).tobytes()
                                                    + str(f[key].shape).encode()).hexdigest()
@@ -510,6 +555,8 @@ def verify(path, progress=None, allow_unchecked: bool = False) -> dict:
     problems, unchecked = [], []
     with reading(path) as f:
         n = f["name"].shape[0]
+        digests = stored_pixel_digests(f)
+        names = f["name"].asstr()[:] if digests is not None else None
         for key in (*ARRAYS, *META):
             if key not in f:
                 continue
@@ -519,13 +566,22 @@ def verify(path, progress=None, allow_unchecked: bool = False) -> dict:
             step = ds.chunks[0] if ds.chunks else 1024
             for lo in range(0, n, step):
                 try:
-                    ds[lo:lo + step]
+                    block = ds[lo:lo + step]
                 except (OSError, ValueError, RuntimeError) as e:
                     rows = f"row {lo}" if min(n, lo + step) - lo == 1 else f"rows {lo}-{min(n, lo + step) - 1}"
                     problems.append(f"dataset {key!r}, {rows}: cannot be read "
                                     f"({str(e).splitlines()[0][:160]})")
+                else:
+                    if digests is not None and key in ARRAY_KEYS:  # what an edit with h5py leaves unseen
+                        for j, a in enumerate(block):
+                            try:
+                                check_pixels(path, names[lo + j], digests[lo + j], {key: a})
+                            except InputError as e:
+                                problems.append(e.problem)
                 if progress is not None and key == "data_super":
                     progress(min(step, n - lo))
+        if digests is None:
+            unchecked.append(PIXEL_DIGESTS)
         if f.attrs.get("meta_sha256") is None:
             unchecked.append("meta_sha256")
         elif f.attrs.get("digests") is None:

@@ -105,8 +105,13 @@ def write_shard(archive_path, p: ShardPlan, out_dir) -> dict:
     first = None
     with atomic_path(final) as tmp, open(tmp, "wb") as fh, h5py.File(archive_path, "r") as f:
         tw = wds.TarWriter(fh, mtime=MTIME)
+        digests = archive.stored_pixel_digests(f)
         for i in p.indices:
-            sample = encode(_record(f, i, archive_path))
+            rec = _record(f, i, archive_path)
+            # pixels edited after the build (h5py recomputes Fletcher-32 on write) are named, not sharded
+            archive.check_pixels(archive_path, rec.name, None if digests is None else digests[i],
+                                 {k: getattr(rec, k) for k in archive.ARRAY_KEYS})
+            sample = encode(rec)
             first = first or sample["__key__"]
             tw.write(sample)
         tw.close()

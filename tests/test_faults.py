@@ -951,6 +951,31 @@ def archive_labels_rewritten(ctx):
     _archive_attr_edit(ctx, change)
 
 
+def archive_pixels_rewritten(ctx):
+    """One row's data_super edited with h5py (it writes a fresh Fletcher-32), no manifest beside it;
+    its name expected in the message (issue 33)."""
+    def change(f):
+        row = f["data_super"][3]
+        row[0, :10, :10] += 7
+        f["data_super"][3] = row
+        ctx.expect["name"] = f["name"].asstr()[3]
+    _archive_attr_edit(ctx, change)
+
+
+def archive_pixel_digests_rewritten(ctx):
+    """The edit, and the row's digest recomputed to match it: the digests' own digest tells."""
+    from dataset_builder import archive as arch_mod
+
+    def change(f):
+        row = f["data_super"][3]
+        row[0, :10, :10] += 7
+        f["data_super"][3] = row
+        d = f[arch_mod.PIXEL_DIGESTS][:]
+        d[3, arch_mod.ARRAY_KEYS.index("data_super")] = arch_mod.pixel_digest(row)
+        f[arch_mod.PIXEL_DIGESTS][:] = d
+    _archive_attr_edit(ctx, change)
+
+
 def archive_digests_removed(ctx):
     def change(f):
         del f.attrs["meta_sha256"]
@@ -1279,6 +1304,11 @@ CASES = [
          r"attribute build_config differs from what the archive's digests record"),
     Case(archive_labels_rewritten, "shards {arch} --out {out} --no-progress", 1,
          r"dataset classes differs from what the archive's digests record"),
+    # issue 33: pixels under a per-row digest that travels with the archive
+    *[Case(archive_pixels_rewritten, cmd, 1, r"bigearth_sr\.h5: patch \S+_\d+_\d+: its data_super differs from its "
+           r"digest") for cmd in ("info {arch} --verify --no-progress", "shards {arch} --out {out} --no-progress")],
+    Case(archive_pixel_digests_rewritten, "shards {arch} --out {out} --no-progress", 1,
+         r"dataset pixel_digests differs from what the archive's digests record"),
     Case(archive_digests_removed, "shards {arch} --out {out} --no-progress", 1,
          r"carries no checksum attributes .* pass --unchecked-archive"),
     Case(archive_digests_removed, "shards {arch} --out {out} --no-progress --unchecked-archive", 0, r"shards ->"),

@@ -201,6 +201,29 @@ def test_an_existing_archive_as_manual_dir(built, reference, tmp_path):
         inputs.describe(tmp_path / "d")
 
 
+def test_an_archive_whose_pixels_were_edited_is_refused_naming_the_patch(built, tmp_path):
+    """A data_super row changed with h5py (a fresh Fletcher-32, no manifest beside it): the TFDS
+    build names the archive and the patch instead of writing the edited pixels (issue 33)."""
+    import shutil
+
+    import h5py
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    shutil.copyfile(built[0] / ARCHIVE_NAME, manual / ARCHIVE_NAME)
+    with h5py.File(manual / ARCHIVE_NAME, "r+") as f:
+        row = f["data_super"][2]
+        row[5] += 1
+        f["data_super"][2] = row
+        name = f["name"].asstr()[2]
+    exe = Path(sys.executable).with_name("tfds")
+    r = subprocess.run([str(exe), "build", "bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
+                        f"--manual_dir={manual}", f"--data_dir={tmp_path / 'data'}"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert r.returncode != 0
+    assert f"{manual / ARCHIVE_NAME}: patch {name}: its data_super differs from its digest" in r.stderr, r.stderr[-3000:]
+    assert not list((tmp_path / "data").rglob("*.array_record*")) and not list((tmp_path / "data").rglob("*.tfrecord*"))
+
+
 def test_real_bigearthnet_patches_flow_through_tfds(tmp_path):
     src = fixtures_dir("bigearthnet-v1")
     lists = fixtures_dir("bigearthnet-lists")

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from bigearth import nomenclature as nom
 from bigearth.record import ARRAYS, META_DEFAULTS, META_FIELDS, RGB_INDEX, SPLITS, plain
-from dataset_builder import inputs, upsample
+from dataset_builder import archive, inputs, upsample
 from dataset_builder.sr import SIZES
 
 CHUNK = 256  # archive rows per Beam element
@@ -320,12 +320,15 @@ def examples(rows, path: str, variant: str):
     with h5py.File(path, "r") as f:
         cols = {k: f[k].asstr()[lo:hi] if f[k].dtype.kind == "O" else f[k][lo:hi]
                 for k in ("name", *METADATA, "classes", "classes_19") if k in f}  # older archives lack META_DEFAULTS
+        digests = f[archive.PIXEL_DIGESTS][lo:hi] if archive.PIXEL_DIGESTS in f else None
         for i in rows:
             ex = {}
+            j = i - lo
             for feat, (key, idx) in VARIANT_ARRAYS[variant].items():
                 a = f[key][i]
+                # pixels edited after the build are named, never written into the dataset
+                archive.check_pixels(path, cols["name"][j], None if digests is None else digests[j], {key: a})
                 ex[feat] = a if idx is None else a[idx]
-            j = i - lo
             ex["labels"] = np.flatnonzero(cols["classes"][j]).tolist()
             ex["labels_19"] = np.flatnonzero(cols["classes_19"][j]).tolist()
             ex["filename"] = cols["name"][j]
