@@ -10,6 +10,7 @@ from bigearth import options
 from bigearth.errors import run_command
 from bigearth.options import HelpFormatter
 from bigearth.record import SPLITS
+from reference_train import train_args  # torch-free, as parsing needs (the trainer's flags, its stop line)
 
 # Only what parsing needs is imported here, none of it torch or TensorFlow: `bigearth-sr --help`
 # and every subcommand's --help answer at once; each command imports its work when it runs.
@@ -369,7 +370,6 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_sr_convert)
 
     from reference_train import evaluate as ref_evaluate
-    from reference_train import train_args
     p = sub.add_parser("train", parents=[train_args.get_args_parser(add_help=False)],
                        help="the reference trainer: ResNet-50 multilabel on the shards (Horovod, torch.distributed)",
                        description=train_args.DESCRIPTION, formatter_class=HelpFormatter)
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
 KEPT = {"build": "finished tiles are kept in the output's parts/ and not built again",
         "demo": "finished stages and tiles are kept and not done again",
         "shards": "finished shards are kept and not written again",
-        "train": "the checkpoint of the last finished step is kept; add --resume",
+        "train": train_args.KEPT,
         "sr-train": "the last epoch's checkpoint is kept; add --resume",
         "synth": "finished products are kept",
         "info": "nothing was written", "verify-shards": "nothing was written"}

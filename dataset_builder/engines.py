@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from bigearth.errors import EnvironmentFailure, InputError
-from bigearth.stopping import Stopped
+from bigearth.stopping import Stopped, ignore_in_worker, start_helpers_shielded
 
 from .config import BuildConfig
 from .schedule import serpentine
@@ -15,7 +15,6 @@ from .tasks import Task, run_task
 
 
 def _worker_main(worker: int, tasks: list[Task], cfg: BuildConfig, queue) -> None:
-    from bigearth.stopping import ignore_in_worker
     ignore_in_worker()  # Ctrl-C, SIGTERM and SIGHUP are the parent's to handle: it ends the workers
     import torch
     torch.set_num_threads(1)
@@ -80,8 +79,6 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
         return results
 
     import multiprocessing as mp
-
-    from bigearth.stopping import start_helpers_shielded
     start_helpers_shielded()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -168,13 +165,12 @@ def run_mpi(tasks: list[Task], cfg: BuildConfig) -> list[dict] | None:
     # fatal result before it writes anything: no archive is merged beside a failure (an MPI_Abort
     # here raced with rank 0's merge: an archive without a manifest was seen)
     gathered = comm.gather((out, stopped), root=0)
-    if stopped:  # said by every stopped rank as by a local build (run_command), after the gather
-        raise Stopped(stopped) if stopped != signal.SIGINT else KeyboardInterrupt()
+    if rank == 0:  # another rank stopped: so does the build (the parts are kept for the rerun)
+        stopped = stopped or next((sig for _, sig in gathered if sig), 0)
+    if stopped:  # said by every stopped rank as by a local build (run_command: Ctrl-C's line for SIGINT)
+        raise Stopped(stopped)
     if rank != 0:
         return None
-    stops = [sig for _, sig in gathered if sig]
-    if stops:  # another rank was stopped: so is the build (its parts are kept for the rerun)
-        raise Stopped(stops[0]) if stops[0] != signal.SIGINT else KeyboardInterrupt()
     results = [r for rs, _ in gathered for r in rs]
     fatal = [r for r in results if r.get("fatal")]
     if fatal:
