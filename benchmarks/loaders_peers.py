@@ -11,6 +11,8 @@ tensor, for the training split of one synthetic build:
                      environment without lock or readahead, one transaction per get, the
                      document decoded, every band not at 120 px interpolated bilinearly with
                      aligned corners in torch, 19 labels from a dict)
+  ours, torchgeo   - `bigearth_torchgeo.BigEarthSR` over the same archive: torchgeo's sample dicts
+                     (float32 image, int64 multi-hot), each patch checked against its pixel digest
   torchgeo         - torchgeo's own `BigEarthNetV2` dataset class (bands="s2") on a reBEN-layout
                      folder of the same patches (GeoTIFFs read by rasterio, resampled to 120 px
                      bilinearly on read; it also reads each patch's reference map, as it always does)
@@ -151,6 +153,21 @@ class Hdf5Rows:
         return torch.from_numpy(self.f["data_super"][r]), torch.from_numpy(self.f["classes"][r].astype(np.float32))
 
 
+class OursTorchgeoPairs:
+    """bigearth_torchgeo's BigEarthSR (a torchgeo NonGeoDataset over the archive) as (image, label)."""
+
+    def __init__(self, path: Path):
+        from bigearth_torchgeo import BigEarthSR
+        self.ds = BigEarthSR(path, split="train")
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        s = self.ds[i]
+        return s["image"], s["label"]
+
+
 class TorchgeoPairs:
     """torchgeo's BigEarthNetV2 as (image, label), the same output as the other rows."""
 
@@ -206,7 +223,7 @@ def main() -> None:
           f"({n / lmdb_s:,.0f} patches/s), {sum(p.stat().st_size for p in (work / 'reben.lmdb').iterdir()) / 1e6:.0f} MB",
           flush=True)
 
-    maps = {"ours, HDF5": Hdf5Rows(arch, rows), "reBEN LMDB (ConfigILM's reading)": LmdbLikeConfigILM(work / "reben.lmdb", keys, labels),
+    maps = {"ours, HDF5": Hdf5Rows(arch, rows), "ours, torchgeo BigEarthSR": OursTorchgeoPairs(arch), "reBEN LMDB (ConfigILM's reading)": LmdbLikeConfigILM(work / "reben.lmdb", keys, labels),
             "torchgeo BigEarthNetV2": TorchgeoPairs(work / "reben")}
     for name, ds in maps.items():
         assert len(ds) == n, (name, len(ds), n)

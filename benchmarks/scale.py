@@ -323,7 +323,8 @@ def plot(rows: list[dict], path: Path) -> None:
         rs = sorted(rs, key=lambda r: r["patches"])
         x = [r["patches"] for r in rs]
         a.plot(x, [r["s_per_kpatch"] for r in rs], marker="o", label=label)
-        b.plot(x, [r["peak_rss_mb"] / 1024 for r in rs], marker="o", label=label)
+        mem = [r for r in rs if r.get("peak_rss_mb") is not None]  # a row recorded from a manifest has none
+        b.plot([r["patches"] for r in mem], [r["peak_rss_mb"] / 1024 for r in mem], marker="o", label=label)
     for ax, what in ((a, "wall seconds per 1000 patches"), (b, "peak memory of the process tree (GiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -355,8 +356,9 @@ def table(rows: list[dict]) -> str:
     out = ["| stage | input | upsampling | patches | s | s / 1000 patches | peak RSS MB | disk MB | KB / patch | files |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        rss = "—" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"
         out.append(f"| {r['stage']} | {r['input']} | {r['upsampling']} | {r['patches']} | {r['seconds']:.1f} | "
-                   f"{r['s_per_kpatch']:.2f} | {r['peak_rss_mb']:.0f} | {r['disk_mb']:.1f} | {r['kb_per_patch']:.0f} | {r['files']} |")
+                   f"{r['s_per_kpatch']:.2f} | {rss} | {r['disk_mb']:.1f} | {r['kb_per_patch']:.0f} | {r.get('files') or '—'} |")
     out += ["", "| stage | input | upsampling | patches | s/patch, largest / smallest | peak RSS, largest / smallest |",
             "|---|---|---|---|---:|---:|"]
     groups: dict = {}
@@ -365,8 +367,9 @@ def table(rows: list[dict]) -> str:
     for (stage, inp, up), rs in groups.items():
         a, b = min(rs, key=lambda r: r["patches"]), max(rs, key=lambda r: r["patches"])
         if a is not b:
+            mem = "—" if None in (a.get("peak_rss_mb"), b.get("peak_rss_mb")) else f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}"
             out.append(f"| {stage} | {inp} | {up} | {a['patches']} → {b['patches']} | "
-                       f"{b['s_per_kpatch'] / a['s_per_kpatch']:.2f} | {b['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
+                       f"{b['s_per_kpatch'] / a['s_per_kpatch']:.2f} | {mem} |")
     mpi = {(r["input"], r["upsampling"], r["patches"], r["ranks"]): r["seconds"] for r in rows if "ranks" in r}
     eff = [(k, mpi[k[:3] + (1,)] / (k[3] * s)) for k, s in mpi.items() if k[3] > 1 and k[:3] + (1,) in mpi]
     if eff:

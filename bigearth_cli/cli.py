@@ -145,7 +145,8 @@ def cmd_shards(args) -> int:
     from .summaries import print_shards
     index = write_shards(args.archive, args.out, args.shard_size, args.shard_seed, workers=args.shard_workers,
                          manifest_path=args.manifest, progress=not args.no_progress,
-                         splits=args.splits, wait=args.wait, allow_unchecked=args.unchecked_archive)
+                         splits=args.splits, wait=args.wait, allow_unchecked=args.unchecked_archive,
+                         select=args.select)
     print_shards(index, Path(args.out))
     return 0
 
@@ -234,6 +235,9 @@ def cmd_info(args) -> int:
             for line in config_summary(cfg):
                 print(f"  {line}")
             print("  (the whole build configuration and provenance: bigearth-sr info --json)")
+    if args.plot:
+        from .show import catalogue_plot
+        print(f"{catalogue_plot(args.archive, args.plot)}: the catalogue by status and split, and the drop reasons")
     return _verify_archive(args.archive, n, not args.no_progress, args.unchecked_archive) if args.verify else 0
 
 
@@ -329,11 +333,26 @@ def main(argv=None) -> int:
                                                     "without one the band statistics are computed)")
     p.add_argument("--splits", type=options.choice_list(SPLITS), default=None,
                    help=f"comma-separated splits to write, of {','.join(SPLITS)} (default: all)")
+    p.add_argument("--select", default=None, metavar="FILE",
+                   help="only these patches: a file of patch names, one a line, or a parquet with a name column "
+                        "(a query of the build's patches.parquet); the index records the selection's digest "
+                        "(default: every patch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--wait", action="store_true", help="when another run holds --out, wait for it instead of exiting")
     p.add_argument("--unchecked-archive", action="store_true", help=UNCHECKED_HELP)
     _add_shard_args(p)
     p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("show", help="draw patches of an archive or shards (RGB; the 20 m bands native, bilinear and "
+                                    "as built) and, for a build, its catalogue by status and split, into PNGs",
+                       formatter_class=HelpFormatter)
+    p.add_argument("source", help="an archive, the folder a build wrote, or a shards folder")
+    p.add_argument("--out", default="show.png", help="the patches' PNG; for a build also <stem>-catalogue.png beside it")
+    p.add_argument("--names", default=None, help="comma-separated patch names to draw (default: --count at random)")
+    p.add_argument("--count", type=options.positive_int, default=4, help="patches drawn at random when --names is not given")
+    p.add_argument("--seed", type=options.nonneg_int, default=0, help="seed of the random choice")
+    p.add_argument("--split", choices=SPLITS, default=None, help="draw from this split only (default: any)")
+    p.set_defaults(func=lazy("bigearth_cli.show"))
 
     p = sub.add_parser("verify-shards", help="check every shard's size and sha256 against index.json",
                        formatter_class=HelpFormatter)
@@ -347,6 +366,9 @@ def main(argv=None) -> int:
                    help="read every chunk (HDF5 checks each one's Fletcher-32 checksum), check the descriptive "
                         "datasets against meta_sha256 and the archive against manifest.json when one is beside it")
     p.add_argument("--unchecked-archive", action="store_true", help=UNCHECKED_HELP)
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw the build's catalogue (patches.parquet beside the archive) by status and split, "
+                        "with the drop reasons, into this PNG (default: none)")
     p.add_argument("--json", action="store_true",
                    help="print everything as JSON: attributes, datasets and the whole build configuration and provenance")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -390,7 +412,8 @@ KEPT = {"build": "finished tiles are kept in the output's parts/ and not built a
         "train": train_args.KEPT,
         "sr-train": "the last epoch's checkpoint is kept; add --resume",
         "synth": "finished products are kept",
-        "info": "nothing was written", "verify-shards": "nothing was written"}
+        "info": "nothing was written", "verify-shards": "nothing was written",
+        "show": "nothing was written (a picture is written whole or not at all)"}
 
 
 if __name__ == "__main__":

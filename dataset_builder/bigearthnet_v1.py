@@ -21,7 +21,7 @@ from bigearth.errors import InputError
 from bigearth.record import BAND_RESOLUTION, PATCH_M
 
 from .labels import read_label_json
-from .patch_ingest import PatchSource, ingest, patch_files, read_bands, strays
+from .patch_ingest import PatchSource, georef, ingest, patch_files, read_bands, strays
 from .tiles import REAL_TILES
 
 _NAME_RE = re.compile(r"^(?P<prefix>S2[AB]_MSIL2A_\d{8}T\d{5,6})_(?P<x>\d+)_(?P<y>\d+)$")
@@ -235,8 +235,21 @@ def process_tile_source(task_id: str, folders: list[Path], cfg, part_path: Path,
         c43 = p["meta"]["classes"]  # "labels": [] teaches nothing
         return (c43, nom.to_19(c43)) if c43.any() else None
 
+    def describe(folder: Path):
+        """A patch not read (on a list, failed, no labels): its label JSON alone."""
+        name = folder.name
+        x, y = _row_col(folder)[::-1]
+        out = {"name": name, "product": task_id, "x": x, "y": y, "split": official_split(cfg.official_lists, name)}
+        m = read_label_json(folder / f"{name}_labels_metadata.json")
+        c = m["coordinates"]
+        tm = _TILE_RE.search(str(m["tile_source"]))
+        out.update(tile=tm.group(1) if tm else "unknown", date=str(m["acquisition_date"]).replace(" ", "T"),
+                   crs=georef(folder / f"{name}_B02.tif")["crs"],
+                   bounds=[float(c["ulx"]), float(c["uly"]), float(c["lrx"]), float(c["lry"])])
+        return out, m["classes"], None
+
     source = PatchSource(
-        xy=lambda f: _row_col(f)[::-1], read=read_patch, labels=labels, meta=meta,
+        xy=lambda f: _row_col(f)[::-1], read=read_patch, labels=labels, meta=meta, describe=describe,
         strays=lambda f: strays(f, patch_files(f.name)),
         screen=lambda f: "snow_list" if f.name in snow else "cloud_list" if f.name in cloud else None,
         check=lambda p, f: tile_origin(p["tile"], p["meta"], p["x"], p["y"], f / f"{f.name}_labels_metadata.json"))

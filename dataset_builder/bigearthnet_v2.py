@@ -32,7 +32,7 @@ from bigearth.files import check_regular
 from bigearth.record import BAND_RESOLUTION, PATCH_M, PATCH_PX
 
 from .geotiff import read_raster
-from .patch_ingest import PatchSource, ingest, patch_files, read_bands, strays
+from .patch_ingest import PatchSource, georef, ingest, patch_files, read_bands, strays
 from .tiles import REAL_TILES
 
 S2_DIR, MAPS_DIR = "BigEarthNet-S2", "Reference_Maps"
@@ -267,7 +267,7 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
     nomenclatures; the 43 classes recovered from the maps, mapped to 19, are counted against the
     parquet's 19 (``label_check``)."""
     root = Path(folders[0]).parents[2]
-    rows = read_metadata(root)[0]
+    rows, screened_rows, _ = read_metadata(root)
     share = cfg.min_label_share
     check = {"patches": 0, "disagree": 0, "by_class_19": {}}
 
@@ -287,9 +287,32 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
         ref = root / MAPS_DIR / folder.parent.name / folder.name
         return {**out, **strays(ref, {f"{folder.name}_reference_map.tif"})} if ref.is_dir() else out
 
+    def describe(folder: Path):
+        """A patch not read (screened, failed, no labels): its name and its parquet row."""
+        pid = folder.name
+        m = _PATCH_RE.match(pid)
+        pm = _PRODUCT_RE.match(m["product"])
+        d = pm["dt"]
+        row = rows.get(pid) or screened_rows.get(pid) or {}
+        c19 = labels_19(row, root / METADATA) if row.get("labels") is not None else None
+        x, y = int(m["x"]), int(m["y"])
+        geo = georef(folder / f"{pid}_B02.tif")
+        if pm["tile"] in REAL_TILES:  # on a known grid the name places the patch, as check_grid does
+            tx, ty = REAL_TILES[pm["tile"]][1:]
+            geo["bounds"] = [tx + x * PATCH_M, ty - y * PATCH_M, tx + (x + 1) * PATCH_M, ty - (y + 1) * PATCH_M]
+        return ({"name": pid, "product": m["product"], "tile": pm["tile"], "x": x, "y": y,
+                 "date": f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}",
+                 "split": SPLIT_VALUES.get(str(row.get("split"))), **geo}, None, c19)
+
+    # the patches of this product that the screened table lists: in the catalogue with their reason
+    unread = [(root / S2_DIR / task_id / pid, "snow_list" if r.get("contains_seasonal_snow") else "cloud_list")
+              for pid, r in sorted(screened_rows.items())
+              if pid.startswith(task_id + "_") and (root / S2_DIR / task_id / pid).is_dir()]  # as planning counts them
     source = PatchSource(
         xy=_xy, read=lambda f: read_patch(f, rows[f.name], root, share), meta=meta, strays=stray_entries,
+        describe=describe,
         # no labels in the parquet or the map teach nothing
         labels=lambda p: (p["classes"], p["classes_19"]) if p["classes"].any() and p["classes_19"].any() else None)
-    res = ingest(source, folders, cfg, part_path, progress, drops=dict(screened or {"snow_list": 0, "cloud_list": 0}))
+    res = ingest(source, folders, cfg, part_path, progress, drops=dict(screened or {"snow_list": 0, "cloud_list": 0}),
+                 unread=unread)
     return {**res, "label_check": check}

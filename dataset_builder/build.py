@@ -25,7 +25,7 @@ from bigearth.files import (atomic_path, clear_dead_temporaries, disk_full_named
                             folder_lock, mark_done, sha256_file, write_text)
 from bigearth.record import VALUE_CONVENTION
 
-from . import archive
+from . import archive, catalogue
 from .config import BuildConfig  # noqa: F401  (the build's public API: BuildConfig, build)
 from .engines import choose_workers, run_local, run_mpi
 from .plan import check_disk, named_products, option_notes, require_labels
@@ -101,6 +101,16 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
             for s, c in zip(*np.unique(f["split"].asstr()[:], return_counts=True)):
                 split_counts[str(s)] = int(c)
     outputs = {ARCHIVE_NAME: archive_sha} if n else {}
+    # the catalogue: every grid patch of every built task, kept or why not (written even when
+    # nothing was kept: it shows what screening dropped, and where)
+    cat_path = out / catalogue.CATALOGUE_NAME
+    rows = [by_id[i]["catalogue"] for i in ok]
+    if rows:
+        with disk_full_named(cat_path):
+            cat = catalogue.write(cat_path, rows)
+        outputs[catalogue.CATALOGUE_NAME] = cat["sha256"]
+    else:
+        cat_path.unlink(missing_ok=True)
     if cfg.merge == "virtual" and n:  # the parts are outputs too; their checksums are in the markers already
         outputs.update({f"parts/{i}.h5": by_id[i]["sha256"] for i in ok})
     manifest = {

@@ -15,9 +15,10 @@ import rasterio
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_PX, RecordBatch
+from bigearth.files import check_regular
+from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, BAND_RESOLUTION, PATCH_M, PATCH_PX, RecordBatch
 
-from . import archive, upsample
+from . import archive, catalogue, upsample
 from .geotiff import read_raster
 from .stats import SplitStats
 
@@ -197,7 +198,10 @@ class PatchSource:
     ``labels(patch)`` its (43, 19) multi-hot vectors, or None for a patch without labels
     (dropped as ``no_labels``); ``meta(patch)`` its descriptive fields; ``strays(folder)`` {path: why} of the entries
     it holds besides the patch's files; ``screen(folder)`` the drop reason of a folder a list
-    screens out, or None; ``check(patch, folder)`` a further check that may raise InputError."""
+    screens out, or None; ``check(patch, folder)`` a further check that may raise InputError;
+    ``describe(folder)`` what the catalogue can say of a patch whose bands are not read (screened
+    out, failed, without labels) from its name and small files alone: (meta fields, 43 and 19
+    multi-hot or None); its footprint comes from the grid of the task's read patches."""
 
     xy: Callable[[Path], tuple[int, int]]
     read: Callable[[Path], dict]
@@ -206,14 +210,17 @@ class PatchSource:
     strays: Callable[[Path], dict]
     screen: Callable[[Path], str | None] = lambda folder: None
     check: Callable[[dict, Path], None] = lambda patch, folder: None
+    describe: Callable[[Path], tuple[dict, np.ndarray | None, np.ndarray | None]] = \
+        lambda folder: ({"name": folder.name}, None, None)
 
 
 def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progress=None,
-           drops: dict | None = None) -> dict:
+           drops: dict | None = None, unread: list[tuple[Path, str]] = ()) -> dict:
     """The patch folders of one tile, in row-major order, into a part file: each screened,
     read, checked, labelled and super-resolved with its neighbours as context. A bad patch is
     recorded against its name and the others go on. Returns the task's result (kept, drops,
-    statistics, failed and ignored inputs); ``drops`` holds the counts to start from."""
+    statistics, failed and ignored inputs, the catalogue's rows); ``drops`` holds the counts to
+    start from, ``unread`` the (folder, reason) of patches screened out before the task (v2's)."""
     context = Neighbours(folders, cfg.upsampler(), source.xy, source.read,
                          wanted=lambda f: source.screen(f) is None)
     # adapted (if asked) to this acquisition's own patches, and to nothing else
@@ -221,6 +228,10 @@ def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progr
     drops = {**(drops or {}), "no_labels": 0}
     failed: dict[str, str] = {}  # patch name -> error
     ignored: dict[str, str] = {}
+    listed: list = []  # the catalogue's entries in row-major order: a kept patch's meta, or one to describe
+
+    def unread_row(folder: Path, status: str, error: str = "") -> None:
+        listed.append((folder, status, error))
 
     def patches():
         for folder in sorted(folders, key=lambda f: source.xy(f)[::-1]):
@@ -230,29 +241,81 @@ def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progr
             reason = source.screen(folder)
             if reason is not None:
                 drops[reason] = drops.get(reason, 0) + 1
+                unread_row(folder, reason)
                 continue
             try:
                 p = context.patch(folder)
                 source.check(p, folder)
             except (InputError, nom.UnknownClassError) as e:
                 failed[folder.name] = str(e)
+                unread_row(folder, catalogue.FAILED, str(e))
                 continue
             labels = source.labels(p)
             if labels is None:  # no labels teach nothing: dropped and counted, as products do
                 drops["no_labels"] += 1
+                unread_row(folder, "no_labels")
                 continue
             try:
                 cubes = context.cubes(p)
             except InputError as e:  # the method's output failed its check here (DSen2 out of range): this
                 failed[folder.name] = f"{folder}: {e}"  # patch fails, the tile's others go on
+                unread_row(folder, catalogue.FAILED, failed[folder.name])
                 continue
-            yield dict(cubes, classes=labels[0], classes_19=labels[1]), source.meta(p)
+            meta = source.meta(p)
+            listed.append((meta, labels))
+            yield dict(cubes, classes=labels[0], classes_19=labels[1]), meta
 
     n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
-    res = {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored}
+    for folder, reason in unread:
+        unread_row(folder, reason)
+    res = {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored,
+           "catalogue": catalogue_rows(listed, source).to_json()}
     if getattr(context.up, "adaptation", None):
         res["sr_adapted"] = context.up.adaptation
     return res
+
+
+def georef(tif: Path) -> dict:
+    """The CRS and the patch bounds of a band GeoTIFF, from its header alone (no pixel is
+    decoded): what the catalogue says of a patch whose bands are not read."""
+    check_regular(tif)
+    with rasterio.open(tif) as ds:
+        t, w, h = ds.transform, ds.width, ds.height
+        crs = f"EPSG:{ds.crs.to_epsg()}" if ds.crs and ds.crs.to_epsg() else (str(ds.crs) if ds.crs else None)
+    return {"crs": crs, "bounds": [float(t.c), float(t.f), float(t.c + w * t.a), float(t.f + h * t.e)]}
+
+
+def catalogue_rows(listed: list, source: PatchSource) -> catalogue.Rows:
+    """The task's catalogue: kept patches as written; the others as ``source.describe`` says,
+    placed on the grid the kept patches share (corner = tile corner + (x, -y) x 1,200 m, the
+    grid every BigEarthNet tile's patches lie on, which the readers check), or without a
+    footprint when the task kept none."""
+    grid = None
+    for entry in listed:
+        if isinstance(entry[0], dict) and entry[0].get("bounds") is not None:
+            m = entry[0]
+            grid = (m["bounds"][0] - m["x"] * PATCH_M, m["bounds"][1] + m["y"] * PATCH_M, m["crs"])
+            break
+    rows = catalogue.Rows()
+    for entry in listed:
+        if isinstance(entry[0], dict):
+            meta, (c43, c19) = entry
+            rows.add(meta, catalogue.KEPT, c43, c19)
+            continue
+        folder, status, error = entry
+        try:
+            meta, c43, c19 = source.describe(folder)
+        except (InputError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # it says what it knows
+            meta, c43, c19 = {"name": folder.name}, None, None
+            error = error or f"not described: {e}"
+            x, y = source.xy(folder)
+            if x >= 0 and y >= 0:  # placed on the grid below
+                meta.update(x=x, y=y)
+        if grid is not None and meta.get("x") is not None and meta.get("y") is not None:
+            ulx, uly = grid[0] + meta["x"] * PATCH_M, grid[1] - meta["y"] * PATCH_M
+            meta = {"crs": grid[2], "bounds": [ulx, uly, ulx + PATCH_M, uly - PATCH_M], **meta}
+        rows.add(meta, status, c43, c19, error)
+    return rows
 
 
 ADAPT_PATCHES = 16

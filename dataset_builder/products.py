@@ -15,7 +15,7 @@ from bigearth import nomenclature as nom
 from bigearth.errors import InputError
 from bigearth.record import BANDS_10M, BANDS_20M, BANDS_60M, PATCH_M, PATCH_PX, RecordBatch, patch_name
 
-from . import archive, screening, upsample
+from . import archive, catalogue, screening, upsample
 from .config import BuildConfig
 from .labels import ClcLabeler, JsonLabeler
 from .safe import NATIVE, Product, native_uint16, read_band, to_reflectance_dn
@@ -123,7 +123,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         return reasons, classes, [x for x in range(ncols) if reasons[x] is None]
 
     def cut_rows(y0: int, y1: int) -> list:
-        """Screen, label and cut rows [y0, y1) of patches: one (reasons, batch, stats) per row. The
+        """Screen, label and cut rows [y0, y1) of patches: one (y, (reasons, classes, batch, stats)) per row. The
         rows are super-resolved in one call over the columns any of them keeps (DSen2's reach is paid
         once per group of rows, not once per row: ROWS_PER_CALL). Pure, so groups can run on several
         threads."""
@@ -134,7 +134,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         out = []
         for y, (reasons, classes, keep) in zip(range(y0, y1), rows):
             if not keep:
-                out.append((reasons, None, None))
+                out.append((y, (reasons, classes, None, None)))
                 continue
             r0, r1 = y * PATCH_PX, (y + 1) * PATCH_PX
             strip = {}
@@ -153,10 +153,11 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                      "bounds": _bounds(geo, x, y), "v1_name": "", "s1_name": ""} for x in keep]
             part = BandStats()
             part.add(arrays)
-            out.append((reasons, RecordBatch(arrays, meta), part))
+            out.append((y, (reasons, classes, RecordBatch(arrays, meta), part)))
         return out
 
     drops = {k: 0 for k in list(screening.SCL_CLASSES) + ["no_labels"]}
+    listed = catalogue.Rows()  # every grid patch, kept or not, with why
     stats = SplitStats()  # one split per product: the tile's
     writer = archive.PartWriter(part_path, cfg.compression, checksums=cfg.checksums)
     # rows are cut on a few threads (numpy and torch release the GIL) and written in order
@@ -166,10 +167,13 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
 
     def drain(limit: int) -> None:
         while len(pending) > limit:
-            for reasons, batch, part in pending.popleft().result():
-                for r in reasons:
+            for y, (reasons, classes, batch, part) in pending.popleft().result():
+                for x, r in enumerate(reasons):
                     if r is not None:
                         drops[r] += 1
+                    listed.add({"name": patch_name(product.prefix, x, y), "product": product.name,
+                                "tile": product.tile, "date": product.iso_date, "split": split, "crs": geo.crs,
+                                "x": x, "y": y, "bounds": _bounds(geo, x, y)}, r or catalogue.KEPT, classes[x])
                 if batch is not None:
                     writer.append(batch)
                     stats.merge({split: part.sums})
@@ -189,6 +193,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     finally:
         pool.shutdown(cancel_futures=True)
     adapted = {"sr_adapted": up.adaptation} if getattr(up, "adaptation", None) else {}
-    return {**adapted, "kept": n, "drops": drops, "stats": stats.to_json(), "labels": label_source,
+    return {**adapted, "kept": n, "drops": drops, "stats": stats.to_json(), "catalogue": listed.to_json(),
+            "labels": label_source,
             "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
             "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}

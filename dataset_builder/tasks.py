@@ -233,7 +233,9 @@ def _marker(cfg, task_id) -> Path:
 def done_result(cfg: BuildConfig, task: Task, fingerprint: str) -> dict | None:
     """The recorded result of a finished tile, if its part is intact and was built from the same
     inputs the same way."""
-    return done_record(_marker(cfg, task.id), parts_dir(cfg) / f"{task.id}.h5", fingerprint)
+    rec = done_record(_marker(cfg, task.id), parts_dir(cfg) / f"{task.id}.h5", fingerprint)
+    # a part recorded before the catalogue was kept is built again: its rows are not in the record
+    return rec if rec is not None and "catalogue" in rec else None
 
 
 def run_task(task: Task, cfg: BuildConfig, progress=None) -> dict:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("bigearth", "dataset_builder", "sr_lab", "shards", "reference_train", "bigearth_cli")
+LAYERS = ("bigearth", "dataset_builder", "sr_lab", "shards", "reference_train", "bigearth_torchgeo", "bigearth_cli")
 
 
 def module_name(path: Path) -> str:

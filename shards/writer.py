@@ -37,8 +37,11 @@ from bigearth.stopping import ignore_in_worker, start_helpers_shielded
 from dataset_builder import archive
 from dataset_builder.stats import of_archive
 
+from . import croissant
 from .index import INDEX_FIELDS, INDEX_NAME, listed_files, read_index
 from .sample import NPY_MEMBERS, SELF_KEY, encode, tar_bytes
+from .select import check_known, read_selection
+from .select import digest as selection_digest
 
 FORMAT = "bigearth-sr-shards"
 FORMAT_VERSION = 3  # 2: the index records its fields' digests; 3: meta.json carries its own CRC-32C
@@ -80,12 +83,16 @@ def sample_size(archive_path) -> int:
         return tar_bytes(encode(archive.read_record(f, 0)))
 
 
-def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, splits=None) -> list[ShardPlan]:
-    """Which archive rows go into which shard, in which order (deterministic)."""
+def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, splits=None,
+         rows_kept=None) -> list[ShardPlan]:
+    """Which archive rows go into which shard, in which order (deterministic); ``rows_kept``: a
+    boolean mask of the rows a selection keeps (default: all)."""
     with h5py.File(archive_path, "r") as f:
         split_col = f["split"].asstr()[:]
     if not len(split_col):
         return []
+    if rows_kept is not None:
+        split_col = np.where(rows_kept, split_col, "")
     per_shard = max(1, shard_bytes // sample_size(archive_path))
     out = []
     for s_i, split in enumerate(SPLITS):
@@ -181,10 +188,11 @@ def members_doc() -> dict:
 
 def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_BYTES, seed: int = 0, splits=None,
                  workers: int = 1, manifest_path=None, progress: bool = True, wait: bool = False,
-                 allow_unchecked: bool = False) -> dict:
+                 allow_unchecked: bool = False, select=None) -> dict:
     """Write every split's shards and ``index.json``; returns the index. The folder is locked for
     the run (a second writer ends at once, or waits with ``wait``); shards of an earlier run that
-    the new index does not list are removed."""
+    the new index does not list are removed. ``select``: a file naming the patches to write
+    (``shards.select``; default: all)."""
     archive_path, out_dir = Path(archive_path), Path(out_dir)
     shard_bytes = parse_size(shard_bytes)
     if manifest_path is None:
@@ -193,25 +201,33 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
         raise InputError(manifest_path, "no such build manifest (--manifest)")
     with folder_lock(out_dir, wait, "shards run"), disk_full_named(out_dir):
         return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress,
-                          allow_unchecked)
+                          allow_unchecked, select)
 
 
 def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
-               manifest_path: Path, progress: bool, allow_unchecked: bool = False) -> dict:
+               manifest_path: Path, progress: bool, allow_unchecked: bool = False, select=None) -> dict:
     with archive.reading(archive_path) as f:
         names = archive.read_dataset(f, "name", slice(None), archive_path).astype(str)
         # the archive checks itself: its descriptive values here, every chunk's Fletcher-32 as it is read
         checksummed = archive.check_meta(f, archive_path, allow_unchecked)
+        # BigEarthNet patches (v1 or v2 inputs) name their v1 patch: the shards keep BigEarthNet's licence
+        from_bigearthnet = "v1_name" in f and bool(np.any(f["v1_name"].asstr()[:] != ""))
+    rows_kept, selection = None, None
+    if select is not None:
+        chosen = read_selection(select)
+        check_known(select, chosen, names, archive_path)
+        rows_kept = np.isin(names, chosen)
+        selection = {"sha256": selection_digest(chosen), "patches": len(chosen)}
     source_sha, stats = _source(archive_path, manifest_path)
     if not checksummed and not manifest_path.exists():
         print(f"note: {archive_path}: carries no checksums (built before archives did) and has no manifest.json "
               f"beside it: damage that still decodes cannot be detected", file=sys.stderr, flush=True)
-    plans = plan(archive_path, shard_bytes, seed, splits)
+    plans = plan(archive_path, shard_bytes, seed, splits, rows_kept)
     empty = [sp for sp in (splits or []) if not any(p.split == sp for p in plans)]
     if empty:  # asked for by name: an index without it would read as a finished, empty split
-        held = sorted({p.split for p in plan(archive_path, shard_bytes, seed, None)})
-        raise OptionError(f"--splits: {archive_path} has no patch in split(s) {', '.join(empty)} "
-                          f"(it holds {', '.join(held) or 'none'})")
+        held = sorted({p.split for p in plan(archive_path, shard_bytes, seed, None, rows_kept)})
+        raise OptionError(f"--splits: {archive_path} has no {'selected ' if select else ''}patch in split(s) "
+                          f"{', '.join(empty)} (it holds {', '.join(held) or 'none'})")
     previous = _previous_entries(out_dir)
     # the folder is being rewritten: until the new index is in place it claims no complete set
     (out_dir / INDEX_NAME).unlink(missing_ok=True)
@@ -245,7 +261,8 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     index = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
         "source": {"archive": archive_path.name, "sha256": source_sha},
-        "config": {"seed": seed, "shard_bytes": shard_bytes, "splits": sorted(split_docs)},
+        "config": {"seed": seed, "shard_bytes": shard_bytes, "splits": sorted(split_docs),
+                   **({"selection": selection} if selection else {})},
         "members": members_doc(),
         "class_names": list(nom.CLASS_NAMES), "class_names_19": list(nom.CLASS_NAMES_19),
         "value_convention": VALUE_CONVENTION,
@@ -255,6 +272,7 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
     }
     index["digests"] = field_digests(index, INDEX_FIELDS)  # what readers act on, each checked when read
     write_text(out_dir / INDEX_NAME, json.dumps(index, indent=1))
+    croissant.write(out_dir, index, from_bigearthnet)  # the same shards described for dataset catalogues
     remove_unlisted(out_dir, index)
     shutil.rmtree(out_dir / ".progress", ignore_errors=True)  # the index holds what a rerun needs
     return index

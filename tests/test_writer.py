@@ -95,7 +95,7 @@ def test_rewrite_resumes_and_skips_finished_shards(written, tmp_path, monkeypatc
     assert all(p.stat().st_mtime_ns == mtimes[p] for p in files[1:])
     assert files[0].exists() and files[0].stat().st_mtime_ns != mtimes[files[0]]
     assert not list(out.glob("*.tmp"))
-    assert sorted(p.name for p in out.iterdir()) == sorted(["index.json", *(p.name for p in files)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["index.json", "croissant.json", *(p.name for p in files)])
 
 
 def test_meta_json_catches_any_changed_byte(written):
