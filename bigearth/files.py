@@ -189,6 +189,31 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+# what a file is, by its first bytes: for the line that says what was given where another was wanted
+_MAGIC = ((0, b"\x89HDF\r\n\x1a\n", "an HDF5 file (an archive?)"), (257, b"ustar", "a tar file (a shard?)"),
+          (0, b"PAR1", "a parquet file"), (0, b"PK\x03\x04", "a zip file"), (0, b"{", "a JSON file"))
+
+
+def what_is(path) -> str:
+    """A few words saying what ``path`` is: nothing, a build's folder, a shards folder, a folder,
+    or a file by its first bytes (HDF5, tar, parquet, zip, JSON)."""
+    path = Path(path)
+    if not path.exists():
+        return "nothing (no such file or folder)"
+    if path.is_dir():
+        if (path / "index.json").is_file():
+            return "a shards folder (it holds index.json)"
+        if (path / "bigearth_sr.h5").is_file():
+            return f"a build's folder (it holds {path / 'bigearth_sr.h5'})"
+        return "a folder"
+    try:
+        with open_regular(path) as fh:
+            head = fh.read(262)
+    except (OSError, ValueError):
+        return "a file that cannot be read"
+    return next((words for at, magic, words in _MAGIC if head[at:at + len(magic)] == magic), "a file")
+
+
 def read_json(path, what: str, missing=None, invalid=None, hint: str = "", max_bytes: int = JSON_MAX_BYTES,
               max_depth: int = JSON_MAX_DEPTH) -> dict:
     """A JSON object file, read as data; errors name the file: ``missing(path, problem)`` when

@@ -29,7 +29,7 @@ import numpy as np
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import atomic_path, check_field_digests, sha256_file
+from bigearth.files import atomic_path, check_field_digests, sha256_file, what_is
 from bigearth.record import (ARRAYS, BAND_RESOLUTION, BANDS_10M, BANDS_20M, BANDS_60M, BANDS_SUPER, META_FIELDS,
                              VALUE_CONVENTION, META_DEFAULTS, PatchRecord, RecordBatch)
 
@@ -360,11 +360,16 @@ def read_record(f: h5py.File, i: int) -> PatchRecord:
 def reading(path):
     """The archive opened for reading; one that is not a readable HDF5 archive of patches is an
     InputError naming it (and the datasets it lacks)."""
+    if Path(path).is_dir():  # HDF5 would say "[Errno 21] Is a directory"
+        raise InputError(path, f"is {what_is(path)}, not an archive: give the bigearth_sr.h5 a build wrote")
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         raise InputError(path, "no such archive") from None
     except OSError as e:
+        kind = what_is(path)
+        if kind not in ("a file", "a file that cannot be read") and not kind.startswith("an HDF5"):  # a known other kind
+            raise InputError(path, f"is {kind}, not an HDF5 archive: give the bigearth_sr.h5 a build wrote") from None
         raise InputError(path, f"not a readable HDF5 archive ({str(e).splitlines()[0][:200]})") from None
     with f:
         missing = [k for k in (*ARRAYS, *META) if k not in f and k not in META_DEFAULTS]

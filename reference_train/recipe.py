@@ -15,6 +15,29 @@ def scaled_lr(base: float = 0.1, workers: int = 1, batch_per_worker: int = 64) -
     return base * workers * batch_per_worker / 256
 
 
+PAPER_MILESTONES = (30, 60, 80)  # of the paper's 100 epochs
+
+
+def fit_milestones(milestones, epochs: int) -> tuple[tuple[int, ...], str | None]:
+    """The milestones a run uses, and a note saying why when they are not as given. Not given
+    (None): the paper's 30, 60, 80, or, for a run of 30 epochs or fewer (where none of those
+    would be reached and the rate would never decay), the same fractions of its own epochs
+    (10 epochs: 3, 6, 8). Given: as given, with a note when none falls within the run."""
+    if milestones is None:
+        if epochs > PAPER_MILESTONES[0]:
+            return PAPER_MILESTONES, None
+        fitted = tuple(sorted({max(1, round(m * epochs / 100)) for m in PAPER_MILESTONES if round(m * epochs / 100) < epochs}
+                              or {max(1, epochs - 1)}))
+        return fitted, (f"--milestones not given and --epochs {epochs} ends before the paper's first (30 of 100): the "
+                        f"rate decays at epochs {','.join(map(str, fitted))} instead (the same fractions of this run; "
+                        f"give --milestones to choose)")
+    milestones = tuple(milestones)
+    if not any(0 < m < epochs for m in milestones):
+        return milestones, (f"--milestones {','.join(map(str, milestones))}: none falls within the run's {epochs} "
+                            f"epoch(s), so the learning rate never decays (as asked)")
+    return milestones, None
+
+
 def lr_at(epoch: float, peak: float, workers: int = 1, warmup_epochs: float = 5.0,
           milestones=(30, 60, 80), gamma: float = 0.1) -> float:
     """Learning rate at a fractional epoch: a gradual warm-up, per iteration, from the one-worker

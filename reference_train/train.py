@@ -31,7 +31,7 @@ from reference_train.metrics import summary
 from reference_train.model import build_model, param_groups, parse_layers
 from reference_train.predict import predict, to_device
 from reference_train.train_args import KEPT, get_args_parser  # the flags, in a module without torch
-from reference_train.recipe import augment, lr_at, scaled_lr, steps_per_epoch
+from reference_train.recipe import augment, fit_milestones, lr_at, scaled_lr, steps_per_epoch
 from shards.index import shard_entries
 
 
@@ -293,7 +293,9 @@ def train_run(args) -> int:
         print(f"note: --val-split {args.val_split!r} is not in {args.data} (it holds {', '.join(index['splits'])}): "
               f"no validation", flush=True)
     peak = args.lr if args.lr is not None else scaled_lr(args.base_lr, engine.world, args.batch_size)
-    milestones = tuple(args.milestones)
+    milestones, schedule_note = fit_milestones(args.milestones, args.epochs)
+    if schedule_note and engine.rank == 0:
+        print(f"note: {schedule_note}", flush=True)
     # every rank gets ceil(n / world) samples of the split per epoch, each sample once (shards.load)
     loader = None if args.synthetic_data else make_loader(args, args.train_split, engine)
     steps = (loader.dataset.batches_this_rank(args.batch_size, args.workers) if loader is not None

@@ -69,7 +69,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--base-lr", type=positive_float, default=0.1, help="lr for 256 images; lr = base * k * n / 256")
     g.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: --base-lr scaled by the rule)")
     g.add_argument("--warmup-epochs", type=float_in(0.0), default=5.0, help="gradual warm-up from lr/k to lr")
-    g.add_argument("--milestones", type=int_list(0), default="30,60,80", help="epochs at which lr is multiplied by --gamma")
+    g.add_argument("--milestones", type=int_list(0), default=None,
+                   help="epochs at which lr is multiplied by --gamma (default: the paper's 30,60,80; for a run of 30 "
+                        "epochs or fewer, the same fractions of its own epochs, said at the start)")
     g.add_argument("--gamma", type=positive_float, default=0.1, help="lr factor at each milestone")
     g.add_argument("--momentum", type=float_in(0.0, 1.0, hi_open=True), default=0.9)
     g.add_argument("--no-nesterov", action="store_true", help="plain momentum instead of Nesterov's")

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 from bigearth.errors import InputError
-from bigearth.files import check_field_digests, read_json, sha256_file
+from bigearth.files import check_field_digests, read_json, sha256_file, what_is
 
 INDEX_NAME = "index.json"
 # the fields readers act on (statistics, counts, shard entries...), digested in the index's "digests"
@@ -63,8 +63,16 @@ def read_index(source) -> tuple[dict, Path]:
         raise IndexMissing(source, "URLs are not supported: copy the shard folder (index.json and its .tar files) "
                                    "to a local or mounted file system and give that folder")
     path = Path(source)
+    if not path.exists():
+        raise IndexMissing(path, "no such shards folder (give the folder `bigearth-sr shards --out` wrote)")
     if path.is_dir():
+        if not (path / INDEX_NAME).exists():
+            raise IndexMissing(path / INDEX_NAME, f"shard index is missing: {path} is {what_is(path)}, not a shards folder "
+                                                  f"(write shards with `bigearth-sr shards`)")
         path = path / INDEX_NAME
+    elif path.name != INDEX_NAME and not what_is(path).startswith("a JSON"):
+        raise IndexInvalid(path, f"is {what_is(path)}, not a shards folder: give the folder `bigearth-sr shards` "
+                                 f"wrote (it holds {INDEX_NAME} and the .tar shards)")
     index = read_json(path, "shard index", IndexMissing, IndexInvalid, " (write shards with `bigearth-sr shards`)")
     if index.get("format") != "bigearth-sr-shards" or not isinstance(index.get("splits"), dict):
         raise IndexInvalid(path, "not a bigearth-sr shard index")

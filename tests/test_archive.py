@@ -5,6 +5,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 
+from bigearth.errors import InputError
 from bigearth.record import ARRAYS, RecordBatch
 from dataset_builder import archive
 
@@ -177,3 +178,17 @@ def test_every_row_carries_the_digests_of_its_arrays(built):
         for i in range(0, stored.shape[0], 5):
             for j, key in enumerate(columns):
                 assert int(stored[i, j]) == xxhash.xxh3_64_intdigest(f[key][i].astype("<u2").tobytes())
+
+
+@pytest.mark.parametrize("given, message", [
+    ("folder", r"is a build's folder \(it holds .*bigearth_sr\.h5\), not an archive"),
+    ("tar", r"is a tar file \(a shard\?\), not an HDF5 archive"),
+    ("parquet", r"is a parquet file, not an HDF5 archive"),
+])
+def test_a_path_of_another_kind_is_named(built, written, given, message):
+    """``info`` (and every archive reader) on a folder, a shard or the catalogue: one line saying
+    what was given, not HDF5's "[Errno 21]" (issue 35, part 8)."""
+    path = {"folder": built[0], "tar": next(written[2].glob("*.tar")), "parquet": built[0] / "patches.parquet"}[given]
+    with pytest.raises(InputError, match=message):
+        with archive.reading(path):
+            pass

@@ -117,3 +117,18 @@ def test_files_digested_on_entering_are_described_as_the_work_found_them(tmp_pat
         table.write_bytes(b"rows v2")  # changed while the work ran on what it had read before
     assert content_digest(table, read) == hashlib.sha256(b"rows v1").hexdigest()
     assert content_digest(table) == hashlib.sha256(b"rows v2").hexdigest()
+
+
+def test_what_is_names_what_was_given(built, written, tmp_path):
+    """The words the readers use when one kind of path is given where another is wanted (issue 35)."""
+    from bigearth.files import what_is
+    from dataset_builder.build import ARCHIVE_NAME
+    sdir = written[2]
+    tar = next(sdir.glob("*.tar"))
+    (tmp_path / "x.json").write_text("{}")
+    (tmp_path / "x.bin").write_bytes(b"\x00" * 600)
+    assert what_is(tmp_path / "nope") == "nothing (no such file or folder)"
+    assert what_is(built[0]).startswith("a build's folder") and what_is(sdir).startswith("a shards folder")
+    assert what_is(tmp_path) == "a folder" and what_is(built[0] / ARCHIVE_NAME).startswith("an HDF5 file")
+    assert what_is(tar).startswith("a tar file") and what_is(built[0] / "patches.parquet") == "a parquet file"
+    assert what_is(tmp_path / "x.json") == "a JSON file" and what_is(tmp_path / "x.bin") == "a file"

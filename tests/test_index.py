@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bigearth.errors import InputError
+
 
 def test_cli_shards_and_verify(written, tmp_path):
     path, _, _, index = written
@@ -22,3 +26,19 @@ def test_cli_shards_and_verify(written, tmp_path):
     victim.write_bytes(bytes(data))
     r = subprocess.run([str(exe), "verify-shards", str(out)], capture_output=True, text=True)
     assert r.returncode == 1 and victim.name in r.stdout
+
+
+@pytest.mark.parametrize("given, message", [
+    ("archive", r"is an HDF5 file \(an archive\?\), not a shards folder"),
+    ("tar", r"is a tar file \(a shard\?\), not a shards folder"),
+    ("build", r"shard index is missing: .* is a build's folder"),
+    ("nowhere", r"no such shards folder"),
+])
+def test_a_path_of_another_kind_is_named(built, written, tmp_path, given, message):
+    """An archive, a tar or a build's folder given where the shards are wanted: one line saying
+    what was given and what is wanted (issue 35, part 8)."""
+    from shards.index import read_index
+    path = {"archive": written[0], "tar": next(written[2].glob("*.tar")), "build": built[0],
+            "nowhere": tmp_path / "shards-typo"}[given]
+    with pytest.raises(InputError, match=message):
+        read_index(path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference_train.recipe import augment, lr_at, mixup, rot_flip, scaled_lr
+from reference_train.recipe import augment, fit_milestones, lr_at, mixup, rot_flip, scaled_lr
 
 
 @pytest.mark.parametrize("k", [1, 2, 8])
@@ -77,3 +77,21 @@ def test_mixup_draws_lambda_per_patch_by_default_and_per_batch_on_request():
 
 
 # --------------------------------------------------------------------------- 1 vs N processes
+
+
+@pytest.mark.parametrize("given, epochs, want, noted", [
+    (None, 100, (30, 60, 80), False),     # the paper's run
+    (None, 31, (30, 60, 80), False),      # the first milestone is reached
+    (None, 10, (3, 6, 8), True),          # the README's quick line: the same fractions of 10 epochs
+    (None, 2, (1,), True),                # too short for three: one decay, before the last epoch
+    (None, 1, (1,), True),
+    ((30, 60, 80), 10, (30, 60, 80), True),  # given: kept, with a note that the rate never decays
+    ((5,), 10, (5,), False),
+])
+def test_milestones_fit_the_run(given, epochs, want, noted):
+    got, note = fit_milestones(given, epochs)
+    assert got == want and (note is not None) == noted
+    if noted and given is None:
+        # the fitted schedule decays within the run, where the paper's would not have
+        assert lr_at(epochs - 0.5, 1.0, 1, 0.0, got, 0.1) < 1.0 or epochs == 1
+        assert lr_at(epochs - 0.5, 1.0, 1, 0.0, (30, 60, 80), 0.1) == 1.0

@@ -313,3 +313,16 @@ def test_validation_is_shared_by_the_ranks_and_equals_one_process(learn_data, tm
     assert a.keys() == b.keys() and "val_micro_f1" in a
     for k in a:
         assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
+
+
+def test_a_short_run_without_milestones_gets_a_schedule_that_decays(learn_data, tmp_path):
+    """--epochs below the paper's first milestone: the rate decays at the same fractions of the run,
+    and the start says so (issue 35, part 4)."""
+    data, _ = learn_data
+    r = _train(data, tmp_path, "--epochs", "3", "--batch-size", "8", "--steps-per-epoch", "2", "--val-split", "",
+               "--warmup-epochs", "0", "--mixup-alpha", "0")
+    assert "the rate decays at epochs 1,2 instead" in r.stdout, r.stdout[-2000:]
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    lrs = [float(row.split(",")[header.index("lr")]) for row in rows[1:]]
+    assert lrs[1] < lrs[0] and lrs[2] < lrs[1]
