@@ -54,6 +54,11 @@ class ShardDataset(wds.DataPipeline):
         lo, hi = rank_range(sum(e["samples"] for e in self._entries), self.rank, self.world)
         return hi - lo
 
+    def __len__(self) -> int:
+        """Samples one pass gives this rank (``samples_this_rank``), from the index: what a
+        scheduler or a progress bar asks ``len`` for."""
+        return self.samples_this_rank()
+
     def batches_this_rank(self, batch_size: int, workers: int, partial: bool = True) -> int:
         """Batches one pass gives this rank (the same on every rank, so data-parallel ranks take
         the same steps): through :func:`loader`, ``batch_size`` samples each whatever the workers,
@@ -197,8 +202,9 @@ def loader(source, split: str = "train", batch_size: int = 64, num_workers: int 
             ``rank``, ``world``, ``layout``.
 
     Returns:
-        A ``webdataset.WebLoader``; the pipeline is ``loader.dataset`` (its ``set_epoch``,
-        ``index``, ``skipped``, ``batches_this_rank``).
+        A ``webdataset.WebLoader`` whose ``len`` is the batches one pass gives this rank; the
+        pipeline is ``loader.dataset`` (its ``set_epoch``, ``index``, ``skipped``,
+        ``batches_this_rank``, and ``len``: the samples one pass gives this rank).
     """
     _count("batch_size", batch_size, 1)  # before any worker starts: a bad one would hang or fail in a worker
     _count("num_workers", num_workers, 0)
@@ -214,6 +220,8 @@ def loader(source, split: str = "train", batch_size: int = 64, num_workers: int 
     if num_workers > 1:  # each worker's last batch is short: join them so the user gets batch_size
         dl = dl.compose(partial(rebatch, batch_size=batch_size, partial=partial_batches))
     ds.rebatched = True
+    # len(): the batches of one pass on this rank, exact under the partition rules
+    dl = dl.with_length(ds.batches_this_rank(batch_size, num_workers, partial_batches), silent=True)
     dl.dataset = ds
     return dl
 

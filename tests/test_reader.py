@@ -234,3 +234,20 @@ def test_the_loader_refuses_what_it_cannot_do_in_the_caller(written, kw, message
             f"except ValueError as e:\n    print('ValueError:', e)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and re.search("ValueError: " + message, r.stdout), r.stdout + r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("world, workers, partial", [(1, 0, True), (1, 2, True), (2, 2, True), (2, 2, False),
+                                                     (3, 1, False)])
+def test_len_is_what_one_pass_gives(written, world, workers, partial):
+    """len(load) is the samples a rank reads in one pass, len(loader) its batches: counted here by
+    iterating, on every rank (issue 35, part 3)."""
+    import shards
+    _, _, sdir, index = written
+    for rank in range(world):
+        ds = shards.load(sdir, "train", shuffle=0, rank=rank, world=world, normalize=False)
+        assert len(ds) == sum(1 for _ in ds) == -(-index["splits"]["train"]["samples"] // world)
+        dl = shards.loader(sdir, "train", batch_size=3, num_workers=workers, shuffle=0, rank=rank, world=world,
+                           partial_batches=partial, pin_memory=False, normalize=False)
+        batches = [len(x) for x, _ in dl]
+        assert len(dl) == len(batches) and len(dl.dataset) == len(ds)
+        assert all(n == 3 for n in batches[:-1]) and (partial or batches[-1] == 3)
