@@ -72,3 +72,20 @@ def test_super_resolution_page_names_the_shipped_models(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[0] == "paper NetSpec(ratio=2, blocks=6, features=128)"
+
+
+def test_install_lines_name_their_environment_and_no_registry_release():
+    """Every pip line a user reads installs from the clone into a named environment (the clone's
+    .venv, or "the environment that runs this"), never `bigearth-sr[...]` from a registry, where
+    the package is not (issue 35, part 6)."""
+    import re
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "dataset_builder" / "bigearth_sr" / "README.md",
+             ROOT / "bigearth_torchgeo" / "__init__.py"]
+    seen = 0
+    for f in files:
+        for line in f.read_text().splitlines():
+            for m in re.finditer(r"(\S*)\s*(?:-m )?pip install", line):
+                seen += 1
+                assert "bigearth-sr[" not in line, f"{f.name}: {line.strip()}"
+                assert m.group(1).endswith((".venv/bin/python", "python")), f"{f.name}: a bare pip: {line.strip()}"
+    assert seen >= 8
