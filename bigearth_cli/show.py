@@ -31,16 +31,17 @@ SPLIT_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#9467bd",
 def source_kind(source) -> tuple[str, Path]:
     """("archive", path) or ("shards", folder) for an archive, a build folder or a shards folder."""
     from dataset_builder.build import ARCHIVE_NAME
+    from shards.index import INDEX_NAME
     source = Path(source)
     if source.is_dir():
         if (source / ARCHIVE_NAME).is_file():
             return "archive", source / ARCHIVE_NAME
-        if (source / "index.json").is_file():
+        if (source / INDEX_NAME).is_file():
             return "shards", source
         raise InputError(source, f"is a folder with neither {ARCHIVE_NAME} (a build) nor index.json (shards)")
     if not source.exists():
         raise InputError(source, "no such archive or folder")
-    if source.name == "index.json":
+    if source.name == INDEX_NAME:
         return "shards", source.parent
     return "archive", source
 
@@ -260,8 +261,8 @@ def main(args) -> int:
         raise OptionError(f"--names/--count: one picture shows 1 to {MAX_PATCHES} patches, not "
                           f"{len(wanted) or args.count}")
     kind, where = source_kind(args.source)
-    split = None if args.split is None else args.split
-    records = (archive_records if kind == "archive" else shard_records)(where, wanted, args.count, args.seed, split)
+    records = (archive_records if kind == "archive" else shard_records)(where, wanted, args.count, args.seed,
+                                                                         args.split)
     out = save(patches_figure(records, build_method(where) if kind == "archive" else "as built"), Path(args.out))
     print(f"{out}: {len(records)} patch(es) of {where} ({', '.join(r.name for r in records)})")
     if kind == "archive" and (cat := catalogue_of(where)) is not None:

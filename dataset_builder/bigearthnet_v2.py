@@ -226,14 +226,27 @@ def read_patch(folder: Path, row: dict, root: Path, min_share: float = 0.0) -> d
     if split is None:
         raise InputError(root / METADATA, f"patch {pid}: split {row.get('split')!r} is not one of {sorted(SPLIT_VALUES)}")
     pm = _PRODUCT_RE.match(m["product"])
-    d = pm["dt"]
     ulx, uly = check_grid(folder, pid, pm["tile"], int(m["x"]), int(m["y"]), transforms)
     return {"name": pid, "product": m["product"], "tile": pm["tile"], "x": int(m["x"]), "y": int(m["y"]),
-            "date": f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}",
+            "date": product_time(pm),
             "crs": f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else str(crs), "split": split,
             "bounds": [float(ulx), float(uly), float(ulx + PATCH_M), float(uly - PATCH_M)],
             "bands": bands, "classes": c43, "classes_19": c19,
             "v1_name": str(row.get("s2v1_name") or ""), "s1_name": str(row.get("s1_name") or "")}
+
+
+def product_time(pm: re.Match) -> str:
+    """The acquisition time of a v2 product name (a ``_PRODUCT_RE`` match), ISO 8601 as written."""
+    d = pm["dt"]
+    return f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}"
+
+
+def known_corner(tile: str, x: int, y: int) -> tuple[float, float] | None:
+    """Patch (x, y)'s upper-left corner on a tile whose grid is known (v1's grid), else None."""
+    if tile not in REAL_TILES:
+        return None
+    tx, ty = REAL_TILES[tile][1:]
+    return tx + x * PATCH_M, ty - y * PATCH_M
 
 
 def check_grid(folder: Path, pid: str, tile: str, x: int, y: int, transforms: dict) -> tuple[float, float]:
@@ -242,9 +255,9 @@ def check_grid(folder: Path, pid: str, tile: str, x: int, y: int, transforms: di
     uly) / 1200) the corner is patch (x, y)'s; elsewhere B02's corner, which the other bands must
     share. A band shifted by any amount is an InputError naming its file."""
     t = transforms["B02"]
-    if tile in REAL_TILES:
-        tx, ty = REAL_TILES[tile][1:]
-        ulx, uly, whence = tx + x * PATCH_M, ty - y * PATCH_M, f"patch ({x}, {y}) of tile {tile}'s grid"
+    corner = known_corner(tile, x, y)
+    if corner is not None:
+        (ulx, uly), whence = corner, f"patch ({x}, {y}) of tile {tile}'s grid"
     else:
         ulx, uly, whence = t.c, t.f, f"B02's corner ({t.c:g}, {t.f:g})"
     for band, t in transforms.items():
@@ -292,16 +305,15 @@ def process_product(task_id: str, folders: list[Path], cfg, part_path: Path, pro
         pid = folder.name
         m = _PATCH_RE.match(pid)
         pm = _PRODUCT_RE.match(m["product"])
-        d = pm["dt"]
         row = rows.get(pid) or screened_rows.get(pid) or {}
         c19 = labels_19(row, root / METADATA) if row.get("labels") is not None else None
         x, y = int(m["x"]), int(m["y"])
         geo = georef(folder / f"{pid}_B02.tif")
-        if pm["tile"] in REAL_TILES:  # on a known grid the name places the patch, as check_grid does
-            tx, ty = REAL_TILES[pm["tile"]][1:]
-            geo["bounds"] = [tx + x * PATCH_M, ty - y * PATCH_M, tx + (x + 1) * PATCH_M, ty - (y + 1) * PATCH_M]
+        corner = known_corner(pm["tile"], x, y)
+        if corner is not None:  # on a known grid the name places the patch, as check_grid does
+            geo["bounds"] = [corner[0], corner[1], corner[0] + PATCH_M, corner[1] - PATCH_M]
         return ({"name": pid, "product": m["product"], "tile": pm["tile"], "x": x, "y": y,
-                 "date": f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[9:11]}:{d[11:13]}:{d[13:15]}",
+                 "date": product_time(pm),
                  "split": SPLIT_VALUES.get(str(row.get("split"))), **geo}, None, c19)
 
     # the patches of this product that the screened table lists: in the catalogue with their reason

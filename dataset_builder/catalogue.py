@@ -57,9 +57,6 @@ class Rows:
         self.cols["classes"].append(None if classes is None else bits(classes))
         self.cols["classes_19"].append(None if classes_19 is None else bits(classes_19))
 
-    def __len__(self) -> int:
-        return len(self.cols["name"])
-
     def to_json(self) -> dict:
         return self.cols
 
@@ -125,8 +122,3 @@ def write(path, catalogues: list[dict]) -> dict:
         gdf.to_parquet(tmp, index=False, schema_version="1.1.0", write_covering_bbox=True, compression="zstd")
     return {"rows": len(gdf), "sha256": sha256_file(path)}
 
-
-def read(path):
-    """The catalogue as a GeoDataFrame (geopandas reads it as written; this is for symmetry)."""
-    import geopandas as gpd
-    return gpd.read_parquet(path)

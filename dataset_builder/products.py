@@ -113,6 +113,11 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
     split = tile_split(product.tile, cfg.split_fractions)
     up = upsample.for_scene(up, lambda: tile_pieces(bands, convert))  # adapted to this tile alone, if asked
 
+    def patch_meta(x: int, y: int) -> dict:
+        """Patch (x, y)'s descriptive fields: the archive's record and the catalogue's row alike."""
+        return {"name": patch_name(product.prefix, x, y), "product": product.name, "tile": product.tile,
+                "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y, "bounds": _bounds(geo, x, y)}
+
     def screen_row(y: int):
         """(drop reason or None per column, the row's classes, the kept columns) of row ``y``."""
         reasons = row_drop_reasons(bands["SCL"], y, ncols, cfg.thresholds)
@@ -148,9 +153,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                 arrays[key] = np.ascontiguousarray(cube[keep])
             arrays["classes"] = classes[keep]
             arrays["classes_19"] = nom.to_19(arrays["classes"])
-            meta = [{"name": patch_name(product.prefix, x, y), "product": product.name, "tile": product.tile,
-                     "date": product.iso_date, "split": split, "crs": geo.crs, "x": x, "y": y,
-                     "bounds": _bounds(geo, x, y), "v1_name": "", "s1_name": ""} for x in keep]
+            meta = [{**patch_meta(x, y), "v1_name": "", "s1_name": ""} for x in keep]
             part = BandStats()
             part.add(arrays)
             out.append((y, (reasons, classes, RecordBatch(arrays, meta), part)))
@@ -171,9 +174,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
                 for x, r in enumerate(reasons):
                     if r is not None:
                         drops[r] += 1
-                    listed.add({"name": patch_name(product.prefix, x, y), "product": product.name,
-                                "tile": product.tile, "date": product.iso_date, "split": split, "crs": geo.crs,
-                                "x": x, "y": y, "bounds": _bounds(geo, x, y)}, r or catalogue.KEPT, classes[x])
+                    listed.add(patch_meta(x, y), r or catalogue.KEPT, classes[x])
                 if batch is not None:
                     writer.append(batch)
                     stats.merge({split: part.sums})

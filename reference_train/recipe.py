@@ -26,8 +26,8 @@ def fit_milestones(milestones, epochs: int) -> tuple[tuple[int, ...], str | None
     if milestones is None:
         if epochs > PAPER_MILESTONES[0]:
             return PAPER_MILESTONES, None
-        fitted = tuple(sorted({max(1, round(m * epochs / 100)) for m in PAPER_MILESTONES if round(m * epochs / 100) < epochs}
-                              or {max(1, epochs - 1)}))
+        scaled = {max(1, round(m * epochs / 100)) for m in PAPER_MILESTONES}
+        fitted = tuple(sorted({m for m in scaled if m < epochs} or {max(1, epochs - 1)}))
         return fitted, (f"--milestones not given and --epochs {epochs} ends before the paper's first (30 of 100): the "
                         f"rate decays at epochs {','.join(map(str, fitted))} instead (the same fractions of this run; "
                         f"give --milestones to choose)")
@@ -39,7 +39,7 @@ def fit_milestones(milestones, epochs: int) -> tuple[tuple[int, ...], str | None
 
 
 def lr_at(epoch: float, peak: float, workers: int = 1, warmup_epochs: float = 5.0,
-          milestones=(30, 60, 80), gamma: float = 0.1) -> float:
+          milestones=PAPER_MILESTONES, gamma: float = 0.1) -> float:
     """Learning rate at a fractional epoch: a gradual warm-up, per iteration, from the one-worker
     rate ``peak / workers`` to ``peak`` over ``warmup_epochs``, then x ``gamma`` at each milestone."""
     if epoch < warmup_epochs:

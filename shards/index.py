@@ -70,8 +70,8 @@ def read_index(source) -> tuple[dict, Path]:
             raise IndexMissing(path / INDEX_NAME, f"shard index is missing: {path} is {what_is(path)}, not a shards folder "
                                                   f"(write shards with `bigearth-sr shards`)")
         path = path / INDEX_NAME
-    elif path.name != INDEX_NAME and not what_is(path).startswith("a JSON"):
-        raise IndexInvalid(path, f"is {what_is(path)}, not a shards folder: give the folder `bigearth-sr shards` "
+    elif path.name != INDEX_NAME and not (kind := what_is(path)).startswith("a JSON"):
+        raise IndexInvalid(path, f"is {kind}, not a shards folder: give the folder `bigearth-sr shards` "
                                  f"wrote (it holds {INDEX_NAME} and the .tar shards)")
     index = read_json(path, "shard index", IndexMissing, IndexInvalid, " (write shards with `bigearth-sr shards`)")
     if index.get("format") != "bigearth-sr-shards" or not isinstance(index.get("splits"), dict):
