@@ -299,6 +299,8 @@ def main(argv=None) -> int:
         prog="bigearth-sr",
         description="BigEarthNet-style patches from Sentinel-2 Level-2A products, with all bands super-resolved to 10 m.",
         formatter_class=HelpFormatter)
+    from bigearth import __version__
+    parser.add_argument("--version", action="version", version=f"bigearth-sr {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("synth", help="write synthetic Level-2A products (real SAFE layout, JP2, SCL) and CORINE rasters",

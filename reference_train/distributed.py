@@ -118,12 +118,16 @@ class DDPEngine(Engine):
 
     def wrap_model(self, model, global_bn=False):
         if global_bn and self.world > 1:
-            from torch.distributed.nn.functional import all_reduce
-            GlobalBatchNorm.allreduce_sum = all_reduce
+            # torch's differentiable all-reduce (the backward all-reduces the gradients); the
+            # functional collective replaces torch.distributed.nn.functional's, which warns
+            from torch.distributed import _functional_collectives as fc
+            GlobalBatchNorm.allreduce_sum = lambda t: fc.all_reduce(t, "sum", self.dist.group.WORLD)
             model = GlobalBatchNorm.convert(model)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # buffers are identical across ranks with global BatchNorm and rank-local without: keep them
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        # buffers are identical across ranks with global BatchNorm and rank-local without: never
+        # sync them in forward (the init sync is harmless: broadcast() sends rank 0's state anyway).
+        # forward_sync_buffers is torch's replacement for the deprecated broadcast_buffers
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
     def broadcast(self, model, opt):
         for t in list(model.state_dict().values()):

@@ -82,18 +82,33 @@ def write_reports(out: Path, reports: dict) -> None:
             lines += ["", f"{len(absent)} class(es) absent from the split (blank in the CSV, null in the JSON): "
                           + ", ".join(absent)]
         write_text(out / f"per_class_{key}.md", "\n".join(lines) + "\n")
-        plot_f1(rep, out / f"f1_{key}.png", f"per-class F1, {key} classes")
+        split = reports.get("checkpoint", {}).get("split")
+        plot_f1(rep, out / f"f1_{key}.png", f"per-class F1, {key} classes" + (f", {split} split" if split else ""))
     write_text(out / "report.json", json.dumps(reports, indent=1))
 
 
+def f1_title(rep: dict, title: str) -> str:
+    """The chart's title says how many of the nomenclature's classes it shows, and that the others
+    are left out because the split lacks them (a bar of "43 classes" counted short reads as a bug)."""
+    present = sum(r["support"] > 0 for r in rep["per_class"])
+    absent = len(rep["per_class"]) - present
+    return title + (f"\n{present} classes present; {absent} absent from the split, left out" if absent else "")
+
+
 def plot_f1(rep: dict, path: Path, title: str) -> None:
+    import textwrap
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = sorted((r for r in rep["per_class"] if r["support"] > 0), key=lambda r: r["f1"])
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))
-    labels = [f"{r['class'][:48]} ({r['support']})" for r in rows]
-    ax.barh(labels, [r["f1"] for r in rows], color="tab:green")
+    # CORINE's longest names run to 80 characters: wrap them rather than cut a class beyond recognition
+    labels = [textwrap.fill(f"{r['class']} ({r['support']})", 44) for r in rows]
+    lines = sum(lab.count("\n") + 1 for lab in labels)
+    fig, ax = plt.subplots(figsize=(10, 0.24 * lines + 0.1 * len(rows) + 1.6))
+    ax.barh(range(len(rows)), [r["f1"] for r in rows], color="tab:green")
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     zero = [i for i, r in enumerate(rows) if r["f1"] == 0]
     if zero:  # a bar of length 0 is invisible: mark it, so it reads as a score of 0, not a missing class
         ax.scatter([0.0] * len(zero), zero, marker="x", color="tab:red", zorder=3, label="F1 = 0", clip_on=False)
@@ -102,7 +117,7 @@ def plot_f1(rep: dict, path: Path, title: str) -> None:
     ax.axvline(rep["averages"]["micro"]["f1"], color="k", ls="--", lw=1, label="micro F1")
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1 (support in brackets)")
-    ax.set_title(title)
+    ax.set_title(f1_title(rep, title))
     ax.legend(loc="lower right")
     fig.tight_layout()
     with atomic_path(path) as tmp:

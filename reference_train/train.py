@@ -250,22 +250,28 @@ def plot_curves(history: list, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     ep = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
+    # markers: a run of one epoch is one point per curve, which a line alone does not draw
+    style = {"marker": "o", "ms": 3}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    axes[0].plot(ep, [r["train_loss"] for r in history], label="train", **style)
     if any("val_loss" in r for r in history):
-        axes[0].plot(ep, [r.get("val_loss", np.nan) for r in history], label="validation")
+        axes[0].plot(ep, [r.get("val_loss", np.nan) for r in history], label="validation", **style)
     axes[0].set_title("loss (BCE)")
-    axes[0].legend()
     for key in ("val_micro_f1", "val_macro_f1", "val_mAP"):
         if any(key in r for r in history):
-            axes[1].plot(ep, [r.get(key, np.nan) for r in history], label=key[4:])
+            axes[1].plot(ep, [r.get(key, np.nan) for r in history], label=key[4:], **style)
     axes[1].set_title("validation")
-    axes[1].legend()
-    axes[2].plot(ep, [r["lr"] for r in history])
+    axes[2].plot(ep, [r["lr"] for r in history], **style)
     axes[2].set_title("learning rate (end of epoch)")
     for a in axes:
         a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if len(ep) == 1:  # matplotlib's own margin round one point is a twentieth of an epoch
+            a.set_xlim(ep[0] - 1, ep[0] + 1)
+        if a.get_legend_handles_labels()[0]:  # below the panel: never over a curve
+            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -87,3 +87,10 @@ def test_val_is_taken_for_validation(capsys):
     assert "'val' is called 'validation'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         p.parse_args(["--checkpoint", "c", "--data", "d", "--out", "o", "--split", "none"])
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bigearth-sr {version('bigearth-sr')}"

@@ -70,3 +70,62 @@ def test_absent_classes_are_blank_and_zero_f1_is_marked(tmp_path, monkeypatch):
     zero = sum(1 for r in reports["43"]["per_class"] if r["f1"] == 0)
     assert ([0.0] * zero, "F1 = 0") in marked  # one marker per F1 = 0 bar, in the 43-class chart
     assert "macro mAP" in evaluate.tables_text(reports, "43")
+
+
+def _drawn(monkeypatch):
+    """The figures a function closes, kept open for inspection (pyplot.close is where they end)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figs = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    return figs
+
+
+def test_the_f1_chart_names_its_split_and_the_classes_it_leaves_out_and_wraps_long_names(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bigearth import nomenclature as nom
+    from reference_train import evaluate
+    from reference_train.metrics import score
+    rng = np.random.default_rng(2)
+    targets = (rng.random((80, 43)) < 0.3).astype(np.float32)
+    absent = [0, 5, 29]  # 29: "Land principally occupied by agriculture, ...", the longest name, left in below
+    targets[:, absent] = 0
+    reports = score(rng.random((80, 43)).astype(np.float32), targets, 43)
+    reports["checkpoint"] = {"split": "validation"}
+    figs = _drawn(monkeypatch)
+    evaluate.write_reports(tmp_path, reports)
+    ax = figs[0].axes[0]
+    title = ax.get_title()
+    assert "43 classes" in title and "validation split" in title and "40 classes present; 3 absent" in title
+    shown = [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()]
+    present = [r for r in reports["43"]["per_class"] if r["support"] > 0]
+    assert sorted(shown) == sorted(f"{r['class']} ({r['support']})" for r in present)  # whole names, none cut
+    longest = max(nom.CLASS_NAMES, key=len)
+    assert longest not in [nom.CLASS_NAMES[i] for i in absent] and len(longest) > 60
+    assert any("\n" in t.get_text() for t in ax.get_yticklabels())
+    fig19 = figs[1].axes[0]
+    assert "19 classes, validation split" in fig19.get_title()
+
+
+def test_training_curves_keep_legends_off_the_panels_with_whole_epochs(tmp_path, monkeypatch):
+    from reference_train.train import plot_curves
+    for epochs in (1, 7):
+        figs = _drawn(monkeypatch)
+        hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_micro_f1": e / 10, "val_macro_f1": e / 12,
+                 "val_mAP": e / 11, "lr": 0.1 if e < 5 else 0.01} for e in range(1, epochs + 1)]
+        plot_curves(hist, tmp_path / f"c{epochs}.png")
+        fig = figs[-1]
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+            lo, hi = ax.get_xlim()
+            assert hi - lo >= 1  # one epoch is not drawn on a scale of hundredths
+            assert all(line.get_marker() not in (None, "None", "") for line in ax.get_lines())  # one point shows
+            leg = ax.get_legend()
+            if leg is not None:
+                assert not leg.get_window_extent(r).overlaps(ax.get_window_extent(r))
+        assert sum(ax.get_legend() is not None for ax in fig.axes) == 2

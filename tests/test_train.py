@@ -213,6 +213,7 @@ def test_distributed_training_runs_with_both_engines(learn_data, tmp_path):
         r = subprocess.run([*launch, *common, *extra, "--engine", engine, "--output-dir", str(tmp_path / engine)], env=env,
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        assert "FutureWarning" not in r.stderr, r.stderr[-3000:]  # a standard run warns of nothing deprecated
         assert "2 rank(s)" in r.stdout and "global batch 8 (2 x 4)" in r.stdout and "lr 0.003125" in r.stdout
         m = re.search(r"(\d+) rank\(s\) on this node of (\d+) usable cores: (\d+) threads and (\d+) loader workers",
                       r.stdout)
