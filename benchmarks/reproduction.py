@@ -70,7 +70,7 @@ def run(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
         engine, prefix = demo.launcher(2, "horovod")
         cmd = [*prefix, "-m", "reference_train.train", "--engine", engine, "--data", str(work / f"shards_{method}"),
-               "--output-dir", str(out), "--resume", "--variant", variant, "--print-freq", "0",
+               "--output-dir", str(out), "--resume-if-present", "--variant", variant, "--print-freq", "0",
                *demo.as_flags({**demo.DEMO_TRAIN, "seed": seed})]
         sh(cmd, out / "train.log")
         sh([sys.executable, "-m", "reference_train.evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--data",

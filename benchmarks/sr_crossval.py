@@ -88,7 +88,7 @@ def train(args) -> None:
             continue
         t0 = time.time()
         rc = cli(["sr-train", *map(str, paths), "--out", str(run), "--exclude-scenes", ",".join(keys), *recipe(args),
-                  "--resume"])
+                  "--resume-if-present"])
         print(f"fold {i}: rc {rc}, {time.time() - t0:.0f} s", flush=True)
 
 
@@ -99,7 +99,7 @@ def final(args) -> None:
     paths = inputs(out, args.synth)
     t0 = time.time()
     rc = cli(["sr-train", *map(str, paths), "--out", str(runs(out, args) / "final"), *recipe(args),
-              "--storage", STORAGE[args.size], "--resume"])
+              "--storage", STORAGE[args.size], "--resume-if-present"])
     print(f"final: rc {rc}, {time.time() - t0:.0f} s", flush=True)
 
 

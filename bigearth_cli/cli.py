@@ -123,7 +123,7 @@ def cmd_build(args) -> int:
     if manifest is None:  # a non-zero MPI rank
         return 0
     print_summary(manifest, Path(args.out))
-    return 1 if manifest["tiles_failed"] else 0
+    return 1 if manifest["tiles_failed"] or not manifest["patches"] else 0
 
 
 UNCHECKED_HELP = ("accept an archive that carries no checksum attributes (built before archives carried them), "

@@ -165,8 +165,8 @@ def train(args, shards_dir: Path, run_dir: Path, archive_sha: str) -> str:
         return "reused"
     engine, prefix = launcher(args.ranks, args.train_engine)
     cmd = [*prefix, "-m", "reference_train.train", "--engine", engine, "--data", str(shards_dir),
-           "--output-dir", str(run_dir), "--resume", "--val-split", "validation", "--print-freq", "0",
-           *as_flags(wanted)]
+           "--output-dir", str(run_dir), *(["--resume"] if state == "resume" else []), "--val-split", "validation",
+           "--print-freq", "0", *as_flags(wanted)]
     print(f"      {engine if engine != 'none' else 'one process'}: {' '.join(cmd[:8])} ...", flush=True)
     r = subprocess.run(cmd)
     if r.returncode != 0:

@@ -60,19 +60,38 @@ def print_summary(manifest: dict, out: Path) -> None:
         con.print(f"{len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} of the input folders not used "
                   f"(inputs_ignored in manifest.json), e.g. {first[0]}: {first[1]}")
     failed = manifest["tiles_failed"]
-    if failed:
-        # each failure whole, on a line of its own, whatever the terminal's width: the reason is
-        # what the user acts on (the manifest keeps the same text)
-        for key, err in failed.items():
-            print(f"error: {failure_line(key, err)}", file=sys.stderr, flush=True)
+    # each failure whole, on a line of its own, whatever the terminal's width: the reason is
+    # what the user acts on (the manifest keeps the same text)
+    for key, err in failed.items():
+        print(f"error: {failure_line(key, err)}", file=sys.stderr, flush=True)
+    if not manifest["patches"]:
+        from dataset_builder.archive import FAILED_MANIFEST_NAME
+        print(f"nothing was built: {nothing_built(manifest)}; no archive was written, and "
+              f"{out / FAILED_MANIFEST_NAME} records why", file=sys.stderr, flush=True)
+    elif failed:
         print(f"{len(failed)} input(s) failed (listed above and in {out / 'manifest.json'}); the others were built; "
               f"fix or remove them and rerun the same command: what is built is kept", file=sys.stderr, flush=True)
+
+
+def nothing_built(manifest: dict) -> str:
+    """Why a build kept no patch: its inputs failed, or screening dropped every patch, or both."""
+    failed, built = len(manifest["tiles_failed"]), len(manifest["tiles"])
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(manifest["dropped"].items()) if v)
+    why = []
+    if failed:
+        why.append(f"{'all ' if not built else ''}{failed} input(s) failed (listed above)")
+    if built:
+        why.append(f"the {built} input(s) read kept no patch (dropped: {dropped or 'none'})")
+    return " and ".join(why) or "no input was given"
+
 
 
 def print_plan(plan: dict, out: Path) -> None:
     """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
     i, b = plan["inputs"], plan["bytes"]
     gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
+    for line in plan.get("folders", []):  # a folder of products, taken for the products it holds
+        print(line)
     print(f"plan for {out} (from the inputs' metadata and the products' SCL bands; nothing is built):")
     print(f"  inputs: {i['products']} product(s), {i['bigearthnet_v1_acquisitions']} BigEarthNet v1 acquisition(s) "
           f"(by the folders' names), "

@@ -353,6 +353,20 @@ def read_record(f: h5py.File, i: int) -> PatchRecord:
     return PatchRecord.from_fields({k: f[k][i] for k in META_FIELDS if k in f}, {k: f[k][i] for k in ARRAYS})
 
 
+# a build that kept no patch writes no archive and no manifest.json (nothing for a reader to find);
+# its manifest is kept under this name, the record of what failed or was screened, and why
+FAILED_MANIFEST_NAME = "manifest.failed.json"
+
+
+def no_such_archive(path) -> InputError:
+    """The archive is not there; where the last build into its folder built nothing, say so."""
+    record = Path(path).with_name(FAILED_MANIFEST_NAME)
+    if record.exists():
+        return InputError(path, f"no such archive: the last build into {record.parent} built nothing ({record} "
+                                f"records why)")
+    return InputError(path, "no such archive")
+
+
 # --------------------------------------------------------------------------- reading, checked
 
 
@@ -365,7 +379,7 @@ def reading(path):
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
-        raise InputError(path, "no such archive") from None
+        raise no_such_archive(path) from None
     except OSError as e:
         kind = what_is(path)
         if kind not in ("a file", "a file that cannot be read") and not kind.startswith("an HDF5"):  # a known other kind
@@ -415,7 +429,7 @@ def check_manifest(path, manifest_path=None) -> tuple[str, dict | None]:
     named = manifest_path is not None  # given by the user: a mismatch is the manifest's, not the archive's
     manifest_path = Path(manifest_path) if manifest_path is not None else path.with_name("manifest.json")
     if not path.exists():
-        raise InputError(path, "no such archive")
+        raise no_such_archive(path)
     sha = sha256_file(path)
     if not manifest_path.exists():
         return sha, None

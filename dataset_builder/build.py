@@ -30,7 +30,7 @@ from .config import BuildConfig  # noqa: F401  (the build's public API: BuildCon
 from .engines import choose_workers, run_local, run_mpi
 from .plan import check_disk, named_products, option_notes, require_labels
 from .stats import SplitStats
-from .tasks import Task, parts_dir, plan_tasks
+from .tasks import Task, expand_folders, parts_dir, plan_tasks
 
 ARCHIVE_NAME = "bigearth_sr.h5"
 MANIFEST_NAME = "manifest.json"
@@ -41,7 +41,8 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     """Merge the parts in task order into the archive and write the manifest. The archive is
     merged under a temporary name; the old manifest is removed before the new archive takes its
     place and the new manifest is written after, so the folder never shows a manifest that does
-    not describe its archive (a build with no patch removes the archive)."""
+    not describe its archive (a build with no patch removes the archive and keeps its manifest as
+    ``FAILED_MANIFEST_NAME`` only)."""
     out = Path(cfg.out_dir)
     by_id = {r["task"]: r for r in results}
     ok = [t.id for t in tasks if by_id.get(t.id, {}).get("status") == "ok"]
@@ -139,8 +140,14 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
     if label_check is not None:
         manifest["labels_43_vs_19"] = label_check
     manifest["digests"] = field_digests(manifest, archive.MANIFEST_FIELDS)
+    failed_path = out / archive.FAILED_MANIFEST_NAME
+    if not n:
+        manifest_path.unlink(missing_ok=True)
+        manifest_path = failed_path
     with disk_full_named(manifest_path):
         write_text(manifest_path, json.dumps(manifest, indent=1))
+    if n:
+        failed_path.unlink(missing_ok=True)  # an earlier attempt's record: this build has an archive
     return manifest
 
 
@@ -154,6 +161,10 @@ def build(inputs, cfg: BuildConfig, workers: int | None = None, engine: str = "l
     t0 = time.perf_counter()
     rank0 = engine != "mpi" or _mpi_rank() == 0
     lock = folder_lock(cfg.out_dir, wait, "build") if rank0 else contextlib.nullcontext()
+    inputs, found = expand_folders(inputs, cfg)
+    if rank0:
+        for line in found:
+            print(line, flush=True)
     require_labels(named_products(inputs), cfg)  # before any work
     with lock:
         tasks, failed_inputs, ignored = plan_tasks(inputs, cfg)

@@ -20,6 +20,8 @@ from .archive import check_manifest
 from .bigearthnet_v1 import is_archive_dir
 from .bigearthnet_v2 import is_v2_root
 from .build import ARCHIVE_NAME, MANIFEST_NAME, BuildConfig, build
+from .safe import products_in
+from .tasks import clc_beside
 
 
 def describe(folder) -> tuple[str, list[Path]]:
@@ -29,7 +31,7 @@ def describe(folder) -> tuple[str, list[Path]]:
         raise FileNotFoundError(f"{folder}: no such folder (the manual_dir / input folder)")
     if (folder / ARCHIVE_NAME).exists():
         return "archive", [folder / ARCHIVE_NAME]
-    products = sorted([*folder.glob("*.SAFE"), *folder.glob("S2?_MSIL2A_*.zip")])
+    products = products_in(folder)
     if products:
         return "products", products
     if is_v2_root(folder):
@@ -123,7 +125,7 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
     out = Path(work_dir) / method_folder(upsampling, model)
     cfg = BuildConfig(out_dir=str(out), upsampling=upsampling or "bilinear", sr_model=model, progress=progress)
     if kind == "products":
-        clc = sorted(p for d in (folder, folder / "clc") if d.is_dir() for p in d.glob("*.tif"))
+        clc = clc_beside(folder)
         if not clc:
             raise FileNotFoundError(f"{folder}: products but no CORINE raster (*.tif beside them or in clc/)")
         cfg.clc = [str(p) for p in clc]

@@ -19,7 +19,7 @@ from pathlib import Path
 from bigearth.errors import InputError, OptionError
 
 from .config import BuildConfig
-from .tasks import Task, plan_tasks
+from .tasks import Task, expand_folders, plan_tasks
 
 # bytes per kept patch (benchmarks/RESULTS.md, the full synthetic tile: 1,951 MB for 5,465 patches
 # in blosc-lz4; gzip and blosc2-zstd are smaller, none larger: the blosc-lz4 figure is used for
@@ -109,10 +109,11 @@ def free_bytes(folder) -> int:
 def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
     """The plan of a build, from metadata only; see the module's docstring. Options the build
     would refuse are refused here too (``require_labels``)."""
+    inputs, found = expand_folders(inputs, cfg)
     require_labels(named_products(inputs), cfg)
     tasks, failed, ignored = plan_tasks(inputs, cfg, labels=False)  # v1 by name: seconds for 590k folders
     require_labels([t.id for t in tasks if t.kind == "product"], cfg)
-    return summarize(tasks, failed, ignored, cfg, workers)
+    return {**summarize(tasks, failed, ignored, cfg, workers), "folders": found}
 
 
 def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, workers: int | None = None) -> dict:

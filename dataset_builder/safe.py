@@ -117,6 +117,12 @@ def _find_text(root: ET.Element, names: tuple[str, ...], source) -> str:
     raise InputError(source, f"metadata has no {' or '.join(names)} element")
 
 
+def products_in(folder: Path) -> list[Path]:
+    """The Level-2A products a folder holds (``*.SAFE`` folders and ``S2?_MSIL2A_*.zip``), by name."""
+    folder = Path(folder)
+    return sorted([*folder.glob("*.SAFE"), *folder.glob("S2?_MSIL2A_*.zip")])
+
+
 class _Container:
     """A SAFE folder or a .zip of one, with GDAL paths for the files inside."""
 
@@ -136,7 +142,7 @@ class _Container:
         elif path.is_dir():
             self.root = ""
             if not (path / "MTD_MSIL2A.xml").exists():
-                inside = sorted(p.name for p in [*path.glob("*.SAFE"), *path.glob("S2?_MSIL2A_*.zip")])
+                inside = [p.name for p in products_in(path)]
                 if inside:
                     shown = ", ".join(inside[:3]) + (f" and {len(inside) - 3} more" if len(inside) > 3 else "")
                     raise InputError(path, f"a folder of {len(inside)} product(s) ({shown}), not one product: "

@@ -18,7 +18,7 @@ from . import bigearthnet_v1, bigearthnet_v2
 from .config import BuildConfig
 from .labels import JsonLabeler
 from .products import process_product
-from .safe import Product, open_product
+from .safe import Product, open_product, products_in
 
 
 @dataclasses.dataclass
@@ -79,6 +79,38 @@ def expected_bytes(task: "Task") -> int:
         side = task.source.geocoding.size_10m
         return int(1.5 * (side * side * 2 * (4 + 6 / 4 + 2 / 36) + (side // 2) ** 2))
     return PATCH_TASK_BYTES
+
+
+def clc_beside(folder: Path) -> list[Path]:
+    """The CORINE rasters kept with a folder of products: ``*.tif`` beside them or in ``clc/``
+    (as ``bigearth-sr synth`` writes them, and as the TFDS builder reads its manual_dir)."""
+    return sorted(p for d in (folder, folder / "clc") if d.is_dir() for p in d.glob("*.tif"))
+
+
+def expand_folders(inputs, cfg: BuildConfig) -> tuple[list[Path], list[str]]:
+    """The inputs, each folder of Level-2A products (not itself a product, nor a BigEarthNet v1 or v2
+    folder) standing for the products it holds, as ``tfds build --manual_dir`` takes such a folder;
+    with a line per folder saying what it holds. Without --clc and --labels-json, the CORINE rasters
+    kept with the products (``clc_beside``) label them, and the line says so (``cfg.clc`` is set)."""
+    out, lines = [], []
+    given = bool(cfg.clc or cfg.labels_json)  # the user's labels are used as given
+    for inp in map(Path, inputs):
+        found = (products_in(inp) if inp.is_dir() and not (inp / "MTD_MSIL2A.xml").exists()
+                 and not bigearthnet_v2.is_v2_root(inp) and not bigearthnet_v1.is_archive_dir(inp) else [])
+        if not found:
+            out.append(inp)
+            continue
+        out.extend(found)
+        zips = sum(p.suffix.lower() == ".zip" for p in found)
+        line = (f"{inp}: {len(found)} Level-2A product(s) found ({len(found) - zips} .SAFE folder(s), {zips} "
+                f".zip)")
+        clc = clc_beside(inp)
+        if clc and not given:
+            cfg.clc = [*dict.fromkeys([*cfg.clc, *map(str, clc)])]
+            line += f", labelled from the {len(clc)} CORINE raster(s) kept with them ({clc[0].name}" + \
+                    (", ..." if len(clc) > 1 else "") + ")"
+        lines.append(line)
+    return out, lines
 
 
 def plan_tasks(inputs, cfg: BuildConfig, labels: bool = True) -> tuple[list[Task], dict, dict]:

@@ -98,13 +98,13 @@ def read_checkpoint(path: Path, args=None, data: dict | None = None) -> dict:
                   if saved.get(k) != getattr(args, k)]
         if differ:
             raise InputError(path, "checkpoint of another model: " + "; ".join(differ)
-                             + " (use the same options, or another --output-dir)")
+                             + " (use the same options, --overwrite to start a new run in its place, or another --output-dir)")
     saved_data = state.get("data") or {}
     if data is not None and saved_data:
         differ = [f"{k} {saved_data.get(k)!r} there, {v!r} here" for k, v in data.items() if saved_data.get(k) != v]
         if differ:
             raise InputError(path, "checkpoint of a run on other data: " + "; ".join(differ)
-                             + " (resuming would mix two runs; use another --output-dir)")
+                             + " (resuming would mix two runs; --overwrite starts a new run in its place, or use another --output-dir)")
     return state
 
 

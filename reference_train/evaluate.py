@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 from bigearth.files import atomic_path, folder_lock, output_folder, sha256_file, write_text
@@ -125,6 +126,24 @@ def plot_f1(rep: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def replaced_reports(out: Path, scored: dict) -> str | None:
+    """What a rerun's reports replace in ``out`` when they are another checkpoint's (or another
+    split's, or other data's): said, since the folder's name may be all that tells two runs apart."""
+    try:
+        old = json.loads((out / "report.json").read_text()).get("checkpoint") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    what = [f"{k} {old.get(k)!r}" for k in ("split",) if old.get(k) != scored[k]]
+    if old.get("sha256") != scored["sha256"]:
+        what.insert(0, f"checkpoint {old.get('path')} (epoch {old.get('epoch')}, sha256 {str(old.get('sha256'))[:12]}…)")
+    if old.get("data_sha256") != scored["data_sha256"]:
+        what.append("other shards")
+    if not what:
+        return None
+    return (f"{out} held the reports of {', '.join(what)}; they are replaced by those of {scored['path']} (epoch "
+            f"{scored['epoch']}, the {scored['split']} split)")
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, add_help=add_help)
     ap.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `bigearth-sr train`")
@@ -178,6 +197,8 @@ def evaluate_run(args) -> int:
                              "sha256": sha256_file(args.checkpoint),
                              "data_sha256": sha256_file(Path(args.data) / shards.INDEX_NAME)}
     out = output_folder(args.out)
+    if (note := replaced_reports(out, reports["checkpoint"])) is not None:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     write_predictions(out / PREDICTIONS, names, probs, targets, args.threshold)
     write_reports(out, reports)
     if not args.quiet:

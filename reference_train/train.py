@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 import shards
-from bigearth import distinfo, stopping
-from bigearth.errors import InputError, run_command
+from bigearth import distinfo, runs, stopping
+from bigearth.errors import InputError, ReportedError, run_command
 from bigearth.files import atomic_path, folder_lock, output_folder, write_text
 from bigearth.record import ARRAYS, RGB
-from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, save_checkpoint
+from reference_train.checkpoint import CHECKPOINT, data_identity, load_checkpoint, read_checkpoint, save_checkpoint
 from reference_train.distributed import make_engine
 from reference_train.metrics import summary
 from reference_train.model import build_model, param_groups, parse_layers
@@ -292,6 +292,26 @@ def train_run(args) -> int:
     if n_train == 0 and not args.synthetic_data:
         raise InputError(base / shards.INDEX_NAME, f"the {args.train_split!r} split holds no sample")
     out = output_folder(args.output_dir)  # before any process group starts or any step is taken
+    # a run already in the folder is refused, resumed or set aside (rank 0 moves it) before any rank
+    # starts: a rerun never trains over a finished run unasked
+    resume, takeover = runs.take_over(out, [out / CHECKPOINT], describe_checkpoint, resume=args.resume,
+                                      if_present=args.resume_if_present, overwrite=args.overwrite,
+                                      writer=distinfo.rank_world()[0] == 0)
+    with takeover:
+        return train_from(args, index, base, n_train, out, resume, takeover)
+
+
+def describe_checkpoint(path: Path) -> str:
+    """What a refusal says of the run a checkpoint holds: its epoch, or why it cannot be read."""
+    try:
+        state = read_checkpoint(path)
+    except ReportedError as e:
+        return f"unreadable: {e.problem if isinstance(e, InputError) else e}"
+    epochs = state["args"].get("epochs") if isinstance(state.get("args"), dict) else None
+    return f"epoch {state['epoch']}" + (f" of {epochs}" if epochs else "")
+
+
+def train_from(args, index, base, n_train, out, resume: bool, takeover) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     local_size, cores = size_to_node(args)  # before the engine: Horovod and Gloo start their threads then
     engine = make_engine(args.engine, device, args.timeout)
@@ -329,7 +349,7 @@ def train_run(args) -> int:
     scaler = torch.amp.GradScaler(engine.device.type) if args.amp == "fp16" else None
     start, history, first_step = 0, [], 0
     ckpt = out / CHECKPOINT
-    if args.resume and ckpt.exists():
+    if resume:
         start, history, first_step = load_checkpoint(ckpt, raw, opt, scaler, args, data_identity(index, args))
         if first_step >= steps:  # stopped mid-epoch by a run with longer epochs: this epoch is done
             first_step = 0
@@ -362,6 +382,7 @@ def train_run(args) -> int:
                     if engine.rank == 0:
                         save_checkpoint(ckpt, raw, opt, scaler, epoch, history, args, data_identity(index, args),
                                         step=row["stopped_at"])
+                        takeover.release()  # the run replaced by --overwrite, kept until now
                         print(f"checkpoint written at epoch {epoch} step {row['stopped_at']}/{steps}: {ckpt}",
                               file=sys.stderr, flush=True)
                     raise stopping.Stopped(row["signal"])
@@ -370,6 +391,7 @@ def train_run(args) -> int:
                 if engine.rank == 0:
                     history.append(row)
                     save_checkpoint(ckpt, raw, opt, scaler, epoch + 1, history, args, data_identity(index, args))
+                    takeover.release()
                     write_logs(out, history, tb)
                     print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
                           flush=True)

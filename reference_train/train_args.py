@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bigearth import runs
 from bigearth.options import (HelpFormatter, blocks_per_stage, float_in, int_list, nonneg_int, positive_float,
                               positive_int, split_name)
 
@@ -96,7 +97,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=positive_int, default=600, help="seconds a collective may wait (ddp)")
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", required=True, help="checkpoints, metrics.csv, TensorBoard logs, curves.png")
-    g.add_argument("--resume", action="store_true", help="continue from --output-dir/checkpoint.pt if it exists")
+    runs.add_flags(g, "checkpoint.pt")
     g.add_argument("--nan-check-every", type=positive_int, default=20, help="steps between checks of the loss")
     g.add_argument("--print-freq", type=nonneg_int, default=20, help="steps between log lines (0: none)")
     return p

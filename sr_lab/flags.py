@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bigearth import runs
 from bigearth.options import (auto_or, choice_list, float_in, nonneg_int, positive_float, positive_int, tile_size_m,
                               torch_device)
 from dataset_builder.sr import SIZES, describe_models
@@ -59,7 +60,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=("float32", "float16"), default="float32",
                    help="how dsen2.npz stores the weights: float16 halves the file (read back as float32; the shipped "
                         "paper-size model is stored so)")
-    p.add_argument("--resume", action="store_true", help="go on from the checkpoints in --out")
+    runs.add_flags(p, "checkpoints (checkpoint_2x.pt, checkpoint_6x.pt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

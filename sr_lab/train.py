@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bigearth import runs
 from bigearth.files import (atomic_path, content_digest, file_digests, folder_lock, load_torch, output_folder,
                             sha256_file)
 
@@ -153,7 +154,8 @@ def _run_fingerprint(args, ratio: int, sources: dict) -> str:
 def load_checkpoint(path: Path, fingerprint: str) -> dict:
     ck = load_torch(path, "sr-train checkpoint")
     if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
-        raise InputError(path, "checkpoint of another run (other options or scenes); remove it or use another --out")
+        raise InputError(path, "checkpoint of another run (other options or scenes); --overwrite starts a new run "
+                                "in its place, or use another --out")
     return ck
 
 
@@ -167,7 +169,21 @@ def check_crop(ratio: int, crop: int, train) -> None:
                           f"lower --crop{ratio}")
 
 
-def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Net, list[dict]]:
+def describe_checkpoint(path: Path) -> str:
+    """What a refusal says of an sr-train checkpoint: its network and epoch, or that it is unreadable."""
+    try:
+        ck = load_torch(path, "sr-train checkpoint")
+        return f"the {ck['spec']['ratio']}x network at epoch {int(ck['epoch'])}"
+    except InputError as e:
+        return f"unreadable: {e.problem}"
+    except (KeyError, TypeError, ValueError):
+        return "not an sr-train checkpoint"
+
+
+def train_net(ratio: int, args, train, val, sources: dict, log, resume: bool = False,
+              on_checkpoint=lambda: None) -> tuple[DSen2Net, list[dict]]:
+    """One network, trained (``resume``: on from its checkpoint, when it has one); ``on_checkpoint``
+    is called after each checkpoint is written."""
     device = torch.device(args.device)
     out = Path(args.out)
     crop, batch, epochs = getattr(args, f"crop{ratio}"), getattr(args, f"batch{ratio}"), getattr(args, f"epochs{ratio}")
@@ -190,7 +206,7 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
     fp = _run_fingerprint(args, ratio, sources)
     history: list[dict] = []
     start = 0
-    if args.resume and _ckpt(out, ratio).exists():
+    if resume and _ckpt(out, ratio).exists():
         ck = load_checkpoint(_ckpt(out, ratio), fp)
         check_state(_ckpt(out, ratio), ck.get("net"), net)  # NaN weights would train on as NaN, silently
         try:
@@ -238,6 +254,7 @@ def train_net(ratio: int, args, train, val, sources: dict, log) -> tuple[DSen2Ne
                  "history": history, "spec": {"ratio": ratio, "blocks": args.blocks, "features": args.features}}
         with atomic_path(_ckpt(out, ratio)) as tmp:
             torch.save(state, tmp)
+        on_checkpoint()
     return net.cpu().eval(), history
 
 
@@ -253,6 +270,14 @@ def train_run(args) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     out = output_folder(args.out)
+    # the run already in --out is refused, resumed or set aside before anything is written there
+    resume, takeover = runs.take_over(out, [_ckpt(out, r) for r in (2, 6)], describe_checkpoint,
+                                      resume=args.resume, if_present=args.resume_if_present, overwrite=args.overwrite)
+    with takeover:
+        return train_into(args, out, resume, takeover)
+
+
+def train_into(args, out: Path, resume: bool, takeover) -> int:
     log_path = out / "train_log.txt"
 
     def log(msg: str) -> None:
@@ -280,7 +305,7 @@ def train_run(args) -> int:
     nets, histories = {}, {}
     for ratio in ratios:
         nets[ratio], histories[ratio] = train_net(ratio, args, pairs[ratio], pairs_for(ratio, val, args.degradation),
-                                                  sources, log)
+                                                  sources, log, resume, takeover.release)
     if set(nets) != {2, 6}:
         log("only one network trained: no bundle written (a bundle holds both)")
         return 0

@@ -196,3 +196,55 @@ def test_a_stop_is_one_line_and_the_rerun_resumes(built, products, tmp_path, wor
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     assert_same_archive(Path(built[0]) / ARCHIVE_NAME, out / ARCHIVE_NAME)
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.name == ".lock"]
+
+
+def test_a_folder_of_products_and_zips_is_taken_as_given(built, products, synth_dir, tmp_path, capsys):
+    """Issue 35: `build DIR` builds the products DIR holds (.SAFE folders and .zip), as tfds build's
+    manual_dir takes them, says how many it found, and labels them from the CORINE rasters kept in
+    DIR's clc/ when no labels source is given."""
+    import shutil
+    import zipfile
+
+    from bigearth_cli.cli import main
+    folder = tmp_path / "products"
+    (folder / "clc").mkdir(parents=True)
+    shutil.copytree(products[0], folder / products[0].name)
+    with zipfile.ZipFile(folder / (products[1].name.removesuffix(".SAFE") + ".zip"), "w") as z:
+        for f in sorted(products[1].rglob("*")):
+            z.write(f, f"{products[1].name}/{f.relative_to(products[1])}")
+    for c in synth_dir.glob("CLC_*.tif"):
+        shutil.copy(c, folder / "clc" / c.name)
+    (folder / "notes.txt").write_text("not a product")
+    out = tmp_path / "out"
+    assert main(["build", str(folder), "--out", str(out), "--upsampling", "bilinear", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert f"{folder}: 2 Level-2A product(s) found (1 .SAFE folder(s), 1 .zip), labelled from the 3 CORINE raster(s)" \
+        in said
+    with h5py.File(out / ARCHIVE_NAME, "r") as f, h5py.File(built[0] / ARCHIVE_NAME, "r") as ref:
+        got = dict(zip(f["name"].asstr()[:], f["data_super"][:]))
+        want = {n: d for n, d, p in zip(ref["name"].asstr()[:], ref["data_super"][:], ref["product"].asstr()[:])
+                if p in {products[0].name.removesuffix(".SAFE"), products[1].name.removesuffix(".SAFE")}}
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[n], want[n]) for n in want)
+
+
+def test_a_build_that_kept_nothing_writes_no_archive_and_says_so(products, synth_dir, tmp_path, capsys):
+    """Every patch screened out: no archive and no manifest.json, the manifest kept as
+    manifest.failed.json, one closing line saying nothing was built, exit 1; a later build that
+    keeps patches writes the archive and removes the failure record."""
+    from bigearth_cli.cli import main
+    from dataset_builder.archive import FAILED_MANIFEST_NAME
+    from dataset_builder.synth import SynthConfig, write_product
+    cloudy = write_product(SynthConfig(tile="T33UUP", date="20170716T101031", tile_size_m=2400, seed=5, cloud_cover=1.0),
+                           tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--upsampling", "bilinear", "--no-progress", "--clc", str(synth_dir)]
+    assert main(["build", str(cloudy), *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    record = json.loads((out / FAILED_MANIFEST_NAME).read_text())
+    assert err[-1].startswith("nothing was built: the 1 input(s) read kept no patch (dropped: ") \
+        and err[-1].endswith(f"no archive was written, and {out / FAILED_MANIFEST_NAME} records why"), err
+    assert record["patches"] == 0 and sum(record["dropped"].values()) == 4
+    assert not (out / ARCHIVE_NAME).exists() and not (out / "manifest.json").exists()
+    assert main(["build", str(products[0]), *args]) == 0
+    assert (out / ARCHIVE_NAME).exists() and (out / "manifest.json").exists()
+    assert not (out / FAILED_MANIFEST_NAME).exists()

@@ -39,7 +39,7 @@ def test_tfds_page_builds_and_loads_as_written(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     n = r.stdout.strip().splitlines()[-1].split(" ", 1)[0]  # the snippet prints the train split's length first
     assert int(n) == manifest["patches_per_split"]["train"]
-    assert "(3, 120, 120)" in r.stdout
+    assert "(3, 120, 120)" in r.stdout and "(12, 120, 120) (43,) uint8" in r.stdout
     assert not (tmp_path / "~").exists()
 
 

@@ -129,3 +129,29 @@ def test_training_curves_keep_legends_off_the_panels_with_whole_epochs(tmp_path,
             if leg is not None:
                 assert not leg.get_window_extent(r).overlaps(ax.get_window_extent(r))
         assert sum(ax.get_legend() is not None for ax in fig.axes) == 2
+
+
+def test_evaluating_into_another_checkpoints_reports_says_so(built, tmp_path, capsys):
+    import shards
+
+    sdir = tmp_path / "shards"
+    index = shards.write_shards(built[0] / ARCHIVE_NAME, sdir, "4MB", progress=False)
+    split = next(iter(index["splits"]))
+    args = argparse.Namespace(variant="super", labels=43, arch="resnet18", layers="1,1,1,1", dropout=0.0, seed=0)
+    for name, epoch in (("a.pt", 2), ("b.pt", 5)):
+        torch.manual_seed(epoch)
+        model = build_model("super", 43, "resnet18", 0.0, parse_layers("1,1,1,1"))
+        save_checkpoint(tmp_path / name, model, torch.optim.SGD(model.parameters(), lr=0.1), None, epoch, [], args)
+    out = tmp_path / "eval"
+
+    def run(ckpt):
+        capsys.readouterr()
+        assert cli(["evaluate", "--checkpoint", str(tmp_path / ckpt), "--data", str(sdir), "--split", split, "--out",
+                    str(out), "--workers", "0", "--device", "cpu", "--quiet"]) == 0
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+
+    assert run("a.pt") == [] and run("a.pt") == []  # the same checkpoint scored again: nothing to say
+    notes = run("b.pt")
+    assert len(notes) == 1 and f"{out} held the reports of checkpoint {tmp_path / 'a.pt'} (epoch 2" in notes[0]
+    assert f"replaced by those of {tmp_path / 'b.pt'} (epoch 5" in notes[0]
+    assert json.loads((out / "report.json").read_text())["checkpoint"]["epoch"] == 5

@@ -29,6 +29,7 @@ from bigearth.errors import run_command
 from bigearth.files import field_digests, folder_lock, sha256_file
 from bigearth.record import BANDS_20M
 from dataset_builder import archive
+from dataset_builder.archive import FAILED_MANIFEST_NAME
 from dataset_builder.build import ARCHIVE_NAME, MANIFEST_NAME
 
 from .conftest import assert_same_archive, flip_byte, write_ben, write_lists
@@ -557,7 +558,12 @@ def dead_runs_temporaries(ctx):
 
 
 def folder_of_products(ctx):
+    """The folder holding the products, given as it lies (their CORINE rasters in its clc/), as
+    tfds build's manual_dir: taken for its products, labelled from its rasters."""
     ctx.fields["parent"] = str(ctx.products[0].parent)
+    (ctx.products[0].parent / "clc").mkdir()
+    for c in ctx.clc:
+        shutil.copy(c, ctx.products[0].parent / "clc" / c.name)
 
 
 def index_of_another_build(ctx):
@@ -1113,10 +1119,19 @@ def shards_intact(ctx):
 
 
 def no_stale_archive(ctx):
-    m = _manifest(ctx)
-    assert m["patches"] == 0 and not (ctx.out / ARCHIVE_NAME).exists() and m["outputs"] == {}
+    """Nothing built: no archive, no manifest.json, the manifest kept as the failure record, and a
+    reader pointed at the archive is told why it is not there."""
+    assert not (ctx.out / ARCHIVE_NAME).exists() and not (ctx.out / MANIFEST_NAME).exists()
+    m = json.loads((ctx.out / FAILED_MANIFEST_NAME).read_text())
+    assert m["patches"] == 0 and m["outputs"] == {} and len(m["tiles_failed"]) == len(ctx.products)
     rc, text = run(["shards", str(ctx.out / ARCHIVE_NAME), "--out", str(ctx.root / "s"), "--no-progress"])
-    assert rc == 1 and "no such archive" in text
+    assert rc == 1 and "no such archive: the last build into" in text and FAILED_MANIFEST_NAME in text
+    assert run(ctx.fmt("build {products} {clc} --out {out} --no-progress"))[1].count("nothing was built") == 1
+
+
+def built_from_the_folder(ctx):
+    assert_same_archive(ctx.out / ARCHIVE_NAME, ctx.built / ARCHIVE_NAME)
+    assert sorted(_manifest(ctx)["tiles"]) == sorted(p.name.removesuffix(".SAFE") for p in ctx.products)
 
 
 def others_built(ctx):
@@ -1342,8 +1357,9 @@ CASES = [
     Case(nothing, "train --data x --output-dir {out} --milestones 30,x", 2, "--milestones: must be comma-separated"),
     Case(nothing, "evaluate --checkpoint x --data x --out {out} --threshold 2", 2, r"--threshold: must be in \[0, 1\]"),
     # 6. clear messages
-    Case(folder_of_products, "build {parent} {clc} --out {out} --no-progress", 1,
-         r"a folder of 3 product\(s\) .*pass the products themselves"),
+    Case(folder_of_products, "build {parent} --out {out} --upsampling bilinear --no-progress", 0,
+         r"in: 3 Level-2A product\(s\) found \(3 \.SAFE folder\(s\), 0 \.zip\), labelled from the 3 CORINE raster",
+         built_from_the_folder),
     Case(index_of_another_build, "read-shards {shards} train", 1,
          r"its first sample is .* the index belongs to another build"),
     Case(archive_damaged, "shards {arch} --out {root}/s --no-progress", 1,

@@ -42,6 +42,21 @@ def test_dry_run_plans_what_the_build_keeps_and_builds_nothing(built, products, 
     assert "free at" in text
 
 
+def test_a_folder_of_products_is_planned_as_its_products(built, products, synth_dir, tmp_path, capsys):
+    """`build DIR --dry-run` plans the products DIR holds, labelled from its rasters, and says so."""
+    import shutil
+    folder = tmp_path / "in"
+    for q in products:
+        shutil.copytree(q, folder / q.name)
+    for c in synth_dir.glob("CLC_*.tif"):
+        shutil.copy(c, folder / c.name)
+    assert main(["build", str(folder), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == (f"{folder}: 3 Level-2A product(s) found (3 .SAFE folder(s), 0 .zip), labelled from "
+                                    f"the 3 CORINE raster(s) kept with them (CLC_T29UPU_4800m.tif, ...)")
+    assert f"patches expected: {built[1]['patches']} " in text
+
+
 def test_a_product_whose_scl_cannot_be_read_is_planned_from_its_metadata(built, products, synth_dir, tmp_path):
     """The build will name that product's band; the plan still counts it, by its metadata."""
     copies = copy_products(products, tmp_path)

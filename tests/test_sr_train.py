@@ -115,3 +115,25 @@ def test_crops_are_aligned_and_their_coarse_input_is_their_targets(products, rat
     x, y, low = train.sample_batch(pairs, torch.ones(1), crop, 6, gen, ratio, brightness=1.6, jitter=0.3)
     assert x.shape[-2:] == y.shape[-2:] == (crop, crop) and low.shape[-1] == crop // ratio
     torch.testing.assert_close(low, consistency.degrade(y, ratio), rtol=0, atol=0)
+
+
+def test_a_rerun_never_trains_over_a_run_unasked(products, tmp_path, capsys):
+    """Issue 35, as for train: sr-train into a folder holding checkpoints refuses without a flag,
+    naming one and its epoch; --resume without one refuses; --overwrite sets the old run aside and
+    removes it once the new run has a checkpoint."""
+    _run(products[:1], tmp_path, "--nets", "2", "--epochs2", "1")
+    ckpt = tmp_path / "checkpoint_2x.pt"
+    old = sha256_file(ckpt)
+    capsys.readouterr()
+    assert _run(products[:1], tmp_path, "--nets", "2", "--epochs2", "2") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {ckpt} holds a run (the 2x network at epoch 1): add --resume")
+    assert "--overwrite" in err[0] and sha256_file(ckpt) == old
+    assert _run(products[:1], tmp_path / "typo", "--nets", "2", "--resume") == 1
+    assert "--resume: " in capsys.readouterr().err
+    assert _run(products[:1], tmp_path, "--nets", "2", "--epochs2", "2", "--overwrite", "--seed", "4") == 0
+    out = capsys.readouterr().out
+    assert "--overwrite: the run in" in out and "(the 2x network at epoch 1)" in out
+    ck = torch.load(ckpt, weights_only=True)
+    assert ck["epoch"] == 2 and sha256_file(ckpt) != old and not (tmp_path / ".replaced").exists()
+    assert (tmp_path / "train_log.txt").read_text().count("sr-train:") == 1  # the old run's log went with it

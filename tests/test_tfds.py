@@ -4,6 +4,7 @@ Beam generation, and the real BigEarthNet fixtures."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,11 @@ tfds = pytest.importorskip("tensorflow_datasets")
 RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
 
 
-def run_tfds(args, cwd, tmp_path):
+def run_tfds(args, cwd, tmp_path, quiet_tf=True):
     exe = Path(sys.executable).with_name("tfds")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "BIGEARTH_SR_WORKERS": "2"}
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "BIGEARTH_SR_WORKERS": "2"}
+    if quiet_tf:
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     r = subprocess.run([str(exe), "build", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
@@ -49,6 +52,8 @@ def check_example(ex, r, variant: str) -> None:
             np.testing.assert_array_equal(ex[f"data_{k}"], getattr(r, f"data_{k}"))
     assert sorted(int(i) for i in ex["labels"]) == np.flatnonzero(r.classes).tolist()
     assert sorted(int(i) for i in ex["labels_19"]) == np.flatnonzero(r.classes_19).tolist()
+    for key, want in (("labels_multi_hot", r.classes), ("labels_19_multi_hot", r.classes_19)):
+        assert ex[key].dtype == np.uint8 and ex[key].tolist() == (np.asarray(want) > 0).astype(int).tolist()
     m = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in ex["metadata"].items()}
     assert set(m) == {k for k in META_FIELDS if k not in ("name", "split")}  # from the record's definition
     assert (m["product"], m["tile"], m["date"], m["crs"]) == (r.product, r.tile, r.date, r.crs)
@@ -79,10 +84,20 @@ def test_configs_span_variants_and_upsampling_methods():
 
 
 def test_cli_imports_form_tfrecord_then_tfds_load(synth_dir, reference, tmp_path):
+    """...with the build's progress shown as one bar of patches (rate and time left), and TensorFlow's
+    start-up log lines, which every worker process would repeat, left out (TF_CPP_MIN_LOG_LEVEL
+    unset, as a user runs it); as_supervised gives multi-hot labels that batch."""
     recs, manifest = reference
     data_dir = tmp_path / "data"
-    run_tfds(["bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr", f"--manual_dir={synth_dir}",
-              f"--data_dir={data_dir}", "--file_format=tfrecord"], tmp_path, tmp_path)
+    r = run_tfds(["bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
+                  f"--manual_dir={synth_dir}", f"--data_dir={data_dir}", "--file_format=tfrecord"], tmp_path, tmp_path,
+                 quiet_tf=False)
+    bars = set(re.findall(r"tiles[^:]*: 100%\|[^|]*\| ([\d.]+)/([\d.]+) \[[\d:]+<[\d:]+", r.stderr))
+    assert bars == {("48.0", "48.0")}, r.stderr[-3000:]  # one bar: 3 products of 16 patches, with the time left
+    # TensorFlow's start-up lines ("I0000 <time> <pid> port.cc:...] oneDNN ...") from one process, tfds's own
+    # (it imports TensorFlow before the builder runs), never again from each worker
+    pids = set(re.findall(r"^[IWE]\d{4} [\d:.]+ +(\d+) ", r.stderr, re.M))
+    assert len(pids) <= 1 and r.stderr.count("apitools not found") <= 1, r.stderr[-3000:]
     from dataset_builder.bigearth_sr.bigearth_sr_dataset_builder import Builder
     version = str(Builder.VERSION)
     assert list((data_dir / "bigearth_sr" / "super_bilinear" / version).glob("*.tfrecord*"))
@@ -95,6 +110,10 @@ def test_cli_imports_form_tfrecord_then_tfds_load(synth_dir, reference, tmp_path
             check_example(ex, recs[ex["filename"].decode()], "super")
             seen.append(ex["filename"].decode())
     assert sorted(seen) == sorted(recs)
+    train = manifest["patches_per_split"]["train"]
+    ds = tfds.load("bigearth_sr/super_bilinear", data_dir=str(data_dir), split="train", as_supervised=True)
+    x, y = next(iter(tfds.as_numpy(ds.batch(train))))  # the recipe docs/tfds.md gives, in one batch
+    assert x.shape == (train, 12, 120, 120) and y.shape == (train, 43) and y.dtype == np.uint8
 
 
 def test_cli_folder_form_array_record_then_data_source(synth_dir, reference, tmp_path):

@@ -165,6 +165,46 @@ def test_sigterm_mid_epoch_writes_the_step_and_the_resumed_run_ends_as_an_uninte
     assert resumed["history"][1]["train_loss"] == whole["history"][1]["train_loss"]
 
 
+def test_a_rerun_never_trains_over_a_run_unasked(learn_data, tmp_path):
+    """Issue 35: into a folder holding a checkpoint, train refuses without --resume or --overwrite,
+    naming the checkpoint and its epoch; --resume into a folder without one refuses, and
+    --resume-if-present says it starts fresh; --overwrite moves the old run aside and gives it back
+    when the new run ends before its first checkpoint (here a diverged loss), else removes it."""
+    data, _ = learn_data
+    args = ["--batch-size", "8", "--steps-per-epoch", "2", "--val-split", "", "--warmup-epochs", "0"]
+    out = tmp_path / "run"
+    r = _train(data, out, "--epochs", "1", "--resume-if-present", *args)
+    assert f"note: no checkpoint in {out}: a new run starts (--resume-if-present)" in r.stdout
+    ckpt = out / "checkpoint.pt"
+    old = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"checkpoint.pt", "metrics.csv", "args.json"} <= set(old)
+
+    r = _train(data, out, "--epochs", "2", *args, check=False)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(err) == 1, r.stderr[-2000:]
+    assert err[0] == (f"error: {ckpt} holds a run (epoch 1 of 1): add --resume to go on with it, or --overwrite to "
+                      f"start a new one (the old run is kept aside until the new run's first checkpoint)")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old
+
+    r = _train(data, tmp_path / "runn", "--epochs", "2", "--resume", *args, check=False)  # a mistyped folder
+    assert r.returncode == 1 and r.stderr.strip().startswith(f"error: --resume: {tmp_path / 'runn'} holds no checkpoint")
+    assert not (tmp_path / "runn" / "checkpoint.pt").exists()
+
+    r = _train(data, out, "--epochs", "2", "--overwrite", "--lr", "1e12", "--mixup-alpha", "0", "--nan-check-every",
+               "1", *args, check=False)
+    assert r.returncode == 3 and "is moved to" in r.stdout and "is back in" in r.stderr, r.stdout[-2000:] + r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == old  # every byte of the old run
+    assert not (out / ".replaced").exists()
+
+    r = _train(data, out, "--epochs", "2", "--overwrite", "--seed", "5", *args)
+    assert f"note: --overwrite: the run in {out} (epoch 1 of 1) is moved to {out / '.replaced'}" in r.stdout
+    new = torch.load(ckpt, weights_only=True)
+    assert new["epoch"] == 2 and new["args"]["seed"] == 5 and len(new["history"]) == 2
+    assert not (out / ".replaced").exists() and ckpt.read_bytes() != old["checkpoint.pt"]
+    r = _train(data, out, "--epochs", "2", "--resume", "--seed", "5", *args)
+    assert "resumed from" in r.stdout and "nothing left to train" in r.stderr
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(learn_data, tmp_path):
     data, _ = learn_data
     args = ["--batch-size", "8", "--steps-per-epoch", "4", "--val-split", "", "--nan-check-every", "1", "--warmup-epochs", "0"]

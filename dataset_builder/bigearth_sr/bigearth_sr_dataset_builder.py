@@ -80,12 +80,14 @@ def _configs() -> list[BigearthSrConfig]:
 class Builder(tfds.core.GeneratorBasedBuilder):
     """BigEarthNet-style patches from Sentinel-2 Level-2A products, super-resolved to 10 m."""
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: super/rgb per upsampling method, and native.",
                      "1.1.0": "BigEarthNet v2 as input; metadata v1_name and s1_name (the patch's other names).",
                      "1.2.0": "DSen2 (guarded, cross-scene weights) is the default: configs super and rgb "
                               "(were super_dsen2, rgb_dsen2); super_bilinear, super_bicubic and the rest stay.",
-                     "1.3.0": "super_paper and rgb_paper: DSen2 at the published size (6 blocks of 128 features)."}
+                     "1.3.0": "super_paper and rgb_paper: DSen2 at the published size (6 blocks of 128 features).",
+                     "1.4.0": "labels_multi_hot and labels_19_multi_hot (uint8, 43 and 19): labels that batch; "
+                              "as_supervised gives (image, labels_multi_hot)."}
     BUILDER_CONFIGS = _configs()
     DEFAULT_CONFIG_NAME = "super"
     MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -116,13 +118,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                              doc="CORINE Land Cover level-3 classes (BigEarthNet's 43)"),
             "labels_19": tfds.features.Sequence(tfds.features.ClassLabel(names=nom.CLASS_NAMES_19),
                                                 doc="BigEarthNet-19 classes"),
+            # the same labels as fixed-length vectors: a batch of them is a (batch, classes) tensor,
+            # what a sigmoid + BCE multilabel loss takes (the ragged index lists do not batch)
+            "labels_multi_hot": tfds.features.Tensor(shape=(nom.NUM_CLASSES,), dtype=np.uint8,
+                                                     doc="1 where the patch has the class, in the order of labels' names"),
+            "labels_19_multi_hot": tfds.features.Tensor(shape=(nom.NUM_CLASSES_19,), dtype=np.uint8,
+                                                        doc="1 where the patch has the class, in labels_19's order"),
             "filename": tfds.features.Text(doc="patch name <mission>_MSIL2A_<datetime>_<x>_<y>"),
             "metadata": tfds.features.FeaturesDict({k: _feature(k) for k in METADATA}),
         })
         main = next(iter(arrays)) if cfg.variant != "native" else None
         return self.dataset_info_from_configs(
             features=features,
-            supervised_keys=(main, "labels") if main else None,
+            supervised_keys=(main, "labels_multi_hot") if main else None,
             homepage="https://doi.org/10.3390/rs11243056",
         )
 
@@ -143,7 +151,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                                                           or download_config.beam_runner is not None)
         self.direct_runner = self.use_beam and _is_direct_runner(download_config)
         # bounded memory, whatever the count; a stop said in one line, as the package's commands say it
-        with _stopped_as_a_command(), _shuffle_memory(inputs.shuffle_memory_bytes()):
+        with _stopped_as_a_command(), _shuffle_memory(inputs.shuffle_memory_bytes()), _tensorflow_quiet_in_workers():
             out = super().download_and_prepare(download_config=download_config, **kwargs)
         self._check_counts()
         return out
@@ -192,8 +200,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
+        # the build shows one bar (patches, rate, time left) in this process, whatever its workers
         path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
-                                  cfg.upsampling, workers=inputs.default_workers(), sr_model=cfg.sr_model)
+                                  cfg.upsampling, workers=inputs.default_workers(), sr_model=cfg.sr_model,
+                                  progress=True)
         with h5py.File(path, "r") as f:
             split_col = f["split"].asstr()[:]
         present = [s for s in SPLITS if (split_col == s).any()]
@@ -252,6 +262,29 @@ def _stopped_as_a_command():
     except KeyboardInterrupt as e:
         print(f"\n{stop_line(e, KEPT)}", file=sys.stderr, flush=True)
         raise SystemExit(exit_code(e)) from None
+
+
+@contextlib.contextmanager
+def _tensorflow_quiet_in_workers():
+    """The build's worker processes start by spawning, and a spawned process first imports the
+    parent's ``__main__`` (here the ``tfds`` script, so tensorflow_datasets and TensorFlow): every
+    worker would print TensorFlow's start-up lines again (oneDNN, CPU features, Beam's apitools
+    warning), which no log level silences (they come before absl's logging is initialised). The
+    workers need nothing of ``__main__`` (their tasks are this package's functions), so while
+    they start it is hidden from multiprocessing (no ``__spec__``, no ``__file__``: as for
+    ``python -c``), and restored after."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 @contextlib.contextmanager
@@ -331,6 +364,8 @@ def examples(rows, path: str, variant: str):
                 ex[feat] = a if idx is None else a[idx]
             ex["labels"] = np.flatnonzero(cols["classes"][j]).tolist()
             ex["labels_19"] = np.flatnonzero(cols["classes_19"][j]).tolist()
+            ex["labels_multi_hot"] = (cols["classes"][j] > 0).astype(np.uint8)
+            ex["labels_19_multi_hot"] = (cols["classes_19"][j] > 0).astype(np.uint8)
             ex["filename"] = cols["name"][j]
             ex["metadata"] = {k: plain(k, cols[k][j]) if k in cols else META_DEFAULTS[k] for k in METADATA}
             yield cols["name"][j], ex
