@@ -64,18 +64,16 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
 
     results = []
     if workers <= 1:
-        bar = _bar(tasks, "tiles", cfg)
         # a bar within the bar moves the cursor up: only where a terminal reads it, never in a log
         nested = cfg.progress and sys.stderr.isatty()
-        for t in tasks:
-            inner = tqdm(total=max(1, int(round(t.count ** 0.5))) if t.kind == "product" else t.count,
-                         desc=t.id[:38], unit="row" if t.kind == "product" else "patch", leave=False,
-                         disable=not nested, position=1)
-            results.append(run_task(t, cfg, inner.update))
-            inner.close()
-            bar.update(t.count)
-            bar.set_postfix_str(_status(results, len(tasks)))
-        bar.close()
+        with _bar(tasks, "tiles", cfg) as bar:  # closed before a stop's or an error's line is said
+            for t in tasks:
+                with tqdm(total=max(1, int(round(t.count ** 0.5))) if t.kind == "product" else t.count,
+                          desc=t.id[:38], unit="row" if t.kind == "product" else "patch", leave=False,
+                          disable=not nested, position=1) as inner:
+                    results.append(run_task(t, cfg, inner.update))
+                bar.update(t.count)
+                bar.set_postfix_str(_status(results, len(tasks)))
         return results
 
     import multiprocessing as mp
@@ -95,7 +93,8 @@ def run_local(tasks: list[Task], cfg: BuildConfig, workers: int) -> list[dict]:
         for p in procs:  # reaped, so that their temporaries read as a dead run's and are removed
             p.join(10)
         raise
-    bar.close()
+    finally:  # the bar's last line before whatever is said next (a stop, an error), never after it
+        bar.close()
     for p in procs:
         p.join()
     return results
