@@ -63,8 +63,8 @@ def _choose(names: list[str], splits: list[str], wanted: list[str] | None, count
 
 def archive_records(path: Path, wanted, count: int, seed: int, split) -> list[PatchRecord]:
     from dataset_builder import archive
+    archive.check(path)  # every reader's check: what shards or tfds refuse, show refuses
     with archive.reading(path) as f:
-        archive.check_meta(f, path)
         names = list(f["name"].asstr()[:])
         splits = list(f["split"].asstr()[:])
         rows = _choose(names, splits, wanted, count, seed, split, path)

@@ -51,8 +51,8 @@ def training_stats(root, bands: str = "super") -> tuple[np.ndarray, np.ndarray]:
     before it kept them)."""
     _check_bands(bands)
     path = archive_path(root)
+    archive.check(path)  # every reader's check (memoised: the data module's splits pay it once)
     with archive.reading(path) as f:
-        archive.check_meta(f, path)
         own = f.attrs.get("band_stats")
         if own is not None:
             stats = json.loads(own)
@@ -101,8 +101,10 @@ class BigEarthSR(NonGeoDataset):
         self.path = archive_path(root)
         label_key, self.classes = LABELS[num_classes]
         self.band_names = BAND_NAMES[bands]
+        # every reader's check: the manifest beside it, names, splits, labels and attributes as the build
+        # wrote them (what shards, info --verify or tfds build refuse, this refuses in the same line)
+        archive.check(self.path)
         with archive.reading(self.path) as f:
-            archive.check_meta(f, self.path)  # names, splits, labels and attributes as the build wrote them
             split_of = f["split"].asstr()[:]
             self.rows = np.flatnonzero(split_of == SPLITS[split])
             self.names = [str(n) for n in f["name"].asstr()[:][self.rows]]

@@ -14,6 +14,7 @@ recompression; the default) or as an HDF5 virtual dataset over the parts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -548,6 +549,54 @@ def check_meta(f: h5py.File, path, allow_unchecked: bool = False) -> bool:
                 raise InputError(path, f"{field} {what} from what the archive's digests record: it was changed after "
                                        f"its build (rebuild it)")
     return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What ``check`` found: the archive's sha256 (None when nothing needed it), the manifest beside
+    it (None without one), and whether its values carry checksums."""
+    sha256: str | None
+    manifest: dict | None
+    checksummed: bool
+
+
+_CHECKED: dict = {}  # this process's checks, by the files' identity: a data module's three splits pay once
+
+
+def _identity(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    # ctime too: any write changes it, and no tool sets it back (mtime can be)
+    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def check(path, manifest_path=None, allow_unchecked: bool = False, need_sha: bool = False) -> Checked:
+    """The one check every reader of an archive makes before it uses any value (``shards``, ``info``,
+    the TFDS builder, the torchgeo dataset, ``show``), so that what one refuses every one refuses,
+    in the same line: the archive against the manifest beside it (or ``manifest_path``) when there
+    is one (its sha256, its own digests, the figures it repeats: ``check_manifest``, and its patch
+    count), and the archive against its own digests (``check_meta``: names, splits, georeference,
+    labels, the pixels' digests, every attribute; an archive without them refused unless
+    ``allow_unchecked``). The pixels themselves are checked by each reader as it reads them
+    (``check_pixels``). ``need_sha``: the sha256 even without a manifest (a reader that records it)."""
+    path = Path(path)
+    named = Path(manifest_path) if manifest_path is not None else path.with_name("manifest.json")
+    key = (_identity(path), _identity(named), manifest_path is not None, allow_unchecked, need_sha)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    sha, manifest = None, None
+    if need_sha or named.exists() or manifest_path is not None:
+        sha, manifest = check_manifest(path, manifest_path)
+    with reading(path) as f:
+        checksummed = check_meta(f, path, allow_unchecked)
+        rows = f["name"].shape[0]
+    if manifest is not None and manifest.get("patches") != rows:
+        raise InputError(named, f"field 'patches' says {manifest.get('patches')}, the archive ({path.name}) holds "
+                                f"{rows}: the manifest was changed after the build (rebuild, or remove it)")
+    _CHECKED[key] = Checked(sha, manifest, checksummed)
+    return _CHECKED[key]
 
 
 def _checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import h5py
 
-from .archive import check_manifest
+from .archive import check
 from .bigearthnet_v1 import is_archive_dir
 from .bigearthnet_v2 import is_v2_root
 from .build import ARCHIVE_NAME, MANIFEST_NAME, BuildConfig, build
@@ -81,7 +81,9 @@ def method_folder(upsampling: str, sr_model: str = "default") -> str:
 
 
 def archive_upsampling(path) -> str | None:
-    """The archive's method as ``method_label`` names it (None: no build configuration recorded)."""
+    """The archive's method as ``method_label`` names it (None: no build configuration recorded),
+    read only after every reader's check: an attribute edited after the build is never acted on."""
+    check(path)
     with h5py.File(path, "r") as f:
         cfg = f.attrs.get("build_config")
     if not cfg:
@@ -109,7 +111,7 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
     folder = Path(folder)
     kind, paths = describe(folder)
     if kind == "archive":
-        check_manifest(paths[0])  # the archive its manifest describes, not one left from another build
+        check(paths[0])  # every reader's check: what shards or info --verify refuse, TFDS refuses
         other = other_upsampling(folder, upsampling, sr_model)
         if other is not None:
             raise ValueError(f"{other[0]}: built with --upsampling {other[1]}, this configuration needs "
@@ -135,4 +137,5 @@ def archive_for(folder, work_dir, upsampling: str = "bilinear", workers: int | N
     if manifest["tiles_failed"]:
         raise RuntimeError(f"{folder}: {len(manifest['tiles_failed'])} input(s) failed: "
                            + "; ".join(f"{k}: {v}" for k, v in manifest["tiles_failed"].items()))
+    check(out / ARCHIVE_NAME)  # what was reused or merged, as every reader checks it
     return out / ARCHIVE_NAME

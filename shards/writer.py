@@ -161,11 +161,11 @@ def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
     return mark_done(_marker(Path(out_dir), p), Path(out_dir) / p.file, fp, entry, sha256=entry["sha256"])
 
 
-def _source(archive_path: Path, manifest_path: Path | None) -> tuple[str, dict]:
+def _source(archive_path: Path, checked: "archive.Checked") -> tuple[str, dict]:
     """(archive sha256, band statistics): the statistics the archive keeps under its digests (the
     manifest, checked against them, must agree), else the manifest's (checked against its own
     digests: archives built before they kept them), else computed here."""
-    sha, manifest = archive.check_manifest(archive_path, manifest_path)
+    sha, manifest = checked.sha256, checked.manifest
     with archive.reading(archive_path) as f:
         own = f.attrs.get("band_stats")
     if own is not None:
@@ -195,21 +195,23 @@ def write_shards(archive_path, out_dir, shard_bytes: int | str = DEFAULT_SHARD_B
     (``shards.select``; default: all)."""
     archive_path, out_dir = Path(archive_path), Path(out_dir)
     shard_bytes = parse_size(shard_bytes)
+    named = manifest_path
     if manifest_path is None:
         manifest_path = archive_path.with_name("manifest.json")
     elif not Path(manifest_path).is_file():  # named, so meant: not silently replaced by computed statistics
         raise InputError(manifest_path, "no such build manifest (--manifest)")
     with folder_lock(out_dir, wait, "shards run"), disk_full_named(out_dir):
+        # every reader's check of the archive (archive.check): what one refuses, all refuse
+        checked = archive.check(archive_path, named, allow_unchecked, need_sha=True)
         return _write_all(archive_path, out_dir, shard_bytes, seed, splits, workers, Path(manifest_path), progress,
-                          allow_unchecked, select)
+                          checked, select)
 
 
 def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, splits, workers: int,
-               manifest_path: Path, progress: bool, allow_unchecked: bool = False, select=None) -> dict:
+               manifest_path: Path, progress: bool, checked: "archive.Checked", select=None) -> dict:
+    checksummed = checked.checksummed  # the chunks' Fletcher-32 and the pixels' digests are checked as they are read
     with archive.reading(archive_path) as f:
         names = archive.read_dataset(f, "name", slice(None), archive_path).astype(str)
-        # the archive checks itself: its descriptive values here, every chunk's Fletcher-32 as it is read
-        checksummed = archive.check_meta(f, archive_path, allow_unchecked)
         # BigEarthNet patches (v1 or v2 inputs) name their v1 patch: the shards keep BigEarthNet's licence
         from_bigearthnet = "v1_name" in f and bool(np.any(f["v1_name"].asstr()[:] != ""))
     rows_kept, selection = None, None
@@ -218,7 +220,7 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
         check_known(select, chosen, names, archive_path)
         rows_kept = np.isin(names, chosen)
         selection = {"sha256": selection_digest(chosen), "patches": len(chosen)}
-    source_sha, stats = _source(archive_path, manifest_path)
+    source_sha, stats = _source(archive_path, checked)
     if not checksummed and not manifest_path.exists():
         print(f"note: {archive_path}: carries no checksums (built before archives did) and has no manifest.json "
               f"beside it: damage that still decodes cannot be detected", file=sys.stderr, flush=True)

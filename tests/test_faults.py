@@ -1594,3 +1594,60 @@ def test_hostile_inputs_are_bounded(case: Case, tmp_path, products, synth_dir, b
     rc, text, clean = _run_measured(ctx.fmt(case.command))
     assert rc == 0, text[-3000:]
     assert peak <= 1.2 * clean + (64 << 20), f"peak {peak >> 20} MiB with the hostile file, {clean >> 20} MiB without"
+
+
+# --------------------------------------------------------------------------- issue 34: every reader alike
+
+def manifest_patches_edited_and_redigested(ctx):
+    """The manifest's patch count edited and its digests made to match: only a comparison with the
+    archive can tell."""
+    _manifest_edit(ctx, lambda m: m.__setitem__("patches", m["patches"] + 5))
+
+
+READER_FAULTS = [archive_config_edited, archive_labels_rewritten, archive_pixels_rewritten,
+                 archive_pixel_digests_rewritten, archive_digests_removed, archive_name_changed_alone,
+                 manifest_band_stats_edited, manifest_band_stats_edited_and_redigested,
+                 manifest_patches_edited_and_redigested]
+
+
+def _refusal(reader: str, arch: Path, out: Path) -> str:
+    """The line ``reader`` refuses ``arch`` with (``<file>: <what>``), or '' when it used it."""
+    if reader in ("shards", "info"):
+        argv = (["shards", str(arch), "--out", str(out), "--no-progress"] if reader == "shards"
+                else ["info", str(arch), "--verify", "--no-progress"])
+        rc, text = run(argv)
+        # info --verify lists the problems it read as "<archive>: <what>" (its first line describes the archive)
+        lines = [ln.removeprefix("error: ") for ln in text.splitlines() if ln.startswith("error: ") or (
+            reader == "info" and ln.startswith(f"{arch}: ") and " patches; merge=" not in ln)]
+        assert (rc == 1) == bool(lines) and "Traceback" not in text, text[-2000:]
+        return lines[0] if lines else ""
+    from bigearth.errors import InputError
+    try:
+        if reader == "tfds":
+            tfds = pytest.importorskip("tensorflow_datasets")
+            from dataset_builder.bigearth_sr import Builder
+            Builder(config="super_bilinear", data_dir=str(out)).download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=str(arch.parent)))
+        else:  # torchgeo: every sample of every split, as a training run would read them
+            pytest.importorskip("torchgeo")
+            from bigearth_torchgeo import BigEarthSR
+            for split in ("train", "val", "test"):
+                ds = BigEarthSR(arch.parent, split)
+                for i in range(len(ds)):
+                    ds[i]
+    except InputError as e:
+        return str(e)
+    return ""
+
+
+@pytest.mark.parametrize("fault", READER_FAULTS, ids=[f.__name__ for f in READER_FAULTS])
+def test_every_reader_refuses_what_one_refuses_in_the_same_line(fault, tmp_path, products, synth_dir, built):
+    """Issue 34: shards, info --verify, the TFDS builder and the torchgeo dataset make one check
+    (archive.check, and each patch's pixel digest as it is read): a damaged or changed archive, or
+    a manifest that disagrees with it, is refused by all four, in the same line."""
+    ctx = _ctx(tmp_path, products, synth_dir, built)
+    fault(ctx)
+    arch = Path(ctx.fields["arch"])
+    lines = {r: _refusal(r, arch, tmp_path / f"out_{r}") for r in ("shards", "info", "tfds", "torchgeo")}
+    assert all(lines.values()), lines
+    assert len(set(lines.values())) == 1, lines

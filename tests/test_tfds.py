@@ -238,9 +238,35 @@ def test_an_archive_whose_pixels_were_edited_is_refused_naming_the_patch(built, 
     r = subprocess.run([str(exe), "build", "bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
                         f"--manual_dir={manual}", f"--data_dir={tmp_path / 'data'}"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert r.returncode != 0
-    assert f"{manual / ARCHIVE_NAME}: patch {name}: its data_super differs from its digest" in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == (f"error: {manual / ARCHIVE_NAME}: patch {name}: its data_super differs "
+                                                 f"from its digest (changed after its build; rebuild it)")
     assert not list((tmp_path / "data").rglob("*.array_record*")) and not list((tmp_path / "data").rglob("*.tfrecord*"))
+
+
+def test_an_archive_whose_labels_were_rewritten_is_refused_as_shards_refuses_it(built, tmp_path):
+    """Issue 34's first case: every label set to class 0 with h5py, no manifest beside it. shards and
+    info --verify refused it for its digests; tfds build converted it. Now the same line, exit 1."""
+    import shutil
+
+    import h5py
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    shutil.copyfile(built[0] / ARCHIVE_NAME, manual / ARCHIVE_NAME)
+    with h5py.File(manual / ARCHIVE_NAME, "r+") as f:
+        c = np.zeros_like(f["classes"][:])
+        c[:, 0] = 1
+        f["classes"][:] = c
+    exe = Path(sys.executable).with_name("tfds")
+    r = subprocess.run([str(exe), "build", "bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
+                        f"--manual_dir={manual}", f"--data_dir={tmp_path / 'data'}"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    from bigearth_cli.cli import main
+    line = (f"error: {manual / ARCHIVE_NAME}: dataset classes differs from what the archive's digests record: it was "
+            f"changed after its build (rebuild it)")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip().splitlines()[-1] == line, r.stderr[-3000:]
+    assert not (tmp_path / "data" / "bigearth_sr").exists() or not list((tmp_path / "data").rglob("*.tfrecord*"))
+    assert main(["shards", str(manual / ARCHIVE_NAME), "--out", str(tmp_path / "s"), "--no-progress"]) == 1
 
 
 def test_real_bigearthnet_patches_flow_through_tfds(tmp_path):

@@ -135,6 +135,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def download_and_prepare(self, *, download_config=None, **kwargs):
+        with _refused_as_a_command():  # a source the package refuses: its one line, under `tfds build`
+            return self._prepare(download_config, **kwargs)
+
+    def _prepare(self, download_config, **kwargs):
         why = self._cannot_come_from_source(download_config)
         if why:
             # `tfds build bigearth_sr` builds every config: one the source cannot give is skipped
@@ -262,6 +266,21 @@ def _stopped_as_a_command():
     except KeyboardInterrupt as e:
         print(f"\n{stop_line(e, KEPT)}", file=sys.stderr, flush=True)
         raise SystemExit(exit_code(e)) from None
+
+
+@contextlib.contextmanager
+def _refused_as_a_command():
+    """Under `tfds build`, a source the package refuses (a damaged or changed archive, an input
+    that failed) ends the build with the line every other reader says (``error: <file>: <what>``)
+    and exit 1, not a traceback; from Python the error is raised as it is."""
+    from bigearth.errors import ReportedError
+    try:
+        yield
+    except ReportedError as e:
+        if "tensorflow_datasets.scripts.cli.build" not in sys.modules:
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 @contextlib.contextmanager
