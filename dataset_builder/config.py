@@ -79,7 +79,11 @@ class BuildConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     def public(self) -> dict:
+        """The configuration the archive and manifest record (and the merge's fingerprint includes).
+        Whether bars were drawn shapes nothing: left out, so a build rerun with or without
+        --no-progress keeps the archive as it is (and what was made from it stays valid)."""
         d = dataclasses.asdict(self)
+        del d["progress"]
         d["super_resolution"] = self.super_resolution()
         d["clc"] = [str(p) for p in self.clc]
         d["split_fractions"] = list(self.split_fractions)

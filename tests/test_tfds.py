@@ -24,13 +24,13 @@ tfds = pytest.importorskip("tensorflow_datasets")
 RGB_INDEX = [BANDS_SUPER.index(b) for b in RGB]
 
 
-def run_tfds(args, cwd, tmp_path, quiet_tf=True):
+def run_tfds(args, cwd, tmp_path, quiet_tf=True, rc=0):
     exe = Path(sys.executable).with_name("tfds")
     env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "BIGEARTH_SR_WORKERS": "2"}
     if quiet_tf:
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     r = subprocess.run([str(exe), "build", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == rc, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
 
@@ -295,7 +295,9 @@ def test_real_bigearthnet_patches_flow_through_tfds(tmp_path):
 
 def test_every_config_from_an_archive_skips_the_others_in_one_line(built, tmp_path):
     """`tfds build bigearth_sr` (no config) on an archive: the configs of its upsampling and native
-    are built; each other config is one line naming it and why, with no folder and no traceback."""
+    are built; each other config is one line naming it and why, with no folder and no traceback,
+    and the exit code is 3, with a line counting them (issue 34). Asked for by name, the configs
+    the archive serves exit 0, and one it cannot serve is an error (exit 1)."""
     out, manifest, _ = built
     manual = tmp_path / "manual"
     manual.mkdir()
@@ -303,7 +305,9 @@ def test_every_config_from_an_archive_skips_the_others_in_one_line(built, tmp_pa
     shutil.copy(out / "manifest.json", manual / "manifest.json")
     data_dir = tmp_path / "data"
     r = run_tfds(["bigearth_sr", "--imports", "dataset_builder.bigearth_sr", f"--manual_dir={manual}",
-                  f"--data_dir={data_dir}"], tmp_path, tmp_path)
+                  f"--data_dir={data_dir}"], tmp_path, tmp_path, rc=3)
+    assert r.stderr.strip().splitlines()[-1].startswith("6 of 9 configs skipped (the source cannot give them, listed "
+                                                        "above): exit code 3")
     skipped = [line for line in r.stdout.splitlines() if line.startswith("skipped ")]
     assert sorted(line.split(":")[0] for line in skipped) == sorted(
         f"skipped bigearth_sr/{c}" for c in ("super", "rgb", "super_paper", "rgb_paper", "super_bicubic", "rgb_bicubic"))
@@ -311,7 +315,48 @@ def test_every_config_from_an_archive_skips_the_others_in_one_line(built, tmp_pa
     assert "Traceback" not in r.stdout + r.stderr
     made = sorted(p.name for p in (data_dir / "bigearth_sr").iterdir() if not p.name.startswith("."))  # TFDS's .config/
     assert made == ["native", "rgb_bilinear", "super_bilinear"]
+    served = ["bigearth_sr/super_bilinear", "bigearth_sr/native", "--imports", "dataset_builder.bigearth_sr",
+              f"--manual_dir={manual}", f"--data_dir={data_dir}"]
+    run_tfds(served, tmp_path, tmp_path)  # exactly the configs it serves: 0
+    r = run_tfds(["bigearth_sr/super_bicubic", *served[2:]], tmp_path, tmp_path, rc=1)
+    assert "error: bigearth_sr/super_bicubic: " in r.stderr and "Traceback" not in r.stderr
     from dataset_builder.bigearth_sr import Builder
     b = Builder(config="super_bicubic", data_dir=str(data_dir))
     with pytest.raises(ValueError, match="needs bicubic"):
         b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+
+
+def test_a_rerun_over_a_changed_source_never_reuses_the_old_dataset(products, synth_dir, tmp_path):
+    """Issue 34: one of the three products removed from --manual_dir, the rerun of tfds build is
+    refused (exit 1, one line naming the removed tile and --overwrite), never "Reusing"; an
+    unchanged source is reused; --overwrite rebuilds from what the folder holds now."""
+    import shutil
+
+    from dataset_builder.bigearth_sr import Builder
+    manual = tmp_path / "manual"
+    for p in [*products, *synth_dir.glob("CLC_*.tif")]:
+        (shutil.copytree if p.is_dir() else shutil.copy)(p, manual / p.name)
+    exe = Path(sys.executable).with_name("tfds")
+    cmd = [str(exe), "build", "bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
+           f"--manual_dir={manual}", f"--data_dir={tmp_path / 'data'}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "BIGEARTH_SR_WORKERS": "1"}
+
+    def tfds_build(*extra):
+        return subprocess.run([*cmd, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
+    assert tfds_build().returncode == 0
+    r = tfds_build()
+    assert r.returncode == 0, r.stderr[-2000:]  # the same source: reused
+    first = Builder(config="super_bilinear", data_dir=str(tmp_path / "data")).info.splits.total_num_examples
+    shutil.rmtree(manual / products[1].name)
+    tile = products[1].name.split("_")[5]
+    r = tfds_build()
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert r.returncode == 1 and len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "holds a dataset built from another source than --manual_dir" in err[0] and "1 tile(s) removed" in err[0]
+    assert tile in err[0] and "rerun with --overwrite" in err[0] and "Reusing" not in r.stdout + r.stderr
+    r = tfds_build("--overwrite")
+    assert r.returncode == 0, r.stderr[-3000:]
+    now = Builder(config="super_bilinear", data_dir=str(tmp_path / "data")).info.splits.total_num_examples
+    with __import__("h5py").File(tmp_path / "data" / "downloads" / "bigearth_sr_build" / "bilinear" / ARCHIVE_NAME) as f:
+        assert now == f["name"].shape[0] < first

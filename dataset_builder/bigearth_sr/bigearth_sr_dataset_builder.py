@@ -18,6 +18,24 @@ from dataset_builder import archive, inputs, upsample
 from dataset_builder.sr import SIZES
 
 CHUNK = 256  # archive rows per Beam element
+# `tfds build bigearth_sr` (every config) when some configs were skipped: not 0, which would read as
+# "every config built", nor 1, an error (what could be built was)
+EXIT_SKIPPED = 3
+SKIPPED: list = []  # the configs this process skipped, in the order tfds build made them
+
+
+def config_named(name: str, argv=None) -> bool:
+    """Whether the `tfds build` command line asks for the config ``name`` by name
+    (``bigearth_sr/<name>``, ``--config <name>``, ``--config_idx``) rather than for every config."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for a in argv:
+        ds = a.split(":", 1)[0]
+        if ds.startswith("bigearth_sr/") and ds.split("/", 1)[1] == name:
+            return True
+        if a in ("--config", "--config_idx") or a.startswith(("--config=", "--config_idx=")):
+            return True  # one config asked for: the one TFDS made this builder for
+    return False
+
 # feature name -> (archive dataset, band indices or None)
 VARIANT_ARRAYS = {
     "super": {"data_super": ("data_super", None)},
@@ -132,6 +150,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             features=features,
             supervised_keys=(main, "labels_multi_hot") if main else None,
             homepage="https://doi.org/10.3390/rs11243056",
+            metadata=tfds.core.MetadataDict(),  # "source": what it was built from (source_record)
         )
 
     def download_and_prepare(self, *, download_config=None, **kwargs):
@@ -139,16 +158,36 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return self._prepare(download_config, **kwargs)
 
     def _prepare(self, download_config, **kwargs):
+        cli = "tensorflow_datasets.scripts.cli.build" in sys.modules
+        every = cli and not config_named(self.builder_config.name)
         why = self._cannot_come_from_source(download_config)
         if why:
             # `tfds build bigearth_sr` builds every config: one the source cannot give is skipped
             # with its reason, before TFDS makes any folder for it, and the others go on; asked for
-            # by name from Python, it is an error
-            if "tensorflow_datasets.scripts.cli.build" in sys.modules:
-                print(f"skipped {self.name}/{self.builder_config.name}: {why}", flush=True)
-                self._skipped = why  # the CLI prints the info of what it built next: one line, not a card
-                return None
-            raise ValueError(f"{self.name}/{self.builder_config.name}: {why}")
+            # by name (on the command line or from Python), it is an error
+            if not every:
+                self._fail(why, ValueError)
+            print(f"skipped {self.name}/{self.builder_config.name}: {why}", flush=True)
+            self._skipped = why  # the CLI prints the info of what it built next: one line, not a card
+            SKIPPED.append(self.builder_config.name)
+            self._end_of_every_config()
+            return None
+        out = self._prepare_served(download_config, **kwargs)
+        if every:
+            self._end_of_every_config()
+        return out
+
+    def _end_of_every_config(self) -> None:
+        """After the last of every config `tfds build bigearth_sr` made: when some were skipped, the
+        exit code says so (EXIT_SKIPPED), with one line counting them."""
+        if self.builder_config.name != self.BUILDER_CONFIGS[-1].name or not SKIPPED:
+            return
+        print(f"{len(SKIPPED)} of {len(self.BUILDER_CONFIGS)} configs skipped (the source cannot give them, listed "
+              f"above): exit code {EXIT_SKIPPED}; name the configs you want (bigearth_sr/<config>) for exit code 0",
+              file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_SKIPPED)
+
+    def _prepare_served(self, download_config, **kwargs):
         # Beam when the user asks for it (`tfds build --beam_pipeline_options=...` or a runner),
         # else a plain generator: the small default needs no pipeline
         self.use_beam = download_config is not None and (download_config.beam_options is not None
@@ -156,6 +195,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         self.direct_runner = self.use_beam and _is_direct_runner(download_config)
         # bounded memory, whatever the count; a stop said in one line, as the package's commands say it
         with _stopped_as_a_command(), _shuffle_memory(inputs.shuffle_memory_bytes()), _tensorflow_quiet_in_workers():
+            stale = self._stale(download_config, kwargs.get("download_dir"))
+            if stale:  # TFDS would print "Reusing dataset" and serve the old examples
+                self._fail(stale, ValueError)
             out = super().download_and_prepare(download_config=download_config, **kwargs)
         self._check_counts()
         return out
@@ -185,11 +227,39 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return _NotBuilt(f"{self.name}/{self.builder_config.name}")
         return super().info
 
+    def _manual_dir(self, download_config) -> Path:
+        return Path(getattr(download_config, "manual_dir", None) or Path(self._data_dir_root) / "downloads" / "manual")
+
+    def _stale(self, download_config, download_dir=None) -> str | None:
+        """Why the dataset already in the data_dir no longer is what --manual_dir gives, or None
+        (none there, a rebuild asked for, no source to compare with, or the same source). The
+        source is compared by content: its archive (for products or patches, the one their build
+        makes; the build resumes, so an unchanged source costs the digests of its inputs)."""
+        if not self.data_path.exists():
+            return None
+        if download_config is not None and download_config.download_mode.overwrite_dataset:
+            return None
+        recorded = (self.info.metadata or {}).get("source")
+        cfg = self.builder_config
+        manual = self._manual_dir(download_config)
+        work = Path(download_dir or Path(self._data_dir_root) / "downloads") / "bigearth_sr_build"
+        try:
+            path = inputs.archive_for(manual, work, cfg.upsampling, workers=inputs.default_workers(),
+                                      sr_model=cfg.sr_model, progress=True)
+        except FileNotFoundError:  # no source given: the dataset is used as it is, as TFDS does
+            return None
+        now = source_record(path)
+        if recorded is not None and recorded.get("archive_sha256") == now["archive_sha256"]:
+            return None
+        return (f"{self.data_dir} holds a dataset built from another source than --manual_dir {manual} gives now "
+                f"({source_change(recorded, now)}): rerun with --overwrite to rebuild it (from Python: "
+                f"download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)")
+
     def _cannot_come_from_source(self, download_config) -> str | None:
         """Why this config cannot be built from the manual_dir (an archive of another upsampling),
         or None. Reads only the archive's attributes."""
         cfg = self.builder_config
-        manual = getattr(download_config, "manual_dir", None) or Path(self._data_dir_root) / "downloads" / "manual"
+        manual = self._manual_dir(download_config)
         try:
             other = inputs.other_upsampling(manual, cfg.upsampling, cfg.sr_model)
         except FileNotFoundError:
@@ -208,6 +278,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         path = inputs.archive_for(dl_manager.manual_dir, Path(dl_manager.download_dir) / "bigearth_sr_build",
                                   cfg.upsampling, workers=inputs.default_workers(), sr_model=cfg.sr_model,
                                   progress=True)
+        self.info.metadata["source"] = source_record(path)  # kept with the dataset: a rerun compares it
         with h5py.File(path, "r") as f:
             split_col = f["split"].asstr()[:]
         present = [s for s in SPLITS if (split_col == s).any()]
@@ -362,6 +433,27 @@ class _NotBuilt:
 
     def __repr__(self) -> str:
         return f"{self.full_name}: not built (skipped, see above)"
+
+
+def source_record(path) -> dict:
+    """What a dataset is built from, by content: the archive's sha256 and the fingerprint of each
+    tile or acquisition its manifest lists (so that a rerun can say which changed)."""
+    checked = archive.check(path, need_sha=True)
+    tiles = (checked.manifest or {}).get("tiles") or {}
+    return {"archive_sha256": checked.sha256,
+            "tiles": {t: v.get("fingerprint") or v.get("sha256") for t, v in sorted(tiles.items())}}
+
+
+def source_change(old: dict | None, new: dict) -> str:
+    """What differs between two ``source_record``s, in words."""
+    if not old:
+        return "the dataset records no source"
+    a, b = old.get("tiles") or {}, new["tiles"]
+    parts = [f"{len(v)} tile(s) {how}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for how, v in (
+        ("removed", sorted(set(a) - set(b))), ("added", sorted(set(b) - set(a))),
+        ("changed", sorted(t for t in set(a) & set(b) if a[t] != b[t]))) if v]
+    return "; ".join(parts) or (f"its archive's sha256 was {str(old.get('archive_sha256'))[:12]}…, it is "
+                                f"{str(new['archive_sha256'])[:12]}… now")
 
 
 def examples(rows, path: str, variant: str):
