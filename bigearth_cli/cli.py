@@ -220,9 +220,18 @@ def cmd_info(args) -> int:
                  for k, v in f.attrs.items()}
     cfg = json.loads(attrs["build_config"]) if attrs.get("build_config") else None
     if args.json:
-        print(json.dumps({"archive": str(args.archive), "patches": n, "per_split": splits, "datasets": datasets,
-                          "attributes": {k: v for k, v in attrs.items() if k != "build_config"}, "build_config": cfg},
-                         indent=1, default=str))
+        # stdout holds the JSON alone, so it parses: the verification inside it, the plot's line on stderr
+        doc = {"archive": str(args.archive), "patches": n, "per_split": splits, "datasets": datasets,
+               "attributes": {k: v for k, v in attrs.items() if k != "build_config"}, "build_config": cfg}
+        if args.verify:
+            report, manifest = _verify_report(args.archive, n, not args.no_progress, args.unchecked_archive)
+            doc["verify"] = {**report, "manifest_checked": manifest is not None}
+        if args.plot:
+            from .show import catalogue_plot
+            print(f"{catalogue_plot(args.archive, args.plot)}: the catalogue by status and split, and the drop reasons",
+                  file=sys.stderr)
+        print(json.dumps(doc, indent=1, default=str))
+        return 1 if args.verify and doc["verify"]["problems"] else 0
     else:
         print(f"{args.archive}: {n} patches; merge={attrs.get('merge', '?')} compression={attrs.get('compression', '?')}")
         print(f"  checksums: {attrs.get('checksums', 'none (built before archives carried checksums)')}")
@@ -266,16 +275,22 @@ def config_summary(cfg: dict) -> list[str]:
     return lines
 
 
-def _verify_archive(path, n: int, progress: bool, allow_unchecked: bool = False) -> int:
-    """``info --verify``: every chunk of the ``n`` patches read (HDF5 checks its Fletcher-32), the
-    descriptive values against meta_sha256, and the archive against the manifest beside it, if any."""
+def _verify_report(path, n: int, progress: bool, allow_unchecked: bool = False) -> tuple[dict, dict | None]:
+    """(``archive.verify``'s report, the manifest beside the archive or None): first the check every
+    reader makes (one line when it fails, as shards and tfds say it), then every chunk read."""
     from tqdm import tqdm
 
     from dataset_builder import archive
-    # the check every reader makes (one line when it fails, as shards and tfds say it), then every chunk
     manifest = archive.check(path, allow_unchecked=allow_unchecked).manifest
     with tqdm(total=n, unit="patch", desc="verify", disable=not progress, leave=False) as bar:
         report = archive.verify(path, bar.update, allow_unchecked=allow_unchecked)
+    return report, manifest
+
+
+def _verify_archive(path, n: int, progress: bool, allow_unchecked: bool = False) -> int:
+    """``info --verify``: every chunk of the ``n`` patches read (HDF5 checks its Fletcher-32), the
+    descriptive values against meta_sha256, and the archive against the manifest beside it, if any."""
+    report, manifest = _verify_report(path, n, progress, allow_unchecked)
     for p in report["problems"]:
         print(f"{path}: {p}")
     if report["unchecked"]:

@@ -251,3 +251,27 @@ def test_a_build_that_kept_nothing_writes_no_archive_and_says_so(products, synth
     assert main(["build", str(products[0]), *args]) == 0
     assert (out / ARCHIVE_NAME).exists() and (out / "manifest.json").exists()
     assert not (out / FAILED_MANIFEST_NAME).exists()
+
+
+def test_info_json_verify_keeps_stdout_one_json_document(built, tmp_path, capsys):
+    """Issue 34: `info --json --verify` puts the verification inside the JSON (stdout parses), and a
+    pixel edited with h5py is a problem there, exit 1."""
+    import shutil
+
+    from bigearth_cli.cli import main
+    out, manifest, _ = built
+    assert main(["info", str(Path(out) / ARCHIVE_NAME), "--json", "--verify", "--no-progress"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verify"] == {"patches": manifest["patches"], "checksummed": True, "unchecked": [], "problems": [],
+                             "manifest_checked": True}
+    arch = tmp_path / ARCHIVE_NAME
+    shutil.copyfile(Path(out) / ARCHIVE_NAME, arch)
+    with h5py.File(arch, "r+") as f:
+        row = f["data_super"][1]
+        row[0, 0, 0] += 1
+        f["data_super"][1] = row
+        name = f["name"].asstr()[1]
+    assert main(["info", str(arch), "--json", "--verify", "--no-progress"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verify"]["manifest_checked"] is False and len(doc["verify"]["problems"]) == 1
+    assert doc["verify"]["problems"][0].startswith(f"patch {name}: its data_super differs from its digest")

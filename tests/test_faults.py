@@ -1322,6 +1322,8 @@ CASES = [
     # issue 33: pixels under a per-row digest that travels with the archive
     *[Case(archive_pixels_rewritten, cmd, 1, r"bigearth_sr\.h5: patch \S+_\d+_\d+: its data_super differs from its "
            r"digest") for cmd in ("info {arch} --verify --no-progress", "shards {arch} --out {out} --no-progress")],
+    Case(archive_pixels_rewritten, "info {arch} --json --verify --no-progress", 1,  # issue 34: inside the JSON
+         r'"problems": \[\s*"patch \S+_\d+_\d+: its data_super differs from its digest'),
     Case(archive_pixel_digests_rewritten, "shards {arch} --out {out} --no-progress", 1,
          r"dataset pixel_digests differs from what the archive's digests record"),
     Case(archive_digests_removed, "shards {arch} --out {out} --no-progress", 1,
