@@ -206,3 +206,36 @@ def test_shipped_models_by_name():
         weights.load("some.npz", "paper")
     _, prov = weights.load(None)
     assert prov["model"] == "default"
+
+
+def test_what_a_bundle_declares_is_bounded_before_anything_is_allocated(tmp_path):
+    """Issue 34: a member whose .npy header declares a 35 PiB tensor, or a meta naming a network of
+    10^9 blocks, is refused from what it declares in one line, never allocated (a raw MemoryError
+    traceback before)."""
+    import io
+    import json
+    import zipfile
+    src = tiny_bundle(tmp_path / "b.npz")
+
+    def rewritten(name, member, data):
+        out = tmp_path / name
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+            for info in zin.infolist():
+                zout.writestr(info.filename, data if info.filename == member else zin.read(info.filename))
+        return out
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_2_0(head, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 53,)})
+    huge = rewritten("huge.npz", "net2.head.weight.npy", head.getvalue() + b"\0" * 64)  # magic, header, no data
+    with pytest.raises(InputError) as e:
+        weights.load_bundle(huge)
+    assert str(e.value) == (f"{huge}: tensor net2.head.weight has shape ({2 ** 53},), expected "
+                            f"{tuple(weights.load_bundle(src)[0][2].state_dict()['head.weight'].shape)}")
+    meta = json.loads(str(np.load(src)["meta"]))
+    meta["nets"]["2"]["blocks"] = 10 ** 9
+    buf = io.BytesIO()
+    np.save(buf, np.array(json.dumps(meta)))
+    spec = rewritten("spec.npz", "meta.npy", buf.getvalue())
+    with pytest.raises(InputError, match=r"spec\.npz: meta's 2x network declares 1000000000 blocks of 8 features, "
+                                         r"beyond 64 x 1024"):
+        weights.load_bundle(spec)

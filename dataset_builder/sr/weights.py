@@ -81,10 +81,45 @@ def load_bundle(path) -> tuple[dict[int, DSen2Net], dict]:
         return _read_bundle(path, z, files)
 
 
+# what a bundle may declare before anything of that size is allocated (the paper's network is 6 x 128;
+# a header or a spec beyond these is a damaged or hostile file, refused from what it says)
+MAX_BLOCKS, MAX_FEATURES, MAX_META_BYTES = 64, 1024, 64 << 20
+
+
+def _declared(path: Path, z, key: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) a member's .npy header declares, read without reading (or allocating) its data."""
+    try:
+        with z.zip.open(f"{key}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(fh))
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise InputError(path, f"{key}: its header cannot be read ({type(e).__name__}: {e}): the file is damaged") \
+            from None
+    return tuple(shape), dtype
+
+
+def _spec(path: Path, ratio: int, s) -> NetSpec:
+    """A network's size as the bundle's meta gives it, within bounds before the network is made."""
+    try:
+        blocks, features = int(s["blocks"]), int(s["features"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(path, f"meta's {ratio}x network has no whole blocks and features ({s!r})") from None
+    if not (1 <= blocks <= MAX_BLOCKS and 1 <= features <= MAX_FEATURES):
+        raise InputError(path, f"meta's {ratio}x network declares {blocks} blocks of {features} features, beyond "
+                               f"{MAX_BLOCKS} x {MAX_FEATURES}: a damaged or foreign bundle, refused before any "
+                               f"allocation")
+    return NetSpec(ratio, blocks, features)
+
+
 def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
     with z:
         if "meta" not in files:
             raise InputError(path, "no 'meta' entry: not a bigearth-sr DSen2 weights bundle")
+        shape, dtype = _declared(path, z, "meta")
+        if shape != () or dtype.kind != "U" or dtype.itemsize > MAX_META_BYTES:
+            raise InputError(path, f"'meta' is declared as {dtype} of shape {shape}, not a JSON string of at most "
+                                   f"{MAX_META_BYTES >> 20} MiB: refused before reading it")
         try:
             meta = json.loads(str(z["meta"]))
         except (ValueError, json.JSONDecodeError) as e:  # ValueError: an object array, refused unread
@@ -98,12 +133,15 @@ def _read_bundle(path: Path, z, files: set) -> tuple[dict[int, DSen2Net], dict]:
             s = meta.get("nets", {}).get(str(ratio))
             if s is None:
                 raise InputError(path, f"no {ratio}x network in the bundle")
-            net = DSen2Net(NetSpec(ratio, int(s["blocks"]), int(s["features"])))
+            net = DSen2Net(_spec(path, ratio, s))
             state = {}
             for k, ref in net.state_dict().items():
                 key = f"net{ratio}.{k}"
                 if key not in files:
                     raise InputError(path, f"tensor {key} is missing")
+                shape, _ = _declared(path, z, key)  # its size known before numpy allocates it
+                if shape != tuple(ref.shape):
+                    raise InputError(path, f"tensor {key} has shape {shape}, expected {tuple(ref.shape)}")
                 try:
                     a = z[key]
                 except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
