@@ -116,9 +116,13 @@ def cmd_build(args) -> int:
     from .summaries import print_plan, print_summary
     cfg = build_config(args)
     if args.dry_run:
-        from dataset_builder.plan import estimate
-        print_plan(estimate(args.inputs, cfg, args.workers), Path(args.out))
-        return 0
+        from dataset_builder.plan import estimate, would_fail
+        plan = estimate(args.inputs, cfg, args.workers)
+        print_plan(plan, Path(args.out))
+        why = would_fail(plan)
+        if why:  # a script runs the plan first: its exit code says whether the build would go through
+            print(f"the build would not go through: {'; '.join(why)}", file=sys.stderr, flush=True)
+        return 1 if why else 0
     manifest = build(args.inputs, cfg, workers=args.workers, engine=args.engine, wait=args.wait)
     if manifest is None:  # a non-zero MPI rank
         return 0

@@ -89,7 +89,7 @@ def nothing_built(manifest: dict) -> str:
 def print_plan(plan: dict, out: Path) -> None:
     """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
     i, b = plan["inputs"], plan["bytes"]
-    gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
+    from dataset_builder.plan import size_text as gb
     for line in plan.get("folders", []):  # a folder of products, taken for the products it holds
         print(line)
     print(f"plan for {out} (from the inputs' metadata and the products' SCL bands; nothing is built):")

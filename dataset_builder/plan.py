@@ -98,6 +98,11 @@ def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, i
     return kept, screened
 
 
+def size_text(n: int) -> str:
+    """Bytes in the unit that shows them: MiB below 1 GB (20 MiB free is not "0.0 GB"), else GB."""
+    return f"{n / 2 ** 20:.1f} MiB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
 def free_bytes(folder) -> int:
     """Free bytes where ``folder`` is or will be (its nearest existing parent)."""
     p = Path(folder).absolute()
@@ -113,7 +118,50 @@ def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
     require_labels(named_products(inputs), cfg)
     tasks, failed, ignored = plan_tasks(inputs, cfg, labels=False)  # v1 by name: seconds for 590k folders
     require_labels([t.id for t in tasks if t.kind == "product"], cfg)
+    products = [t for t in tasks if t.kind == "product"]
+    if products:  # what the build would fail on, found before it: every band's header and last tile
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bigearth.distinfo import usable_cores
+        with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # GDAL decodes outside the GIL
+            bad = dict(zip([t.id for t in products], pool.map(lambda t: band_problem(t.source), products)))
+        failed.update({k: v for k, v in bad.items() if v})
+        tasks = [t for t in tasks if not bad.get(t.id)]
     return {**summarize(tasks, failed, ignored, cfg, workers), "folders": found}
+
+
+def band_problem(product) -> str | None:
+    """The first band of a product its build would fail on, as the build would name it, or None:
+    each band file opened (a missing or 0-byte file, another type, size, CRS or geotransform) and
+    its last tile decoded for one pixel (a truncated file ends before it; ~5 ms a band)."""
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    from .safe import open_band
+    for band, path in product.band_paths.items():
+        if not path.startswith("/vsi") and not Path(path).is_file():
+            return f"{path}: file is missing from the product"
+        try:
+            with open_band(product, band) as ds:
+                ds.read(1, window=Window(ds.width - 1, ds.height - 1, 1, 1))
+        except InputError as e:
+            return str(e)
+        except RasterioIOError as e:
+            return f"{path}: cannot decode ({e})"
+    return None
+
+
+def would_fail(plan: dict) -> list[str]:
+    """Why the build this plan describes would fail, one reason each (empty: it would not): an
+    input that cannot be read, a disk too small, or no patch to build."""
+    why = []
+    if plan["inputs"]["failed"]:
+        why.append(f"{len(plan['inputs']['failed'])} input(s) would fail (listed above)")
+    if plan["disk_refusal"]:
+        why.append("the disk is too small")
+    if not plan["patches"]:
+        why.append("no patch would be built")
+    return why
 
 
 def summarize(tasks: list[Task], failed: dict, ignored: dict, cfg: BuildConfig, workers: int | None = None) -> dict:
@@ -166,8 +214,8 @@ def disk_shortfall(patches: int, cfg: BuildConfig, free: int) -> str | None:
     made = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
     need = disk_bytes(patches, cfg)[1] - made
     if need > free:
-        return (f"the build needs about {need / 1e9:.1f} GB more at its peak (archive and parts of ~{patches} "
-                f"patches) and {free / 1e9:.1f} GB is free there; free space, choose another --out, or --merge "
+        return (f"the build needs about {size_text(need)} more at its peak (archive and parts of ~{patches} "
+                f"patches) and {size_text(free)} is free there; free space, choose another --out, or --merge "
                 f"virtual (no second copy); --dry-run shows the plan")
     return None
 

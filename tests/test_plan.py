@@ -57,21 +57,20 @@ def test_a_folder_of_products_is_planned_as_its_products(built, products, synth_
     assert f"patches expected: {built[1]['patches']} " in text
 
 
-def test_a_product_whose_scl_cannot_be_read_is_planned_from_its_metadata(built, products, synth_dir, tmp_path):
-    """The build will name that product's band; the plan still counts it, by its metadata."""
+def test_a_product_whose_scl_cannot_be_read_is_named_and_left_out_of_the_plan(built, products, synth_dir, tmp_path):
+    """The build would fail on that product's SCL band (it was counted by its metadata before
+    issue 34): the plan names the file as the build will, and counts the others."""
     copies = copy_products(products, tmp_path)
     scl = next(copies[0].rglob("*_SCL_20m.jp2"))
     scl.write_bytes(scl.read_bytes()[:200])
     cfg = BuildConfig(out_dir=str(tmp_path / "out"), clc=[str(p) for p in synth_dir.glob("CLC_*.tif")])
     p = plan.estimate(copies, cfg)
-    prod = open_product(copies[0])
-    by_meta = round(prod.patch_count * prod.expected_kept_share())
-    assert p["screened"]["scl (cloud, shadow, snow, no data: from the metadata's percentages)"] == \
-        prod.patch_count - by_meta
+    (key, why), = p["inputs"]["failed"].items()
+    assert key == open_product(copies[0]).name and why.startswith(f"{scl}: ")
     whole = plan.estimate(products, cfg)
     ok = next(q for q in products if q.name == copies[0].name)
     alone = plan.estimate([ok], cfg)["patches"]
-    assert p["patches"] == whole["patches"] - alone + by_meta
+    assert p["patches"] == whole["patches"] - alone and p["inputs"]["products"] == len(products) - 1
 
 
 def test_v1_plan_follows_the_official_lists(built, tmp_path):
@@ -119,14 +118,43 @@ def test_a_build_the_disk_cannot_hold_is_refused_before_any_work(products, synth
                "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
-    assert "the build needs about" in err[0] and "GB is free there" in err[0] and "--dry-run" in err[0]
+    assert "the build needs about" in err[0] and "and 0.0 MiB is free there" in err[0] and "--dry-run" in err[0]
     assert not (out / "parts").exists() or not list((out / "parts").glob("*.h5"))
     assert not (out / "manifest.json").exists()
     # the plan announces the same refusal, with the same reason
     assert main(["build", *map(str, products), "--clc", str(synth_dir), "--out", str(out), "--upsampling", "bilinear",
-                 "--dry-run"]) == 0
+                 "--dry-run"]) == 1  # issue 34: a script that plans first is told by the exit code
     reason = err[0].split(": ", 2)[-1]
-    assert f"NOT ENOUGH DISK, the build would be refused: {reason}" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"NOT ENOUGH DISK, the build would be refused: {reason}" in said.out
+    assert said.err.strip().splitlines()[-1] == "the build would not go through: the disk is too small"
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "missing"])
+def test_the_plan_finds_a_band_the_build_would_fail_on(products, synth_dir, tmp_path, capsys, damage):
+    """Issue 34: a 0-byte, truncated or missing JP2 band was counted as readable by the plan, which
+    the real build then failed: the plan opens every band and decodes its last tile's corner, names
+    the file as the build does, plans the others, and exits 1."""
+    import shutil
+    copies = [tmp_path / "in" / p.name for p in products]
+    for p, c in zip(products, copies):
+        shutil.copytree(p, c)
+    band = next(copies[1].rglob("*_B03_10m.jp2"))
+    if damage == "missing":
+        band.unlink()
+    else:
+        band.write_bytes(band.read_bytes()[: band.stat().st_size // 3] if damage == "truncated" else b"")
+    out = tmp_path / "out"
+    assert main(["build", *map(str, copies), "--clc", str(synth_dir), "--out", str(out), "--dry-run"]) == 1
+    said = capsys.readouterr()
+    errors = [ln for ln in said.out.splitlines() if ln.strip().startswith("error: ")]
+    assert len(errors) == 1 and str(band) in errors[0], said.out
+    assert "2 product(s)" in said.out and "1 input(s) that cannot be read" in said.out
+    assert said.err.strip().splitlines()[-1] == "the build would not go through: 1 input(s) would fail (listed above)"
+    rc = main(["build", *map(str, copies), "--clc", str(synth_dir), "--out", str(out), "--upsampling", "bilinear",
+               "--no-progress"])
+    build_err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert rc == 1 and len(build_err) == 1 and str(band) in build_err[0]  # the build fails on the same file
 
 
 @pytest.mark.parametrize("merge,factor", [("copy", 2), ("virtual", 1)])
