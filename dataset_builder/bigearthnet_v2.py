@@ -119,10 +119,12 @@ def _read_table(path_str: str, size: int, mtime_ns: int) -> tuple[dict[str, dict
         if name in table.column_names and not _type_ok(name, table.schema.field(name).type):
             raise InputError(path, f"column {name!r} is of type {table.schema.field(name).type}, expected {want}")
     cols = {c: table.column(c).to_pylist() for c in table.column_names}
-    rows, where = {}, {}
+    rows, where, unnamed = {}, {}, {}
     for i, pid in enumerate(cols["patch_id"]):
-        if pid is None:
-            raise InputError(path, f"row {i}: patch_id is empty")
+        if pid is None or not str(pid).strip():
+            # one row, not the table: its patch (if any) is then in no table, and named so
+            unnamed[f"{path.name} row {i}"] = f"row {i}: patch_id is empty; the row is left out, the others are read"
+            continue
         rows[pid] = {c: cols[c][i] for c in cols}
         where.setdefault(pid, []).append(i)
     dups = {}
@@ -133,6 +135,7 @@ def _read_table(path_str: str, size: int, mtime_ns: int) -> tuple[dict[str, dict
             splits = sorted({str(cols["split"][i]) for i in idx}) if "split" in cols else []
             dups[pid] = (f"patch {pid} is listed {len(idx)} times (rows {', '.join(map(str, idx))}"
                          + (f"; splits {', '.join(splits)}" if splits else "") + "): which row holds is ambiguous")
+    dups.update(unnamed)  # failed alone, as the rows they are (issue 34: one null patch_id failed the folder)
     return rows, dups
 
 

@@ -81,7 +81,8 @@ def _rewrite_parquet(path, change):
 @pytest.mark.parametrize("fault", ["parquet missing", "listed but not on disk", "on disk but not listed",
                                    "unknown label", "code outside CLC", "band of the wrong size", "split val",
                                    "band shifted 1200 m", "listed twice", "listed twice, same row",
-                                   "kept and screened", "labels as strings", "patch_id as numbers", "no labels"])
+                                   "kept and screened", "labels as strings", "patch_id as numbers", "no labels",
+                                   "patch_id empty"])
 def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
     root, made = v2
     victim = sorted(made)[0]
@@ -139,6 +140,13 @@ def test_bad_inputs_are_named_and_the_other_patches_kept(v2, tmp_path, fault):
         _rewrite_parquet(root / "metadata_for_patches_with_snow_cloud_or_shadow.parquet",
                          lambda rows: rows + [{**{k: rows[0][k] for k in rows[0]}, **{k: row[k] for k in row if k in rows[0]}}])
         names = ["metadata.parquet", victim, "kept and screened out at once"]
+    elif fault == "patch_id empty":  # issue 34: that row fails alone (its folder is then in no table), not the folder
+        rows = pq.read_table(root / "metadata.parquet").to_pylist()
+        at = next(i for i, r in enumerate(rows) if r["patch_id"] == victim)
+        _rewrite_parquet(root / "metadata.parquet", lambda rows: [
+            {**r, "patch_id": None} if r["patch_id"] == victim else r for r in rows])
+        names = [f"metadata.parquet: row {at}: patch_id is empty; the row is left out", victim,
+                 "in neither metadata.parquet"]
     elif fault == "no labels":  # an empty label list: dropped as no_labels, counted, not a failure
         _rewrite_parquet(root / "metadata.parquet", lambda rows: [
             {**r, "labels": []} if r["patch_id"] == victim else r for r in rows])
