@@ -85,7 +85,6 @@ def nothing_built(manifest: dict) -> str:
     return " and ".join(why) or "no input was given"
 
 
-
 def print_plan(plan: dict, out: Path) -> None:
     """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
     i, b = plan["inputs"], plan["bytes"]

@@ -583,9 +583,10 @@ def check(path, manifest_path=None, allow_unchecked: bool = False, need_sha: boo
     (``check_pixels``). ``need_sha``: the sha256 even without a manifest (a reader that records it)."""
     path = Path(path)
     named = Path(manifest_path) if manifest_path is not None else path.with_name("manifest.json")
-    key = (_identity(path), _identity(named), manifest_path is not None, allow_unchecked, need_sha)
-    if key in _CHECKED:
-        return _CHECKED[key]
+    key = (_identity(path), _identity(named), manifest_path is not None, allow_unchecked)
+    done = _CHECKED.get(key)
+    if done is not None and (done.sha256 is not None or not need_sha):  # a manifest beside it: the sha256 is known
+        return done
     sha, manifest = None, None
     if need_sha or named.exists() or manifest_path is not None:
         sha, manifest = check_manifest(path, manifest_path)

@@ -46,17 +46,11 @@ def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, i
     screened: dict[str, int] = {}
     by_scl: dict[str, dict] = {}
     products = [t for t in tasks if t.kind == "product"]
-    if products:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from bigearth.distinfo import usable_cores
-        with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # GDAL decodes outside the GIL
-            futs = {t.id: pool.submit(scl_screening, t.source, cfg.thresholds) for t in products}
-            for tid, f in futs.items():
-                try:
-                    by_scl[tid] = f.result()
-                except InputError:  # a band the build will name: the metadata's estimate stands for it
-                    pass
+    for tid, f in per_product(lambda p: scl_screening(p, cfg.thresholds), products).items():
+        try:
+            by_scl[tid] = f.result()
+        except InputError:  # a band the build will name: the metadata's estimate stands for it
+            pass
 
     def add(d, k, n):
         if n:
@@ -98,6 +92,18 @@ def expected_per_split(tasks: list[Task], cfg: BuildConfig) -> tuple[dict[str, i
     return kept, screened
 
 
+def per_product(fn, products: list[Task]) -> dict:
+    """``fn(product)`` for each product task, on every usable core (GDAL decodes outside the GIL):
+    {task id: its finished future}."""
+    if not products:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bigearth.distinfo import usable_cores
+    with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # waits for every one on leaving
+        return {t.id: pool.submit(fn, t.source) for t in products}
+
+
 def size_text(n: int) -> str:
     """Bytes in the unit that shows them: MiB below 1 GB (20 MiB free is not "0.0 GB"), else GB."""
     return f"{n / 2 ** 20:.1f} MiB" if n < 1e9 else f"{n / 1e9:.2f} GB"
@@ -118,15 +124,10 @@ def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
     require_labels(named_products(inputs), cfg)
     tasks, failed, ignored = plan_tasks(inputs, cfg, labels=False)  # v1 by name: seconds for 590k folders
     require_labels([t.id for t in tasks if t.kind == "product"], cfg)
-    products = [t for t in tasks if t.kind == "product"]
-    if products:  # what the build would fail on, found before it: every band's header and last tile
-        from concurrent.futures import ThreadPoolExecutor
-
-        from bigearth.distinfo import usable_cores
-        with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # GDAL decodes outside the GIL
-            bad = dict(zip([t.id for t in products], pool.map(lambda t: band_problem(t.source), products)))
-        failed.update({k: v for k, v in bad.items() if v})
-        tasks = [t for t in tasks if not bad.get(t.id)]
+    # what the build would fail on, found before it: every band's header and last tile
+    bad = {tid: f.result() for tid, f in per_product(band_problem, [t for t in tasks if t.kind == "product"]).items()}
+    failed.update({k: v for k, v in bad.items() if v})
+    tasks = [t for t in tasks if not bad.get(t.id)]
     return {**summarize(tasks, failed, ignored, cfg, workers), "folders": found}
 
 

@@ -133,9 +133,11 @@ def replaced_reports(out: Path, scored: dict) -> str | None:
         old = json.loads((out / "report.json").read_text()).get("checkpoint") or {}
     except (OSError, ValueError, AttributeError):
         return None
-    what = [f"{k} {old.get(k)!r}" for k in ("split",) if old.get(k) != scored[k]]
+    what = []
     if old.get("sha256") != scored["sha256"]:
-        what.insert(0, f"checkpoint {old.get('path')} (epoch {old.get('epoch')}, sha256 {str(old.get('sha256'))[:12]}…)")
+        what.append(f"checkpoint {old.get('path')} (epoch {old.get('epoch')}, sha256 {str(old.get('sha256'))[:12]}…)")
+    if old.get("split") != scored["split"]:
+        what.append(f"split {old.get('split')!r}")
     if old.get("data_sha256") != scored["data_sha256"]:
         what.append("other shards")
     if not what:

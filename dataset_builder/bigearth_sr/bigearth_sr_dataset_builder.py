@@ -24,6 +24,12 @@ EXIT_SKIPPED = 3
 SKIPPED: list = []  # the configs this process skipped, in the order tfds build made them
 
 
+def under_tfds_build() -> bool:
+    """Whether this process is the `tfds build` command (its module is loaded), not a Python caller:
+    there a refusal, a stop or a skip is said in one line with an exit code, not raised."""
+    return "tensorflow_datasets.scripts.cli.build" in sys.modules
+
+
 def config_named(name: str, argv=None) -> bool:
     """Whether the `tfds build` command line asks for the config ``name`` by name
     (``bigearth_sr/<name>``, ``--config <name>``, ``--config_idx``) rather than for every config."""
@@ -158,8 +164,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return self._prepare(download_config, **kwargs)
 
     def _prepare(self, download_config, **kwargs):
-        cli = "tensorflow_datasets.scripts.cli.build" in sys.modules
-        every = cli and not config_named(self.builder_config.name)
+        every = under_tfds_build() and not config_named(self.builder_config.name)
         why = self._cannot_come_from_source(download_config)
         if why:
             # `tfds build bigearth_sr` builds every config: one the source cannot give is skipped
@@ -304,7 +309,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _fail(self, why: str, error: type[Exception]) -> None:
         """Under `tfds build`: one line on stderr and exit 1 (no traceback); from Python: ``error``."""
-        if "tensorflow_datasets.scripts.cli.build" in sys.modules:
+        if under_tfds_build():
             print(f"error: {self.name}/{self.builder_config.name}: {why}", file=sys.stderr, flush=True)
             raise SystemExit(1)
         raise error(f"{self.name}/{self.builder_config.name}: {why}")
@@ -327,7 +332,7 @@ def _stopped_as_a_command():
     """Under `tfds build`, Ctrl-C, SIGTERM and SIGHUP end the build as they end the package's own
     commands (``bigearth.errors.run_command``): the lock and temporaries go (the ``finally``s run),
     one line, exit 130, 143 or 129. From Python nothing changes: the caller's handlers decide."""
-    if "tensorflow_datasets.scripts.cli.build" not in sys.modules:
+    if not under_tfds_build():
         yield
         return
     from bigearth.stopping import exit_code, stop_line, stop_on_signals
@@ -348,7 +353,7 @@ def _refused_as_a_command():
     try:
         yield
     except ReportedError as e:
-        if "tensorflow_datasets.scripts.cli.build" not in sys.modules:
+        if not under_tfds_build():
             raise
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
