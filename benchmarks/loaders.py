@@ -2,6 +2,8 @@
 
   (a) shards     - `shards.load` to torch tensors (tar -> CRC check -> npy decode -> tensor), super variant
   (a') shards+n  - the same with per-band normalisation to float32 in the loader
+  (a0)           - (a) without comparing each sample's meta.json with its shard's fingerprint in the
+                   index (issue 34: what that check costs; the two alternate in one run)
   (b) tar bytes  - the members (a) reads (super.npy, labels.json, meta.json), read from the same
                    shards with `tarfile` into buffers, nothing decoded: the disk/tar ceiling
   (b') all tar   - every member streamed with `tarfile` (what a plain tar/webdataset reader does)
@@ -17,6 +19,7 @@ All read from the page cache (the files were just written; nothing drops caches)
 the ceiling a warm disk gives. Targets: (a) >= 0.8 x (b) and >= 25 x (c).
 
     python benchmarks/loaders.py --work /tmp/bench_loaders [--products 4 --tile-size-m 24000]
+    python benchmarks/loaders.py --only a      # only the rows whose label starts with (a
 """
 from __future__ import annotations
 
@@ -121,7 +124,9 @@ def main() -> None:
     ap.add_argument("--tile-size-m", type=int, default=24_000)
     ap.add_argument("--geotiff-patches", type=int, default=300, help="patches written as GeoTIFF folders for (c)")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--only", default=None, help="run only the rows whose label starts with '(ONLY' (default: all)")
     args = ap.parse_args()
+    every = args.only is None
 
     import h5py
     import hdf5plugin  # noqa: F401
@@ -135,18 +140,29 @@ def main() -> None:
     split = max(index["splits"], key=lambda s: index["splits"][s]["samples"])
     n = index["splits"][split]["samples"]
     urls = [work / "shards" / e["file"] for e in index["splits"][split]["shards"]]
-    folders = write_geotiff_folders(arch, work / "geotiff", args.geotiff_patches)
+    folders = write_geotiff_folders(arch, work / "geotiff", args.geotiff_patches) if every else []
 
-    import tensorflow_datasets as tfds
+    if every:
+        import tensorflow_datasets as tfds
 
-    from dataset_builder.bigearth_sr import Builder
-    tb = Builder(config="super_bilinear", data_dir=str(work / "tfds"), file_format="array_record")
-    tb.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(work / "dataset")))
-    src = tb.as_data_source()[split]
+        from dataset_builder.bigearth_sr import Builder
+        tb = Builder(config="super_bilinear", data_dir=str(work / "tfds"), file_format="array_record")
+        tb.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(work / "dataset")))
+        src = tb.as_data_source()[split]
+    else:
+        src = []
     print(f"data ready in {time.perf_counter() - t:.0f} s: {manifest['patches']} patches, split {split}: {n}")
 
     def a():
         return sum(1 for _ in shards.load(work / "shards", split, shuffle=0, normalize=False))
+
+    def a_unchecked():  # (a) with the per-sample shard comparison replaced by nothing
+        import shards.stream as stream
+        own, stream._own = stream._own, lambda *args: None
+        try:
+            return a()
+        finally:
+            stream._own = own
 
     def a_norm():
         return sum(1 for _ in shards.load(work / "shards", split, shuffle=0))
@@ -210,17 +226,20 @@ def main() -> None:
             torch.from_numpy(ex["data_super"])
         return len(perm)
 
-    cases = [("(a) shards -> tensors (uint16)", a, n), ("(a') shards -> normalised float32", a_norm, n),
+    cases = [("(a) shards -> tensors (uint16)", a, n),
+             ("(a0) the same without the per-sample shard check", a_unchecked, n),
+             ("(a') shards -> normalised float32", a_norm, n),
              ("(b) same tar bytes, no decoding", b, n), ("(b') every member, tarfile stream", b_all, n),
              ("(b'') same members, the reader's tar parser, no decoding", b_lean, n),
              ("raw sequential read of the shard files", raw, n), ("(c) GeoTIFF folders + rasterio", lambda: read_geotiff_folders(folders), len(folders)),
              ("(d) HDF5 random access", d, n), ("(e) tfds.data_source (array_record)", e, n)]
+    cases = [c for c in cases if every or c[0].startswith("(" + args.only) or c[0].startswith("(b)")]
     results = {name: [] for name, _, _ in cases}
     for _ in range(args.repeat):
         for name, fn, expect in cases:
             results[name].append(timed(fn, expect)[0])
     best = {k: max(v) for k, v in results.items()}
-    ref_b, ref_c = best["(b) same tar bytes, no decoding"], best["(c) GeoTIFF folders + rasterio"]
+    ref_b, ref_c = best["(b) same tar bytes, no decoding"], best.get("(c) GeoTIFF folders + rasterio", float("nan"))
     mb = sum(e["bytes"] for e in index["splits"][split]["shards"]) / 1e6
     print(f"\nmachine: {platform.machine()}, {__import__('os').cpu_count()} cores; {n} samples, {mb:.0f} MB of shards; "
           f"best of {args.repeat}; one process")
@@ -229,6 +248,11 @@ def main() -> None:
     for name, _, _ in cases:
         s = best[name]
         print(f"| {name} | {s:,.0f} | {s * mb / n:,.0f} | {s / ref_b:.2f} | {s / ref_c:.1f} |")
+    checked, unchecked = "(a) shards -> tensors (uint16)", "(a0) the same without the per-sample shard check"
+    if unchecked in best:
+        each = "; ".join(f"{x:,.0f} / {y:,.0f}" for x, y in zip(results[checked], results[unchecked]))
+        print(f"\nthe per-sample shard check: (a) / (a0) = {best[checked] / best[unchecked]:.3f} "
+              f"(best of {args.repeat}; each run, checked / not: {each})")
 
 
 if __name__ == "__main__":

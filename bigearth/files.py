@@ -28,6 +28,18 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR,
           (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 
 
+def special_kind(path) -> str | None:
+    """"a FIFO", "a socket", a device... for a path that is neither a regular file nor a folder;
+    None for those, and for nothing there (stat only: nothing is opened, nothing can block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
 def open_regular(path):
     """``open(path, "rb")`` for a regular file; anything else (a FIFO, a socket, a device, a
     folder) is an InputError naming it, at once: a FIFO would block a reader forever. Opened
@@ -200,6 +212,8 @@ def what_is(path) -> str:
     path = Path(path)
     if not path.exists():
         return "nothing (no such file or folder)"
+    if special_kind(path):
+        return special_kind(path)
     if path.is_dir():
         if (path / "index.json").is_file():
             return "a shards folder (it holds index.json)"
@@ -388,6 +402,11 @@ def is_disk_full(e: BaseException | None) -> bool:
             return True
         e, seen = e.__context__, seen + 1
     return False
+
+
+def size_text(n: int) -> str:
+    """Bytes in the unit that shows them: MiB below 1 GB (20 MiB free is not "0.0 GB"), else GB."""
+    return f"{n / 2 ** 20:.1f} MiB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 def free_bytes(path) -> int | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import h5py
 
+from bigearth.errors import InputError
+
 from .archive import check
 from .bigearthnet_v1 import is_archive_dir
 from .bigearthnet_v2 import is_v2_root
@@ -30,6 +32,11 @@ def describe(folder) -> tuple[str, list[Path]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder (the manual_dir / input folder)")
     if (folder / ARCHIVE_NAME).exists():
+        besides = _sources_besides_the_archive(folder)
+        if besides:  # read one, ignore the other, and the user cannot tell which was read
+            raise InputError(folder, f"holds {ARCHIVE_NAME} and {besides} beside it: which to read is not clear; "
+                                     f"give a folder that holds one source (the archive alone, or the inputs "
+                                     f"without it)")
         return "archive", [folder / ARCHIVE_NAME]
     products = products_in(folder)
     if products:
@@ -42,6 +49,18 @@ def describe(folder) -> tuple[str, list[Path]]:
     raise FileNotFoundError(f"{folder}: holds neither {ARCHIVE_NAME}, nor Level-2A products (*.SAFE, "
                             f"S2?_MSIL2A_*.zip), nor BigEarthNet v2 (BigEarthNet-S2/ + metadata.parquet), "
                             f"nor BigEarthNet v1 patch folders")
+
+
+def _sources_besides_the_archive(folder: Path) -> str | None:
+    """What else ``folder`` holds that ``describe`` would build from, in words, or None."""
+    products = products_in(folder)
+    if products:
+        return f"{len(products)} Level-2A product(s) ({products[0].name}{', ...' if len(products) > 1 else ''})"
+    if is_v2_root(folder):
+        return "BigEarthNet v2 patches"
+    if any(is_archive_dir(c) for c in (folder, folder / "BigEarthNet-v1.0")):
+        return "BigEarthNet v1 patch folders"
+    return None
 
 
 def default_workers() -> int | None:

@@ -14,7 +14,7 @@ from rasterio.warp import transform_bounds
 
 from bigearth import nomenclature as nom
 from bigearth.errors import InputError
-from bigearth.files import content_digest, read_json
+from bigearth.files import content_digest, read_json, special_kind
 from bigearth.nomenclature import UnknownClassError
 from bigearth.record import PATCH_M
 
@@ -87,9 +87,23 @@ class ClcLabeler:
             raise InputError(unreadable[0].split(": ", 1)[0],
                              f"{unreadable[0].split(': ', 1)[1]}; no readable CORINE raster covers the tile bounds "
                              f"{where} in {crs}" + (f" ({len(unreadable) - 1} more unreadable)" if len(unreadable) > 1 else ""))
+        passed = self._passed_over()
+        if passed:  # the raster meant for this tile is likely the one that could not be read
+            raise InputError(passed[0][0], f"is {passed[0][1]}, not a regular file: not read as a CORINE raster, and "
+                                           f"none of the {len(self.paths)} read covers the tile bounds {where} in {crs}")
         raise InputError(self.paths[0] if len(self.paths) == 1 else self.paths[0].parent,
                          f"no CORINE raster covers the tile bounds {where} in {crs}"
                          + (f" ({touching[0]} covers part of it)" if touching else ""))
+
+    def _passed_over(self) -> list[tuple[Path, str]]:
+        """(path, what it is) of the ``*.tif`` beside the rasters that are not files (a FIFO, a
+        socket): a --clc folder's listing passes over them (``bigearth_cli.configs.expand_clc``)."""
+        out = []
+        for folder in dict.fromkeys(p.parent for p in self.paths):
+            for q in sorted(folder.glob("*.tif")):
+                if q not in self.paths and (kind := special_kind(q)):
+                    out.append((q, kind))
+        return out
 
     def tile_classes(self, crs: str, ulx: float, uly: float, size_m: int) -> tuple[np.ndarray, Path]:
         """Class index (0..43) on the tile's grid at ``self.res`` m."""

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bigearth.errors import InputError, OptionError
+from bigearth.files import size_text
 
 from .config import BuildConfig
 from .tasks import Task, expand_folders, plan_tasks
@@ -102,11 +103,6 @@ def per_product(fn, products: list[Task]) -> dict:
     from bigearth.distinfo import usable_cores
     with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # waits for every one on leaving
         return {t.id: pool.submit(fn, t.source) for t in products}
-
-
-def size_text(n: int) -> str:
-    """Bytes in the unit that shows them: MiB below 1 GB (20 MiB free is not "0.0 GB"), else GB."""
-    return f"{n / 2 ** 20:.1f} MiB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 def free_bytes(folder) -> int:
@@ -243,4 +239,23 @@ def option_notes(tasks: list[Task], cfg: BuildConfig) -> list[str]:
         notes.append(f"BigEarthNet v1 input ({v1} patch folders) without --official-lists: nothing is screened (the "
                      f"official seasonal-snow and cloud/shadow lists are not applied) and every patch is in split "
                      f"'none'; pass --official-lists DIR for the official train/validation/test splits and screening")
+    notes += v2_pairing_notes(tasks)
+    return notes
+
+
+def v2_pairing_notes(tasks: list[Task]) -> list[str]:
+    """BigEarthNet v2 patches whose metadata row has no ``s1_name`` (null): stored as '' (no
+    Sentinel-1 patch paired), said once per table with the count and the first patch."""
+    from . import bigearthnet_v2
+    by_root: dict[Path, list[str]] = {}
+    for t in tasks:
+        if t.kind == "bigearthnet_v2":
+            by_root.setdefault(Path(t.source[0]).parents[2], []).extend(f.name for f in t.source)
+    notes = []
+    for root, names in by_root.items():
+        rows = bigearthnet_v2.read_metadata(root)[0]  # cached: the planning read it already
+        unpaired = [n for n in names if n in rows and rows[n].get("s1_name") in (None, "")]
+        if unpaired:
+            notes.append(f"{root / bigearthnet_v2.METADATA}: {len(unpaired)} of {len(names)} patch(es) have no s1_name "
+                         f"(e.g. {unpaired[0]}): they are stored with s1_name '' (no Sentinel-1 patch paired with them)")
     return notes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bigearth.record import ARRAYS, META_FIELDS
 
-from .sample import MEMBERS, NPY_MEMBERS, SELF_KEY
+from .sample import MEMBERS, NPY_MEMBERS, SELF_KEY, SHARD_KEY
 
 
 def hf_features():
@@ -26,6 +26,7 @@ def hf_features():
         return value("string") if kind == "str" else value("int64") if kind.startswith(("int", "uint")) \
             else value("float64")
     meta = {k: (seq(scalar(kind)) if shape else scalar(kind)) for k, (kind, shape) in META_FIELDS.items()}
+    meta[SHARD_KEY] = value("string")
     meta["crc32c"] = {m: value("int64") for m in MEMBERS if m != "meta.json"}
     meta[SELF_KEY] = value("string")
     feats = {"__key__": value("string"), "__url__": value("string")}

@@ -39,9 +39,18 @@ def listed_files(index: dict) -> set[str]:
     return {e["file"] for d in index["splits"].values() for e in d["shards"]}
 
 
+def names_shards(index: dict) -> bool:
+    """Whether the index's samples name the shard they were written into (format 4 on): readers
+    then compare each sample's ``meta.json`` with the entry's ``fingerprint``."""
+    v = index.get("format_version")
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 4
+
+
 def _check_entries(index: dict, path: Path) -> None:
     """The index's shape: every split a dict with a ``shards`` list, every entry a dict with a
-    string ``file``, non-negative integer ``samples`` and ``bytes``, a hex ``sha256``."""
+    string ``file``, non-negative integer ``samples`` and ``bytes``, a hex ``sha256`` (and, from
+    format 4, a hex ``fingerprint``)."""
+    named = names_shards(index)
     for split, doc in index["splits"].items():
         if not isinstance(doc, dict) or not isinstance(doc.get("shards"), list):
             raise IndexInvalid(path, f"split {split!r} has no list of shards")
@@ -55,6 +64,9 @@ def _check_entries(index: dict, path: Path) -> None:
                     raise IndexInvalid(path, f"{where} ({e['file']!r}): {key} is {v!r}, not a count")
             if not isinstance(e.get("sha256"), str) or not _SHA256.match(e["sha256"]):
                 raise IndexInvalid(path, f"{where} ({e['file']!r}): sha256 is not 64 hex digits")
+            if named and (not isinstance(e.get("fingerprint"), str) or not _SHA256.match(e["fingerprint"])):
+                raise IndexInvalid(path, f"{where} ({e['file']!r}): fingerprint is not 64 hex digits (readers "
+                                         f"compare every sample's with it)")
 
 
 def read_index(source) -> tuple[dict, Path]:
@@ -112,8 +124,9 @@ def shard_entries(index: dict, base: Path, split: str) -> list[dict]:
         (first, again) = (p.split(":", 1)[1] for p in places[:2])
         raise IndexInvalid(base / INDEX_NAME, f"split {split!r} lists the shard {again!r} twice (by {key}, also as "
                                               f"{first!r}): write the shards again")
+    named = names_shards(index)
     return [{"url": str(shard_path(base, e["file"])), "samples": e["samples"], "bytes": e.get("bytes"),
-             "first_key": e.get("first_key")} for e in entries]
+             "first_key": e.get("first_key"), "fingerprint": e["fingerprint"] if named else None} for e in entries]
 
 
 def _samples_in(path: Path) -> int:

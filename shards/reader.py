@@ -26,7 +26,7 @@ from bigearth.record import canonical_split
 from bigearth.stopping import ignore_in_worker
 
 from .stream import VARIANTS, Skipped, decode_samples, tar_samples
-from .index import read_index, shard_entries
+from .index import INDEX_NAME, names_shards, read_index, shard_entries
 from .normalize import band_stats, collate, to_tensors
 from .partition import Epoch, epoch_slices, rank_range, take_per_rank, worker_range
 
@@ -97,7 +97,9 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         with_meta: also yield each sample's ``meta.json`` (name, product, tile, date, x, y,
             crs, bounds, split).
         on_error: ``raise`` or ``skip`` (a damaged sample or shard is logged and counted in
-            ``.skipped``; any other error is raised).
+            ``.skipped``; any other error is raised). A shard file that is not the one the index
+            lists (each sample names its shard's fingerprint) counts as damaged, from its first
+            sample on.
         verify: check each sample's CRC-32C.
         seed: shard order and shuffle buffers, reshuffled by :meth:`ShardDataset.set_epoch`.
         rank, world: this process's place (default: from torch.distributed, Horovod or the
@@ -132,6 +134,10 @@ def load(source, split: str = "train", variant: str = "super", labels: int = 43,
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     index, base = read_index(source)
     entries = shard_entries(index, base, split)
+    if not names_shards(index):
+        print(f"note: {base / INDEX_NAME}: shards of format {index.get('format_version')!r} (before 4) do not name "
+              f"their shard in each sample, so a shard replaced by another build's is found only by `bigearth-sr "
+              f"verify-shards`; `bigearth-sr shards` writes them again", file=sys.stderr, flush=True)
     r, w = rank_world()
     rank, world = (r if rank is None else rank), (w if world is None else world)
     epoch = Epoch(seed, rank)

@@ -4,7 +4,9 @@
 as standard ``.npy`` (uint16, bands first), so any reader decodes them (``numpy.load``,
 webdataset's and Hugging Face's ``npy`` decoders); ``<name>.labels.json`` holds the 43- and
 19-class names and multi-hot vectors; ``<name>.meta.json`` the georeference and provenance,
-plus a CRC-32C of every other member and, as its last field, of itself (``crc32c_meta``): tar
+plus the fingerprint of the shard it was written into (``shard``: the index lists it, so a reader
+tells a sample of another build's same-named shard from its own as it reads it), a CRC-32C of
+every other member and, as its last field, of itself (``crc32c_meta``): tar
 checksums cover headers only, so without them a flipped byte would go unnoticed. CRC-32C (Castagnoli, as TFRecord and GCS use)
 runs on the CPU's CRC instruction at ~28 GB/s here, against ~4 GB/s for zlib's CRC-32,
 which would cost the reader a third of its speed (benchmarks/RESULTS.md).
@@ -24,6 +26,7 @@ from bigearth.record import ARRAYS, PatchRecord
 # one .npy member per image cube of the record: data_super -> super.npy, data_10m -> 10m.npy, ...
 NPY_MEMBERS = {f"{k.removeprefix('data_')}.npy": k for k, (shape, _) in ARRAYS.items() if len(shape) == 3}
 MEMBERS = (*NPY_MEMBERS, "labels.json", "meta.json")
+SHARD_KEY = "shard"  # meta.json: the fingerprint of the shard the sample was written into
 
 
 class SampleError(ValueError):
@@ -70,11 +73,14 @@ def labels_doc(classes: np.ndarray, classes_19: np.ndarray) -> dict:
             "multi_hot": [int(v) for v in classes], "multi_hot_19": [int(v) for v in classes_19]}
 
 
-def encode(rec: PatchRecord) -> dict:
-    """PatchRecord -> ``{"__key__": name, member: bytes, ...}``."""
+def encode(rec: PatchRecord, shard: str | None = None) -> dict:
+    """PatchRecord -> ``{"__key__": name, member: bytes, ...}``; ``shard``: the fingerprint of the
+    shard it goes into, kept in ``meta.json``."""
     members = {m: npy_bytes(getattr(rec, key)) for m, key in NPY_MEMBERS.items()}
     members["labels.json"] = json.dumps(labels_doc(rec.classes, rec.classes_19)).encode()
     meta = rec.meta()
+    if shard is not None:
+        meta[SHARD_KEY] = shard
     meta["crc32c"] = {m: crc32c(b) for m, b in members.items()}
     members["meta.json"] = sealed_json(meta)
     return {"__key__": rec.name, **members}
@@ -102,6 +108,12 @@ def sealed_ok(data: bytes) -> bool:
         return int(tail[:8], 16) == crc32c(body)
     except ValueError:
         return False
+
+
+def shard_mark(fingerprint: str) -> bytes:
+    """The bytes ``meta.json`` holds when its sample was written into the shard of ``fingerprint``
+    (``json.dumps``'s own spelling of the field: a reader looks for them without parsing)."""
+    return json.dumps({SHARD_KEY: fingerprint})[1:-1].encode()
 
 
 def tar_bytes(sample: dict) -> int:

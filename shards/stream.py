@@ -2,6 +2,7 @@
 damage) is raised as ShardError or, with ``on_error="skip"``, logged and counted."""
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import tarfile
@@ -10,7 +11,7 @@ from pathlib import Path
 from bigearth.errors import ReportedError
 from bigearth.record import RGB_INDEX
 
-from .sample import MEMBERS, SELF_KEY, SampleError, check, decode_array, decode_labels
+from .sample import MEMBERS, SELF_KEY, SHARD_KEY, SampleError, check, decode_array, decode_labels, shard_mark
 from .tar import local_path, member_key, tar_members
 
 log = logging.getLogger("bigearth.shards")
@@ -68,10 +69,13 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
     Members are grouped by key as webdataset does. Members not in ``wanted``, and samples outside
     an entry's ``start``/``stop`` slice, are skipped unread. A shard that is truncated,
     corrupted, holds incomplete samples or not the count the index records is an error naming
-    the shard and the byte offset where it went wrong.
+    the shard and the byte offset where it went wrong. So is a sample whose ``meta.json`` names
+    another shard than the entry's ``fingerprint``: the file is not the shard the index lists
+    (another build's, renamed or copied over it), found before its first sample is used.
     """
     for entry in src:
         url = entry["url"]
+        mark = shard_mark(entry["fingerprint"]) if entry.get("fingerprint") else None
         n_expected = expected.get(url)
         start, stop = entry.get("start", 0), entry.get("stop")
         count, state = 0, {"offset": 0}
@@ -97,6 +101,7 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
                 if cur is None or key != cur["__key__"]:
                     if cur is not None:
                         _complete(cur, seen, url)
+                        _own(cur, mark, entry)
                         if index >= start:
                             yield cur
                         count += 1
@@ -112,6 +117,7 @@ def tar_samples(src, expected: dict[str, int], wanted=None, on_error="raise", sk
             else:
                 if cur is not None:
                     _complete(cur, seen, url)
+                    _own(cur, mark, entry)
                     if index >= start:
                         yield cur
                     count += 1
@@ -140,6 +146,25 @@ def _diagnose(entry: dict) -> str:
             f"build? `bigearth-sr verify-shards` checks every shard)")
 
 
+def _own(sample: dict, mark: bytes | None, entry: dict) -> None:
+    """The sample was written into the shard the index lists: its ``meta.json`` holds the entry's
+    fingerprint (a byte search, ~1 µs; the message parses it). Samples left unread (outside this
+    reader's slice), and indexes written before samples named their shard, are not compared."""
+    meta = sample.get("meta.json")
+    if mark is None or meta is None or mark in meta:
+        return
+    try:
+        theirs = json.loads(meta).get(SHARD_KEY)
+    except (ValueError, AttributeError):  # damage: the sample's own check names it
+        theirs = None
+    said = (f"names shard {theirs[:12]}…" if isinstance(theirs, str) else
+            "names no shard (written before samples did)")
+    raise ShardError(f"{entry['url']}: sample {sample['__key__']!r} at byte offset {sample['__offset__']} {said}, "
+                     f"the index lists {entry['fingerprint'][:12]}… for this file: it is not the shard the index "
+                     f"lists (another build's shard copied or renamed over it?); `bigearth-sr verify-shards` "
+                     f"checks every shard, `bigearth-sr shards` writes them again")
+
+
 def _complete(sample: dict, seen: set, url: str) -> None:
     missing = [m for m in MEMBERS if m not in seen]
     if missing:
@@ -161,9 +186,9 @@ def decode_samples(src, variant: str, labels: int, verify: bool, with_meta: bool
                 if variant == "rgb":
                     x = x[RGB_INDEX]
             out = {"x": x, "y": c43 if labels == 43 else c19}
-            if with_meta:
-                meta.pop("crc32c", None)
-                meta.pop(SELF_KEY, None)
+            if with_meta:  # the patch's fields; the container's own are left out
+                for k in ("crc32c", SELF_KEY, SHARD_KEY):
+                    meta.pop(k, None)
                 out["meta"] = meta
             yield out
         except SampleError as e:  # damage only: any other exception is a bug and surfaces

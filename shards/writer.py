@@ -29,9 +29,9 @@ from tqdm import tqdm
 from bigearth import __version__, options
 from bigearth.distinfo import capped, usable_cores
 from bigearth import nomenclature as nom
-from bigearth.errors import InputError, OptionError
-from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, mark_done,
-                            sha256_file, write_text)
+from bigearth.errors import EnvironmentFailure, InputError, OptionError
+from bigearth.files import (atomic_path, disk_full_named, done_record, field_digests, folder_lock, free_bytes,
+                            mark_done, sha256_file, size_text, write_text)
 from bigearth.record import ARRAYS, META_FIELDS, SPLITS, VALUE_CONVENTION
 from bigearth.stopping import ignore_in_worker, start_helpers_shielded
 from dataset_builder import archive
@@ -39,12 +39,14 @@ from dataset_builder.stats import of_archive
 
 from . import croissant
 from .index import INDEX_FIELDS, INDEX_NAME, listed_files, read_index
-from .sample import NPY_MEMBERS, SELF_KEY, encode, tar_bytes
+from .sample import NPY_MEMBERS, SELF_KEY, SHARD_KEY, encode, tar_bytes
 from .select import check_known, read_selection
 from .select import digest as selection_digest
 
 FORMAT = "bigearth-sr-shards"
-FORMAT_VERSION = 3  # 2: the index records its fields' digests; 3: meta.json carries its own CRC-32C
+# 2: the index records its fields' digests; 3: meta.json carries its own CRC-32C; 4: meta.json names
+# its shard's fingerprint (readers refuse a sample whose shard is not the one the index lists)
+FORMAT_VERSION = 4
 DEFAULT_SHARD_BYTES = 256 * 2**20
 MTIME = 0  # fixed member times: the same archive and seed give byte-identical shards
 
@@ -105,25 +107,57 @@ def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, sp
     return out
 
 
-def write_shard(archive_path, p: ShardPlan, out_dir) -> dict:
-    """Write one shard atomically; returns its index entry, with the key of its first sample (a
-    reader tells a shard of another build from a truncated one by it)."""
+def shards_bytes(archive_path, todo: list[ShardPlan]) -> int:
+    """Bytes the shards of ``todo`` will take: every sample's tar members as the first one's (the
+    arrays are fixed; the JSON members differ by a few bytes), plus each tar's end blocks."""
+    n = sum(len(p.indices) for p in todo)
+    return n * sample_size(archive_path) + 1024 * len(todo) if n else 0
+
+
+def check_disk(archive_path, out_dir: Path, todo: list[ShardPlan]) -> None:
+    """Refuse, before writing, shards that cannot fit the free disk: one line, nothing changed."""
+    need, free = shards_bytes(archive_path, todo), free_bytes(out_dir)
+    if free is not None and need > free:
+        raise EnvironmentFailure(f"{out_dir}: the shards need about {size_text(need)} ({sum(len(p.indices) for p in todo)} "
+                                 f"samples in {len(todo)} shard(s) to write) and {size_text(free)} is free there; "
+                                 f"free space or choose another --out (--splits or --select write fewer)")
+
+
+def write_shard(archive_path, p: ShardPlan, out_dir, fp: str) -> dict:
+    """Write one shard atomically, every sample's ``meta.json`` naming the shard's fingerprint
+    ``fp``; returns its index entry, with the key of its first sample (a reader tells a shard of
+    another build from a truncated one by it) and ``fp``."""
     final = Path(out_dir) / p.file
     first = None
     with atomic_path(final) as tmp, open(tmp, "wb") as fh, h5py.File(archive_path, "r") as f:
         tw = wds.TarWriter(fh, mtime=MTIME)
-        digests = archive.stored_pixel_digests(f)
-        for i in p.indices:
-            rec = _record(f, i, archive_path)
-            # pixels edited after the build (h5py recomputes Fletcher-32 on write) are named, not sharded
-            archive.check_pixels(archive_path, rec.name, None if digests is None else digests[i],
-                                 {k: getattr(rec, k) for k in archive.ARRAY_KEYS})
-            sample = encode(rec)
-            first = first or sample["__key__"]
-            tw.write(sample)
-        tw.close()
+        try:
+            digests = archive.stored_pixel_digests(f)
+            for i in p.indices:
+                rec = _record(f, i, archive_path)
+                # pixels edited after the build (h5py recomputes Fletcher-32 on write) are named, not sharded
+                archive.check_pixels(archive_path, rec.name, None if digests is None else digests[i],
+                                     {k: getattr(rec, k) for k in archive.ARRAY_KEYS})
+                sample = encode(rec, shard=fp)
+                first = first or sample["__key__"]
+                tw.write(sample)
+            tw.close()
+        except BaseException:
+            _abandon(tw)
+            raise
+    # the fingerprint in the index too: readers compare each sample's with it, a rerun reuses the
+    # shard after .progress/ is gone
     return {"file": p.file, "samples": len(p.indices), "bytes": final.stat().st_size, "sha256": sha256_file(final),
-            "first_key": first}
+            "first_key": first, "fingerprint": fp}
+
+
+def _abandon(tw: wds.TarWriter) -> None:
+    """A tar writer whose shard failed (a full disk, damage, a stop): its stream's buffered tail is
+    dropped. Left to the garbage collector, tarfile writes it to the closed file and prints an
+    "Exception ignored ... write to closed file" traceback after the command's one line."""
+    stream = tw.tarstream.fileobj
+    stream.buf = b""
+    stream.closed = tw.tarstream.closed = True
 
 
 def _record(f, i: int, path):
@@ -156,8 +190,7 @@ def _done(out_dir: Path, p: ShardPlan, fp: str) -> dict | None:
 
 
 def _write_task(archive_path: str, p: ShardPlan, out_dir: str, fp: str) -> dict:
-    entry = write_shard(archive_path, p, out_dir)
-    entry["fingerprint"] = fp  # in the index too: a rerun reuses the shard after .progress/ is gone
+    entry = write_shard(archive_path, p, out_dir, fp)
     return mark_done(_marker(Path(out_dir), p), Path(out_dir) / p.file, fp, entry, sha256=entry["sha256"])
 
 
@@ -182,7 +215,7 @@ def members_doc() -> dict:
     doc = {m: {"field": key, "dtype": ARRAYS[key][1], "shape": list(ARRAYS[key][0]), "bands": with_bands[key],
                "resolution_m": archive.BAND_ATTRS[key][1]} for m, key in NPY_MEMBERS.items()}
     doc["labels.json"] = {"keys": ["names", "names_19", "multi_hot", "multi_hot_19"]}
-    doc["meta.json"] = {"keys": [*META_FIELDS, "crc32c", SELF_KEY]}
+    doc["meta.json"] = {"keys": [*META_FIELDS, SHARD_KEY, "crc32c", SELF_KEY]}
     return doc
 
 
@@ -231,13 +264,14 @@ def _write_all(archive_path: Path, out_dir: Path, shard_bytes: int, seed: int, s
         raise OptionError(f"--splits: {archive_path} has no {'selected ' if select else ''}patch in split(s) "
                           f"{', '.join(empty)} (it holds {', '.join(held) or 'none'})")
     previous = _previous_entries(out_dir)
-    # the folder is being rewritten: until the new index is in place it claims no complete set
-    (out_dir / INDEX_NAME).unlink(missing_ok=True)
-    (out_dir / ".progress").mkdir(parents=True, exist_ok=True)
     fps = {p.file: p.fingerprint(source_sha, [names[i] for i in p.indices]) for p in plans}
     entries = {p.file: e for p in plans
                if (e := _done(out_dir, p, fps[p.file]) or _intact(out_dir, previous.get(p.file), fps[p.file]))}
     todo = [p for p in plans if p.file not in entries]
+    check_disk(archive_path, out_dir, todo)  # before anything here is changed
+    # the folder is being rewritten: until the new index is in place it claims no complete set
+    (out_dir / INDEX_NAME).unlink(missing_ok=True)
+    (out_dir / ".progress").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(plans), initial=len(entries), unit="shard", desc="shards", disable=not progress)
     workers = capped("--shard-workers", workers, {f"{usable_cores()} usable cores": usable_cores(),
                                                   f"{len(todo)} shards to write": len(todo)})

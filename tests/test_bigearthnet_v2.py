@@ -72,6 +72,22 @@ def test_min_label_share_drops_small_classes_and_the_check_counts_them(v2, tmp_p
     assert m["labels_43_vs_19"]["disagree"] == differ > 0  # counted, not hidden
 
 
+def test_a_null_s1_name_is_stored_as_empty_and_noted(v2, tmp_path, capsys):
+    """Issue 34: a metadata row whose s1_name is null is built (its S2 patch is whole), stored with
+    s1_name '', and said: a note on the console and in the manifest, counting such patches."""
+    root, made = v2
+    victim = sorted(made)[0]
+    _rewrite_parquet(root / "metadata.parquet", lambda rows: [
+        {**r, "s1_name": None} if r["patch_id"] == victim else r for r in rows])
+    m = _build(root, tmp_path / "o")
+    assert not m["tiles_failed"] and m["patches"] == len(made)
+    recs = {r.name: r for r in archive.iter_records(tmp_path / "o" / ARCHIVE_NAME)}
+    assert recs[victim].s1_name == "" and all(recs[n].s1_name for n in made if n != victim)
+    note = next(n for n in m["notes"] if "s1_name" in n)
+    assert f"metadata.parquet: 1 of {len(made)} patch(es) have no s1_name (e.g. {victim})" in note
+    assert note in capsys.readouterr().err
+
+
 def _rewrite_parquet(path, change):
     rows = pq.read_table(path).to_pylist()
     schema = pq.read_schema(path)

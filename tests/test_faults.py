@@ -257,6 +257,21 @@ def clc_folder_with_a_fifo(ctx):
     ctx.fields["clcdir"] = str(folder)
 
 
+def clc_of_one_tile_a_fifo(ctx):
+    """A --clc folder where one tile's CORINE raster is a FIFO: that tile fails naming the FIFO (not
+    the intact raster beside it), the others are built."""
+    folder = ctx.root / "clc"
+    folder.mkdir()
+    for c in ctx.clc:
+        shutil.copy(c, folder / c.name)
+    tile = ctx.products[1].name.split("_")[5]
+    fifo = next(folder.glob(f"CLC_{tile}*.tif"))
+    fifo.unlink()
+    os.mkfifo(fifo)
+    ctx.fields.update(clcdir=str(folder), fifo=fifo.name)
+    ctx.expect.update(bad=tile)
+
+
 def ben_empty_labels(ctx):
     """A v1 label JSON with "labels": [] (a patch no class covers): dropped as no_labels, counted."""
     folders = _ben(ctx)
@@ -573,6 +588,22 @@ def index_of_another_build(ctx):
     assert run(["shards", str(ctx.built / ARCHIVE_NAME), "--out", str(other), "--shard-size", "400KiB",
                 "--shard-seed", "7", "--no-progress"])[0] == 0
     shutil.copy(other / "index.json", ctx.root / "shards" / "index.json")
+
+
+def shard_of_another_build(ctx):
+    """One train shard replaced by the same-named shard of another build of the same products
+    (another compression): the same size and first key, every CRC valid, the index untouched."""
+    sdir = _shards(ctx)
+    other = ctx.root / "other"
+    assert run(["build", *map(str, ctx.products), *[a for c in ctx.clc for a in ("--clc", str(c))], "--out",
+                str(other), "--upsampling", "bilinear", "--compression", "lzf", "--no-progress"])[0] == 0
+    assert run(["shards", str(other / ARCHIVE_NAME), "--out", str(other / "shards"), "--shard-size", "400KiB",
+                "--no-progress"])[0] == 0
+    entry = json.loads((sdir / "index.json").read_text())["splits"]["train"]["shards"][0]
+    theirs = json.loads((other / "shards" / "index.json").read_text())["splits"]["train"]["shards"][0]
+    assert (theirs["file"], theirs["bytes"], theirs["first_key"]) == (entry["file"], entry["bytes"], entry["first_key"])
+    shutil.copy(other / "shards" / entry["file"], sdir / entry["file"])
+    ctx.fields["run"] = str(ctx.root / "run")
 
 
 def archive_damaged(ctx):
@@ -1157,6 +1188,26 @@ def nothing_left_behind(ctx):
     assert _manifest(ctx)["patches"] > 0
 
 
+def shards_resumed_with_room(ctx):
+    """No temporary left, no index claiming a set; with room, the same command completes and its
+    shards check out."""
+    assert not [p for p in ctx.out.rglob("*") if p.name.endswith(".tmp")] and not (ctx.out / "index.json").exists()
+    import shards
+    assert run(ctx.fmt("shards {archive} --out {out} --no-progress"))[0] == 0
+    assert not shards.verify(ctx.out)
+
+
+def disk_of_one_mib(ctx):
+    """The file system of --out reports 1 MiB free (what shutil.disk_usage says, in this process)."""
+    real = shutil.disk_usage
+    shutil.disk_usage = lambda p: real(p)._replace(free=2**20)
+    ctx.cleanups.append(lambda: setattr(shutil, "disk_usage", real))
+
+
+def shards_untouched(ctx):
+    assert not ctx.out.exists() or not any(ctx.out.glob("*.tar"))
+
+
 def no_manifest(ctx):
     """--strict stops at the first bad input: nothing is merged or claimed."""
     assert not (ctx.out / MANIFEST_NAME).exists() and not (ctx.out / ARCHIVE_NAME).exists()
@@ -1290,6 +1341,11 @@ CASES = [
          nothing_left_behind, limit=400_000),
     Case(nothing, BUILD, 1,
          r"bigearth_sr\.h5: out of disk space while writing .*were needed", nothing_left_behind, limit=5_000_000),
+    Case(nothing, "shards {archive} --out {out} --no-progress", 1, r"out: out of disk space while writing .*ulimit -f",
+         shards_resumed_with_room, limit=400_000),  # issue 34: and no "Exception ignored" traceback after it
+    Case(disk_of_one_mib, "shards {archive} --out {out} --no-progress", 1,
+         r"out: the shards need about [\d.]+ MiB \(\d+ samples in \d+ shard\(s\) to write\) and 1\.0 MiB is free there",
+         shards_untouched),
     Case(out_is_a_file, BUILD, 1, "cannot write the output folder",
          out_untouched),
     Case(out_locked, BUILD, 1,
@@ -1307,6 +1363,9 @@ CASES = [
     Case(product_band_a_fifo, BUILD, 1, r"_B11_20m\.jp2: is a FIFO, not a regular file: not read", others_built),
     Case(clc_folder_with_a_fifo, "build {products} --clc {clcdir} --out {out} --no-progress", 0,
          r"note: \S*CLC_zz\.tif: not a regular file, not read as a CORINE raster"),
+    Case(clc_of_one_tile_a_fifo, "build {products} --clc {clcdir} --out {out} --no-progress --upsampling bilinear", 1,
+         r"clc/CLC_\w+\.tif: is a FIFO, not a regular file: not read as a CORINE raster, and none of the 2 read "
+         r"covers the tile bounds", others_built),
     # issue 27: what the data path trusts is checked (statistics, counts, labels, attributes)
     *[Case(index_band_stats_edited, cmd, 1, r"index\.json: field 'band_stats' differs from its digest")
       for cmd in ("verify-shards {shards}", TRAIN, "evaluate --checkpoint x --data {shards} --out {out}")],
@@ -1364,6 +1423,9 @@ CASES = [
          built_from_the_folder),
     Case(index_of_another_build, "read-shards {shards} train", 1,
          r"its first sample is .* the index belongs to another build"),
+    *[Case(shard_of_another_build, cmd, 1, r"bigearth_sr-train-000000\.tar: sample '\S+' at byte offset 0 names shard "
+           r"[0-9a-f]{12}…, the index lists [0-9a-f]{12}… for this file: it is not the shard the index lists")
+      for cmd in ("read-shards {shards} train", TRAIN)],
     Case(archive_damaged, "shards {arch} --out {root}/s --no-progress", 1,
          r"bigearth_sr\.h5: dataset 'data_super' cannot be read"),
     Case(archive_not_hdf5, "shards {arch} --out {root}/s --no-progress", 1, r"bigearth_sr\.h5: not a readable HDF5"),

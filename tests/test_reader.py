@@ -77,6 +77,73 @@ def test_corrupt_shard_raises_with_shard_and_offset_or_is_skipped_and_counted(wr
     assert any(victim.name in p for p in shards.verify(out))
 
 
+def test_a_shard_of_another_build_is_refused_at_its_first_sample_or_skipped(written, built, products, tmp_path):
+    """Issue 34, part 3: one shard replaced by the same-named shard of another build of the same
+    products (another compression: the same patches in the same order, so the same first key and
+    size, every CRC valid, the index untouched) is refused before any of its samples is used, or
+    skipped whole and counted; verify-shards sees it by its sha256."""
+    import dataclasses
+    import shutil
+
+    from dataset_builder.build import ARCHIVE_NAME, build
+
+    from .conftest import SHARD_BYTES, read_tar
+
+    _, _, sdir, index = written
+    out, _, cfg = built
+    build(products, dataclasses.replace(cfg, out_dir=str(tmp_path / "b"), compression="lzf"))
+    shards.write_shards(tmp_path / "b" / ARCHIVE_NAME, tmp_path / "theirs", SHARD_BYTES, seed=7, progress=False)
+    folder = tmp_path / "ours"
+    shutil.copytree(sdir, folder)
+    split = max(index["splits"], key=lambda s: len(index["splits"][s]["shards"]))
+    entry = index["splits"][split]["shards"][-1]
+    theirs, ours = tmp_path / "theirs" / entry["file"], folder / entry["file"]
+    # what the other checks cannot see through: the same size, first sample and member names
+    assert theirs.stat().st_size == entry["bytes"] and list(read_tar(theirs)) == list(read_tar(ours))
+    replaced = set(read_tar(ours))
+    shutil.copy(theirs, ours)
+    with pytest.raises(shards.ShardError, match=rf"{re.escape(entry['file'])}: sample '{entry['first_key']}' at byte "
+                                                r"offset 0 names shard [0-9a-f]{12}…, the index lists [0-9a-f]{12}… "
+                                                r"for this file: it is not the shard the index lists"):
+        for x in shards.load(folder, split, shuffle=0, with_meta=True):
+            assert x[2]["name"] not in replaced  # no sample of the foreign shard comes out before the error
+    ds = shards.load(folder, split, shuffle=0, on_error="skip", with_meta=True)
+    got = [m["name"] for _, _, m in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)]
+    every = {k for e in index["splits"][split]["shards"] for k in read_tar(sdir / e["file"])}
+    assert sorted(got) == sorted(every - replaced)
+    assert ds.skipped.shards == 1 and ds.skipped.samples == entry["samples"]
+    assert any(entry["file"] in p and "sha256 differs" in p for p in shards.verify(folder))
+
+
+def test_samples_name_their_shard_and_older_indexes_are_read_with_a_note(written, tmp_path, capsys):
+    """Each sample's meta.json holds its shard's fingerprint, as the index lists it; an index of
+    format 3 (samples that name no shard) is read as before, with a note saying what is not checked."""
+    import shutil
+
+    from bigearth.files import field_digests
+    from shards.index import INDEX_FIELDS
+
+    from .conftest import read_tar
+
+    _, _, sdir, index = written
+    for doc in index["splits"].values():
+        for e in doc["shards"]:
+            for key, members in read_tar(sdir / e["file"]).items():
+                assert json.loads(members["meta.json"])["shard"] == e["fingerprint"], (e["file"], key)
+    old = tmp_path / "old"
+    shutil.copytree(sdir, old)
+    doc = json.loads((old / "index.json").read_text())
+    doc["format_version"] = 3
+    for d in doc["splits"].values():
+        for e in d["shards"]:
+            e["fingerprint"] = "0" * 64  # not compared: samples of format 3 name no shard
+    doc["digests"] = field_digests(doc, INDEX_FIELDS)
+    (old / "index.json").write_text(json.dumps(doc))
+    n = sum(1 for _ in shards.load(old, "train", shuffle=0))
+    assert n == index["splits"]["train"]["samples"]
+    assert "shards of format 3 (before 4) do not name their shard in each sample" in capsys.readouterr().err
+
+
 def _snippet(name: str, shards_dir: Path) -> str:
     readme = (ROOT / "README.md").read_text()
     m = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", readme, re.S)

@@ -121,11 +121,11 @@ def test_nohup_keeps_a_hangup_ignored(tmp_path):
 
 # ---------------------------------------------------------------- each command, stopped and rerun
 
-def _stop(tmp_path, point: str, kind: str, argv: list[str], out: Path, env=None) -> str:
-    """Run the command until ``point`` (module:function:call), send SIGTERM to its process group
-    (as SLURM's scancel and a time limit do), and check the line, 143 and that no lock or
-    temporary is left in ``out``; then plant a dead run's temporary there for the rerun to clear.
-    Returns stderr."""
+def _stop(tmp_path, point: str, kind: str, argv: list[str], out: Path, env=None, sig=signal.SIGTERM) -> str:
+    """Run the command until ``point`` (module:function:call), send ``sig`` to its process group
+    (SIGTERM: as SLURM's scancel and a time limit do; SIGINT: Ctrl-C in a terminal), and check the
+    line, 128 + the signal and that no lock or temporary is left in ``out``; then plant a dead
+    run's temporary there for the rerun to clear. Returns the last line."""
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "2", **(env or {})}
@@ -136,11 +136,12 @@ def _stop(tmp_path, point: str, kind: str, argv: list[str], out: Path, env=None)
     while not ready.exists() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert ready.exists(), p.communicate()[1][-3000:]
-    os.killpg(p.pid, signal.SIGTERM)
+    os.killpg(p.pid, sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 143, err[-3000:]
+    assert p.returncode == 128 + sig, err[-3000:]
     last = err.strip().splitlines()[-1]
-    assert "Traceback" not in err and last.startswith("stopped by SIGTERM; rerun the same command to resume"), err[-3000:]
+    said = "interrupted" if sig == signal.SIGINT else f"stopped by {signal.Signals(sig).name}"
+    assert "Traceback" not in err and last.startswith(f"{said}; rerun the same command to resume"), err[-3000:]
     assert not [q for q in out.rglob("*") if q.name.endswith(".tmp") or q.name == ".lock"]
     (out / temporary_name("left-by-a-killed-run", _dead_pid())).write_bytes(b"x")
     return last
@@ -216,6 +217,20 @@ def test_sr_eval_stopped_then_rerun(products, tmp_path):
     _stop(tmp_path, "sr_lab.evaluate:evaluate_piece:1", "cli", argv, out)
     _rerun([*CLI, *argv], ROOT, out)
     assert (out / "sr_eval.json").exists()
+
+
+def test_tfds_build_interrupted_while_it_writes_examples(synth_dir, tmp_path):
+    """Issue 34: Ctrl-C once the archive is made, while TFDS writes the examples, is the same one
+    line and exit 130 (TFDS removes its incomplete folder); the archive is kept for the rerun."""
+    pytest.importorskip("tensorflow_datasets")
+    data_dir = tmp_path / "data"
+    argv = ["build", "bigearth_sr/super_bilinear", "--imports", "dataset_builder.bigearth_sr",
+            f"--manual_dir={synth_dir}", f"--data_dir={data_dir}"]
+    env = {"BIGEARTH_SR_WORKERS": "1", "PYTHONPATH": str(ROOT)}
+    last = _stop(tmp_path, "dataset_builder.bigearth_sr.bigearth_sr_dataset_builder:examples:1", "tfds", argv,
+                 data_dir, env, sig=signal.SIGINT)
+    assert last.endswith("(the archive's finished tiles are kept in the data dir's downloads/ and not built again)")
+    assert not list(data_dir.rglob("*incomplete*")) and list(data_dir.rglob("bigearth_sr.h5"))
 
 
 def test_tfds_build_stopped_then_rerun(synth_dir, tmp_path):

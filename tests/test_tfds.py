@@ -199,7 +199,7 @@ def test_a_build_short_of_examples_is_refused_and_removed(built, tmp_path, monke
     assert not Path(b.data_dir).exists()
 
 
-def test_an_existing_archive_as_manual_dir(built, reference, tmp_path):
+def test_an_existing_archive_as_manual_dir(built, reference, products, tmp_path):
     out, manifest, _ = built
     recs, _ = reference
     manual = tmp_path / "manual"
@@ -218,6 +218,13 @@ def test_an_existing_archive_as_manual_dir(built, reference, tmp_path):
         inputs.archive_for(manual, tmp_path / "w", "dsen2", sr_model="paper")
     with pytest.raises(FileNotFoundError, match="holds neither"):
         inputs.describe(tmp_path / "d")
+    # issue 34: an archive with products beside it is refused, naming both (not read, the rest ignored)
+    from bigearth.errors import InputError
+    os.symlink(products[0], manual / products[0].name)
+    with pytest.raises(InputError, match=rf"manual: holds {ARCHIVE_NAME} and 1 Level-2A product\(s\) "
+                                         rf"\({re.escape(products[0].name)}\) beside it: which to read is not clear"):
+        Builder(config="super_bilinear", data_dir=str(tmp_path / "d2")).download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
 
 
 def test_an_archive_whose_pixels_were_edited_is_refused_naming_the_patch(built, tmp_path):

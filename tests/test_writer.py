@@ -116,3 +116,16 @@ def test_meta_json_catches_any_changed_byte(written):
     at = raw.index(b'"product": "') + len(b'"product": "')
     edited = raw[:at] + b"X" + raw[at + 1:]
     assert check({**sample, "meta.json": edited}, verify=False)["product"].startswith("X")  # unchecked: as it is
+
+
+def test_the_disk_check_foresees_what_the_shards_take(written):
+    """``shards_bytes`` (what the free space is compared with before writing) is within 1 % of
+    what the shards written from the same plan take."""
+    from shards.writer import plan, shards_bytes
+
+    from .conftest import SHARD_BYTES
+
+    arch, _, _, index = written
+    need = shards_bytes(arch, plan(arch, SHARD_BYTES, seed=7))
+    total = sum(d["bytes"] for d in index["splits"].values())
+    assert abs(need - total) <= 0.01 * total, (need, total)
