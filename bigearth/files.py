@@ -212,8 +212,8 @@ def what_is(path) -> str:
     path = Path(path)
     if not path.exists():
         return "nothing (no such file or folder)"
-    if special_kind(path):
-        return special_kind(path)
+    if kind := special_kind(path):
+        return kind
     if path.is_dir():
         if (path / "index.json").is_file():
             return "a shards folder (it holds index.json)"

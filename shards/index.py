@@ -39,11 +39,16 @@ def listed_files(index: dict) -> set[str]:
     return {e["file"] for d in index["splits"].values() for e in d["shards"]}
 
 
+def format_version(index: dict) -> int:
+    """The index's ``format_version``, 0 where it holds no integer (indexes before versions)."""
+    v = index.get("format_version")
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
 def names_shards(index: dict) -> bool:
     """Whether the index's samples name the shard they were written into (format 4 on): readers
     then compare each sample's ``meta.json`` with the entry's ``fingerprint``."""
-    v = index.get("format_version")
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 4
+    return format_version(index) >= 4
 
 
 def _check_entries(index: dict, path: Path) -> None:
@@ -92,7 +97,7 @@ def read_index(source) -> tuple[dict, Path]:
         digested = check_field_digests(index, path, "shard index")
     except InputError as e:
         raise IndexInvalid(path, e.problem) from None
-    if not digested and isinstance(index.get("format_version"), int) and index["format_version"] >= 2:
+    if not digested and format_version(index) >= 2:
         raise IndexInvalid(path, "its 'digests' are missing (indexes of this format record them): it was changed "
                                  "after it was written; write the shards again")
     _check_entries(index, path)

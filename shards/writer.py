@@ -107,20 +107,20 @@ def plan(archive_path, shard_bytes: int = DEFAULT_SHARD_BYTES, seed: int = 0, sp
     return out
 
 
-def shards_bytes(archive_path, todo: list[ShardPlan]) -> int:
-    """Bytes the shards of ``todo`` will take: every sample's tar members as the first one's (the
-    arrays are fixed; the JSON members differ by a few bytes), plus each tar's end blocks."""
+def shards_bytes(archive_path, todo: list[ShardPlan]) -> tuple[int, int]:
+    """(bytes, samples) of the shards of ``todo``: every sample's tar members as the first one's
+    (the arrays are fixed; the JSON members differ by a few bytes), plus each tar's end blocks."""
     n = sum(len(p.indices) for p in todo)
-    return n * sample_size(archive_path) + 1024 * len(todo) if n else 0
+    return (n * sample_size(archive_path) + 1024 * len(todo) if n else 0), n
 
 
 def check_disk(archive_path, out_dir: Path, todo: list[ShardPlan]) -> None:
     """Refuse, before writing, shards that cannot fit the free disk: one line, nothing changed."""
-    need, free = shards_bytes(archive_path, todo), free_bytes(out_dir)
+    (need, n), free = shards_bytes(archive_path, todo), free_bytes(out_dir)
     if free is not None and need > free:
-        raise EnvironmentFailure(f"{out_dir}: the shards need about {size_text(need)} ({sum(len(p.indices) for p in todo)} "
-                                 f"samples in {len(todo)} shard(s) to write) and {size_text(free)} is free there; "
-                                 f"free space or choose another --out (--splits or --select write fewer)")
+        raise EnvironmentFailure(f"{out_dir}: the shards need about {size_text(need)} ({n} samples in {len(todo)} "
+                                 f"shard(s) to write) and {size_text(free)} is free there; free space or choose "
+                                 f"another --out (--splits or --select write fewer)")
 
 
 def write_shard(archive_path, p: ShardPlan, out_dir, fp: str) -> dict:

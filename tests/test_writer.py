@@ -126,6 +126,7 @@ def test_the_disk_check_foresees_what_the_shards_take(written):
     from .conftest import SHARD_BYTES
 
     arch, _, _, index = written
-    need = shards_bytes(arch, plan(arch, SHARD_BYTES, seed=7))
+    need, n = shards_bytes(arch, plan(arch, SHARD_BYTES, seed=7))
     total = sum(d["bytes"] for d in index["splits"].values())
     assert abs(need - total) <= 0.01 * total, (need, total)
+    assert n == index["samples"]
