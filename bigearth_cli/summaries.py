@@ -88,7 +88,7 @@ def nothing_built(manifest: dict) -> str:
 def print_plan(plan: dict, out: Path) -> None:
     """``build --dry-run``: what the build will take (``dataset_builder.plan``)."""
     i, b = plan["inputs"], plan["bytes"]
-    from dataset_builder.plan import size_text as gb
+    from bigearth.files import size_text as gb
     for line in plan.get("folders", []):  # a folder of products, taken for the products it holds
         print(line)
     print(f"plan for {out} (from the inputs' metadata and the products' SCL bands; nothing is built):")
@@ -103,7 +103,7 @@ def print_plan(plan: dict, out: Path) -> None:
           f"that fail while built are not foreseen), per split {plan['patches_per_split']}")
     print(f"  screened out (expected): {plan['screened'] or 'none'}")
     print(f"  disk: archive {gb(b['archive'])}, {gb(b['build_peak'])} at the build's peak (parts and archive), "
-          f"shards {gb(b['shards'])}; free at {out}: {gb(b['free'])}")
+          f"shards {gb(b['shards'])}; free at {out}: {gb(b['free']) if b['free'] is not None else 'unknown (its file system cannot be asked)'}")
     if plan["disk_refusal"]:
         print(f"  NOT ENOUGH DISK, the build would be refused: {plan['disk_refusal']}")
     sec = plan["seconds"]

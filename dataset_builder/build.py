@@ -121,7 +121,7 @@ def finish(tasks: list[Task], results: list[dict], failed_inputs: dict, cfg: Bui
         "patches": n,
         "patches_per_split": split_counts,
         "tiles": {i: {k: by_id[i][k] for k in ("kept", "drops", "sha256", "fingerprint", "seconds_decode",
-                                               "seconds_total", "sr_adapted") if k in by_id[i]} for i in ok},
+                                               "seconds_total", "sr_adapted", "sr_held_px") if k in by_id[i]} for i in ok},
         "tiles_ok": len(ok),
         "tiles_failed": failed,
         "inputs_ignored": dict(sorted(ignored.items())),  # seen and not used (not a patch), each with the reason

@@ -272,6 +272,8 @@ def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progr
            "catalogue": catalogue_rows(listed, source).to_json()}
     if getattr(context.up, "adaptation", None):
         res["sr_adapted"] = context.up.adaptation
+    if hasattr(context.up, "held_px"):
+        res["sr_held_px"] = context.up.held_px
     return res
 
 

@@ -12,12 +12,11 @@ split and the screening; v2: its metadata tables.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from bigearth.errors import InputError, OptionError
-from bigearth.files import size_text
+from bigearth.files import free_bytes, size_text
 
 from .config import BuildConfig
 from .tasks import Task, expand_folders, plan_tasks
@@ -103,14 +102,6 @@ def per_product(fn, products: list[Task]) -> dict:
     from bigearth.distinfo import usable_cores
     with ThreadPoolExecutor(min(len(products), usable_cores())) as pool:  # waits for every one on leaving
         return {t.id: pool.submit(fn, t.source) for t in products}
-
-
-def free_bytes(folder) -> int:
-    """Free bytes where ``folder`` is or will be (its nearest existing parent)."""
-    p = Path(folder).absolute()
-    while not p.exists():
-        p = p.parent
-    return shutil.disk_usage(p).free
 
 
 def estimate(inputs, cfg: BuildConfig, workers: int | None = None) -> dict:
@@ -202,11 +193,14 @@ def check_disk(tasks: list[Task], cfg: BuildConfig) -> str | None:
     return disk_shortfall(sum(kept.values()), cfg, free_bytes(cfg.out_dir))
 
 
-def disk_shortfall(patches: int, cfg: BuildConfig, free: int) -> str | None:
-    """Why a build of ``patches`` kept patches cannot fit ``free`` bytes, or None: refused when what
+def disk_shortfall(patches: int, cfg: BuildConfig, free: int | None) -> str | None:
+    """Why a build of ``patches`` kept patches cannot fit ``free`` bytes, or None (also when the
+    free space cannot be known, ``free`` None: the write then says so if it fails): refused when what
     it still needs at its peak (less the parts a resumed build has already) is more than what is
     free; the estimate is of the build's own order (measured bytes per patch, the screening of the
     products' SCL bands). What the build refuses and what ``--dry-run`` announces, alike."""
+    if free is None:
+        return None
     out = Path(cfg.out_dir)
     made = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
     need = disk_bytes(patches, cfg)[1] - made

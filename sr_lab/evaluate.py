@@ -68,14 +68,22 @@ def protocols(cubes: dict, truth: np.ndarray | None, mode: str):
 
 
 def evaluate_piece(piece, ups: dict, truth=None, mode="gauss"):
-    """{protocol: {"bands", "sums": {method: sums}, "patches": [{cover, source, rmse: {method}}]}}, images."""
+    """{protocol: {"bands", "sums": {method: sums}, "patches": [{cover, source, rmse: {method}}],
+    "held_px": {method: values its guard's range bound moved}}}, images."""
     out, images = {}, {}
     for name, low, ref, bands in protocols(piece.cubes, truth, mode):
         idx = [upsample.BANDS_SR.index(b) for b in bands]
         # a method that adapts learns from this piece's input alone (degraded once more), never its reference
         inp = (low["im10"], low["im20"], low["im60"])
-        ests = {m: upsample.for_scene(up, lambda: [inp])(*inp)[idx] for m, up in ups.items()}
-        res = {"bands": list(bands), "sums": {m: metrics.sums(e, ref) for m, e in ests.items()}, "patches": []}
+        ests, held = {}, {}
+        for m, up in ups.items():
+            scene_up = upsample.for_scene(up, lambda: [inp])
+            before = getattr(scene_up, "held_px", None)
+            ests[m] = scene_up(*inp)[idx]
+            if before is not None:  # values the guard's range bound moved (of every band it gives)
+                held[m] = scene_up.held_px - before
+        res = {"bands": list(bands), "sums": {m: metrics.sums(e, ref) for m, e in ests.items()}, "patches": [],
+               "held_px": held}
         # the 120 x 120 patches of the piece's 10 m grid, on the reference grid
         f = RATIO[name]
         side = PATCH_PX // f
@@ -147,29 +155,48 @@ def evaluate(scene_list, methods, options: dict | None = None, mode="gauss", tru
         if why_seen and not allow_seen:
             report["excluded"].append({"scene": sc.key, "why": why_seen})
             continue
-        row = {"scene": sc.key, "kind": sc.kind, "pieces": len(sc.pieces), "seen": bool(why_seen), "protocols": {}}
+        row = {"scene": sc.key, "kind": sc.kind, "pieces": 0, "seen": bool(why_seen), "protocols": {}}
         for piece in sc.pieces:
-            if all(float(np.ptp(piece.cubes[k])) == 0 for k in ("im20", "im60")):
-                raise InputError(piece.path, "every pixel of its 20 m and 60 m bands has one value: a constant image "
-                                             "leaves Wald's protocol nothing to measure (every method is exact on it)")
-            why = too_small(piece.shape, 2)
-            if why:
-                raise InputError(piece.path, f"too small for Wald's protocol: {why}")
-            why6 = too_small(piece.shape, 6)
-            if why6:
-                report.setdefault("skipped", []).append({"piece": piece.name, "protocol": "6x", "why": why6})
-            t = truth if truth is not None else _product_truth(piece)
-            res, imgs = evaluate_piece(piece, ups, t, mode)
+            try:
+                res, imgs = _piece_results(piece, ups, truth, mode, report)
+            except InputError as e:
+                if e.path != str(piece.path):  # the weights' fault, not this input's: every piece would fail
+                    raise
+                report.setdefault("failed", []).append(failure(e))
+                continue
+            row["pieces"] += 1
             for name, r in res.items():
-                cur = row["protocols"].setdefault(name, {"bands": r["bands"], "sums": {}, "patches": []})
+                cur = row["protocols"].setdefault(name, {"bands": r["bands"], "sums": {}, "patches": [], "held_px": {}})
                 cur["sums"] = {m: metrics.add(cur["sums"].get(m), r["sums"][m]) for m in methods}
                 cur["patches"] += r["patches"]
+                cur["held_px"] = {m: cur["held_px"].get(m, 0) + n for m, n in r["held_px"].items()}
                 if name not in images or imgs[name]["reference"].size > images[name]["reference"].size:
                     images[name] = imgs[name]
             if progress:
                 progress(piece.name)
-        report["scenes"].append(row)
+        if row["pieces"]:
+            report["scenes"].append(row)
     return report, images
+
+
+def failure(e: InputError) -> dict:
+    """A report's record of an input that failed alone (the error kept whole, to be raised again
+    when it is the only input)."""
+    return {"piece": e.path, "why": e.problem}
+
+
+def _piece_results(piece, ups: dict, truth, mode: str, report: dict):
+    """``evaluate_piece`` after the checks that make a piece unmeasurable (an InputError naming it)."""
+    if all(float(np.ptp(piece.cubes[k])) == 0 for k in ("im20", "im60")):
+        raise InputError(piece.path, "every pixel of its 20 m and 60 m bands has one value: a constant image "
+                                     "leaves Wald's protocol nothing to measure (every method is exact on it)")
+    why = too_small(piece.shape, 2)
+    if why:
+        raise InputError(piece.path, f"too small for Wald's protocol: {why}")
+    why6 = too_small(piece.shape, 6)
+    if why6:
+        report.setdefault("skipped", []).append({"piece": piece.name, "protocol": "6x", "why": why6})
+    return evaluate_piece(piece, ups, truth if truth is not None else _product_truth(piece), mode)
 
 
 def _product_truth(piece) -> np.ndarray | None:
@@ -232,9 +259,9 @@ def _rmse(row: dict, proto: str, m: str) -> float:
 
 def merge_reports(docs: list[dict]) -> dict:
     """Several reports (their JSON) as one: the scenes of all, pooled anew."""
-    merged = {"methods": docs[0]["report"]["methods"], "scenes": [], "excluded": [], "skipped": []}
+    merged = {"methods": docs[0]["report"]["methods"], "scenes": [], "excluded": [], "skipped": [], "failed": []}
     for d in docs:
-        for k in ("scenes", "excluded", "skipped"):
+        for k in ("scenes", "excluded", "skipped", "failed"):
             merged[k] += d["report"].get(k, [])
     slack = docs[0].get("slack", 2.0)
     return {"report": merged, "pooled": pooled(merged, slack), "slack": slack}
@@ -263,6 +290,13 @@ def scene_markdown(doc: dict) -> str:
         f = res["methods"]
         lines.append("| **pooled** | | | " + " | ".join(f"**{f[m]['rmse']:.1f}**" for m in methods) + " | "
                      + " | ".join(f"**{f[m]['ratio_to_bicubic']:.3f}**" for m in ratio_cols) + " |")
+        kinds = sorted({r["kind"] for r in rows})
+        for kind in kinds if len(kinds) > 1 else ():  # top-of-atmosphere (L1C), surface (L2A), synthetic apart
+            of_kind = [r for r in rows if r["kind"] == kind]
+            k = pooled({"scenes": of_kind}, slack)[proto]["methods"]
+            lines.append(f"| *pooled, {kind}* | | {sum(r['pieces'] for r in of_kind)} | "
+                         + " | ".join(f"*{k[m]['rmse']:.1f}*" for m in methods) + " | "
+                         + " | ".join(f"*{k[m]['ratio_to_bicubic']:.3f}*" for m in ratio_cols) + " |")
         lines += ["", "| method | RMSE | SRE dB | SAM ° | / bicubic | scenes worse than bicubic | patches worse than bicubic |",
                   "|---|---|---|---|---|---|---|"]
         for m in methods:
@@ -279,6 +313,14 @@ def scene_markdown(doc: dict) -> str:
         lines.append("")
     for e in report["excluded"]:
         lines.append(f"- left out: {e['scene']} ({e['why']})")
+    for e in report.get("failed", []):
+        lines.append(f"- failed, not measured: {e['piece']} ({e['why']})")
+    for proto, res in pool.items():
+        held = {m: sum(r["protocols"][proto].get("held_px", {}).get(m, 0) for r in report["scenes"] if proto in r["protocols"])
+                for m in methods}
+        for m, n in held.items():
+            if n:
+                lines.append(f"- {proto}: {m}'s guard held {n} output value(s) to their coarse neighbourhood's range")
     skipped = report.get("skipped", [])
     if skipped:
         lines.append(f"- 6x not run on {len(skipped)} piece(s) too small for it ({skipped[0]['why'].split('; ')[0]}): "
@@ -356,7 +398,8 @@ def evaluate_run(args) -> int:
     check_sr_model(args)
     options = {"weights": args.sr_weights, "device": args.sr_device, "precision": args.sr_precision,
                "adapt": args.sr_adapt, "model": args.sr_model}
-    scene_list = scenes_mod.load(args.inputs)
+    unread: list[InputError] = []
+    scene_list = scenes_mod.load(args.inputs, failed=unread)
     truth = None
     if args.truth:
         if sum(len(s.pieces) for s in scene_list) != 1:
@@ -364,6 +407,10 @@ def evaluate_run(args) -> int:
         truth = _read_truth(Path(args.truth), scene_list[0].pieces[0])
     seen = seen_scenes(methods, options)
     report, images = evaluate(scene_list, methods, options, args.degradation, truth, seen, args.allow_seen)
+    report["failed"] = [failure(e) for e in unread] + report.get("failed", [])
+    if not report["scenes"] and report["failed"]:  # nothing measured: the (first) input's own error
+        first = report["failed"][0]
+        raise InputError(first["piece"], first["why"])
     if not report["scenes"]:
         raise OptionError(f"--sr-weights {args.sr_weights or f'(shipped {args.sr_model!r})'}: every input is of a scene these weights were "
                           "trained or validated on; nothing is left to report (--allow-seen reports them anyway, marked)")
@@ -390,4 +437,8 @@ def evaluate_run(args) -> int:
             for proto in images:
                 figure(images, proto, out / f"sr_eval_{proto}.png", methods)
         print(f"written to {out}")
+    if report["failed"]:
+        first = report["failed"][0]
+        raise InputError(first["piece"], f"{first['why']} ({len(report['failed'])} input(s) failed and are not measured, "
+                                         f"listed in the report; the others are)")
     return 0

@@ -164,11 +164,19 @@ def read_piece(path: Path) -> tuple[Piece, str, str]:
     return piece, key, kind
 
 
-def load(paths, progress=None) -> list[Scene]:
-    """Every input read and grouped into scenes (sorted by key); ``progress(name)`` per input."""
+def load(paths, progress=None, failed: list | None = None) -> list[Scene]:
+    """Every input read and grouped into scenes (sorted by key); ``progress(name)`` per input.
+    With ``failed`` (a list), an input that cannot be read is appended to it (its InputError) and
+    the others are read; without, its error ends the call."""
     scenes: dict[str, Scene] = {}
     for p in expand(paths):
-        piece, key, kind = read_piece(p)
+        try:
+            piece, key, kind = read_piece(p)
+        except InputError as e:
+            if failed is None:
+                raise
+            failed.append(e)
+            continue
         if progress:
             progress(piece.name)
         sc = scenes.setdefault(key, Scene(key, kind, []))

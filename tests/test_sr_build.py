@@ -42,6 +42,42 @@ def test_dsen2_build_equals_a_whole_tile_run_and_records_the_weights(synth_dir, 
                                                                            x * 120:(x + 1) * 120], err_msg=f"{x} {y} {b}")
 
 
+def test_values_the_guard_holds_are_those_of_a_whole_tile_run_and_counted(synth_dir, products, tmp_path, monkeypatch):
+    """A 6x network that spikes B01 by 30,000 DN at about one pixel in 500, chosen by the 10 m blue
+    band's value (content, not window, decides where): the guard's range bound holds them, the build
+    stays bit for bit the whole-tile run under the same networks, and the manifest counts the
+    values held in its kept patches: some, and no more than the whole tile holds."""
+    from dataset_builder.sr import infer
+    weights = tiny_bundle(tmp_path / "w.npz", blocks=2, features=8)
+    prod = open_product(products[0])
+    cube = {k: np.stack([to_reflectance_dn(prod, b, read_band(prod, b)) for b in bands])
+            for k, bands in (("b10", BANDS_10M), ("b20", BANDS_20M), ("b60", BANDS_60M))}
+    real = infer.run_tiled
+
+    def spiky(net, x, **kw):
+        out = real(net, x, **kw)
+        if net.spec.ratio == 6:
+            out[0] += 30000.0 * (x[0].round() % 499 == 0)
+        return out
+    monkeypatch.setattr(infer, "run_tiled", spiky)
+    whole_up = DSen2(str(weights), precision="fp32")
+    whole = upsample.to_uint16(whole_up(cube["b10"], cube["b20"], cube["b60"]))
+    assert whole_up.held_px > 0
+    out = tmp_path / "out"
+    manifest = build(products[:1], BuildConfig(out_dir=str(out), upsampling="dsen2", sr_weights=str(weights),
+                                               sr_precision="fp32", progress=False,
+                                               clc=sorted(str(p) for p in synth_dir.glob("CLC_*.tif"))))
+    assert manifest["patches"] > 0 and not manifest["tiles_failed"]
+    (tile,) = manifest["tiles"].values()
+    assert 0 < tile["sr_held_px"] <= whole_up.held_px
+    with h5py.File(out / "bigearth_sr.h5", "r") as f:
+        xs, ys, data = f["x"][:], f["y"][:], f["data_super"][:]
+    for x, y, d in zip(xs, ys, data):
+        for b in upsample.BANDS_SR:
+            np.testing.assert_array_equal(d[BANDS_SUPER.index(b)], whole[upsample.BANDS_SR.index(b), y * 120:(y + 1) * 120,
+                                                                           x * 120:(x + 1) * 120], err_msg=f"{x} {y} {b}")
+
+
 def test_other_weights_under_the_same_name_rebuild_the_parts(synth_dir, products, tmp_path):
     weights = tmp_path / "w.npz"
     tiny_bundle(weights, seed=1)

@@ -160,6 +160,63 @@ def test_an_input_too_small_for_the_protocol_is_refused(tmp_path, capsys):
     assert re.search(r"_1_1\.h5: too small for Wald's protocol: 2x needs at least 48 x 48 px at 10 m", capsys.readouterr().err)
 
 
+def _crop(path, side, fill=None, nan=False, seed=0):
+    """A MAT-like .h5 crop of ``side`` px at 10 m: random, or ``fill`` everywhere, one NaN if asked."""
+    import h5py
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        for key, n, d in (("im10", 4, 1), ("im20", 6, 2), ("im60", 2, 6)):
+            a = rng.uniform(100, 3000, (n, side // d, side // d)).astype(np.float32) if fill is None else \
+                np.full((n, side // d, side // d), fill, np.float32)
+            if nan and key == "im20":
+                a[0, 0, 0] = np.nan
+            f[key] = a
+    return path
+
+
+def test_an_input_that_fails_fails_alone(tmp_path, capsys):
+    """Among four inputs, one too small, one constant and one holding a NaN fail, each named in the
+    report; the fourth is measured exactly as when it is the only input; the run exits 1 naming
+    the first failure and the count."""
+    good = _crop(tmp_path / "S2A_MSIL2A_20200101T000000_2_2.h5", 120, seed=1)
+    bad = [_crop(tmp_path / "S2A_MSIL2A_20200102T000000_1_1.h5", 36),
+           _crop(tmp_path / "S2A_MSIL2A_20200103T000000_1_1.h5", 120, fill=500.0),
+           _crop(tmp_path / "S2A_MSIL2A_20200104T000000_1_1.h5", 120, nan=True)]
+    run = ["--methods", "bilinear,bicubic", "--no-figures", "--out"]
+    assert cli(["sr-eval", str(good), *run, str(tmp_path / "alone")]) == 0
+    capsys.readouterr()
+    assert cli(["sr-eval", *map(str, bad), str(good), *run, str(tmp_path / "all")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"_1_1\.h5: .*\(3 input\(s\) failed and are not measured, listed in the report", err[0])
+    doc, alone = (json.loads((tmp_path / d / "sr_eval.json").read_text()) for d in ("all", "alone"))
+    assert sorted(f["piece"] for f in doc["report"]["failed"]) == sorted(map(str, bad))
+    whys = " ".join(f["why"] for f in doc["report"]["failed"])
+    assert "too small for Wald's protocol" in whys and "one value" in whys and "NaN" in whys
+    assert [r["scene"] for r in doc["report"]["scenes"]] == ["S2A_20200101"]
+    assert doc["pooled"] == alone["pooled"]
+    md = (tmp_path / "all" / "sr_eval.md").read_text()
+    assert all(f"- failed, not measured: {p}" in md for p in bad)
+
+
+def test_scenes_of_each_kind_are_pooled_apart_too(tmp_path):
+    """A top-of-atmosphere (L1C) and a surface (L2A) crop: besides the pooled row, one per kind,
+    each equal to the pooled row of a run on that kind alone."""
+    l1c = _crop(tmp_path / "S2A_MSIL1C_20200101T000000_1_1.h5", 120, seed=2)
+    l2a = _crop(tmp_path / "S2A_MSIL2A_20200105T000000_1_1.h5", 120, seed=3)
+    run = ["--methods", "bilinear,bicubic", "--no-figures", "--out"]
+    for name, ins in (("both", [l1c, l2a]), ("l1c", [l1c]), ("l2a", [l2a])):
+        assert cli(["sr-eval", *map(str, ins), *run, str(tmp_path / name)]) == 0
+    md = (tmp_path / "both" / "sr_eval.md").read_text()
+    for kind in ("L1C", "L2A"):
+        alone = json.loads((tmp_path / kind.lower() / "sr_eval.json").read_text())["pooled"]["2x"]["methods"]
+        row = next(line for line in md.splitlines() if line.startswith(f"| *pooled, {kind}* |"))
+        cells = [c.strip(" *") for c in row.split("|")[1:-1]]
+        assert cells[2] == "1" and cells[3:6] == [f"{alone[m]['rmse']:.1f}" for m in ("bilinear", "bicubic")] + \
+            [f"{alone['bilinear']['ratio_to_bicubic']:.3f}"]
+    single = (tmp_path / "l1c" / "sr_eval.md").read_text()
+    assert "*pooled, " not in single  # one kind: the pooled row says it all
+
+
 def test_unknown_method_and_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):  # refused where parsed
         cli(["sr-eval", "x.mat", "--methods", "bilinear,lanczos"])

@@ -8,7 +8,7 @@ import torch
 from bigearth.errors import InputError
 from bigearth.record import BANDS_20M, BANDS_60M
 from dataset_builder.interpolate import BANDS_SR
-from dataset_builder.sr.infer import RANGE_FLOOR, DSen2, check_output
+from dataset_builder.sr.infer import RANGE_FLOOR, RANGE_SHARE, DSen2, check_output, clamp_to_neighbourhood
 from dataset_builder.sr.weights import save_bundle
 
 from .test_sr_model import random_net, scene
@@ -53,6 +53,57 @@ def test_runaway_weights_write_nothing(tmp_path):
     with pytest.raises(InputError, match=r"runaway\.npz: DSen2 produced B01 values"):
         DSen2(str(path), guard=False)(b10, b20, b60)
     assert np.isfinite(DSen2(str(path), guard=True)(b10, b20, b60)).all()  # the guard bounds what reaches the check
+
+
+def test_the_guard_holds_each_pixel_to_its_coarse_neighbourhood():
+    """A value past the range of the 3 x 3 coarse pixels around its own (widened by that range's
+    share plus the floor) is moved to that bound, computed here pixel by pixel; every other value
+    is left bit for bit."""
+    rng = np.random.default_rng(3)
+    s = 6
+    coarse = rng.uniform(200, 2000, (2, 5, 4)).astype(np.float32)
+    sr = np.repeat(np.repeat(coarse, s, 1), s, 2) + rng.normal(0, 50, (2, 30, 24)).astype(np.float32)
+    sr[0, 13, 8] = 9000.0  # a spike
+    sr[1, 29, 23] = -5000.0  # a hole, at a corner (a neighbourhood of 2 x 2 coarse pixels)
+    held = clamp_to_neighbourhood(torch.from_numpy(sr), torch.from_numpy(coarse), s).numpy()
+    for b, y, x in ((0, 13, 8), (1, 29, 23)):
+        win = coarse[b, max(0, y // s - 1):y // s + 2, max(0, x // s - 1):x // s + 2]
+        span = float(win.max() - win.min())
+        bound = win.max() + RANGE_SHARE * span + RANGE_FLOOR if sr[b, y, x] > 0 else win.min() - RANGE_SHARE * span - RANGE_FLOOR
+        assert held[b, y, x] == pytest.approx(bound, abs=1e-3)
+    moved = held != sr
+    assert moved.sum() == 2 and moved[0, 13, 8] and moved[1, 29, 23]
+
+
+def test_a_spike_the_guard_lets_through_is_held_and_counted(tmp_path, monkeypatch):
+    """A 6x network output that is its interpolated input plus one spike of 30,000 DN: budget and
+    consistency bound detail in energy, and the spike passes them out of any plausible range (the
+    check refuses it without the range bound). With it, the spike is held, the output passes the
+    check, the moved values are counted on the upsampler (what a build's manifest and sr-eval's
+    report state), and an output with no spike is left as it was (nothing counted)."""
+    from dataset_builder.sr import infer
+    path = save_bundle(tmp_path / "w.npz", {r: random_net(r, 1, 8, r) for r in (2, 6)}, {"provenance": {"test": True}})
+    b10, b20, b60 = scene()
+    real = infer.run_tiled
+
+    def spiky(net, x, **kw):
+        out = real(net, x, **kw)
+        if net.spec.ratio == 6:
+            out[0, 40, 30] += 30000.0
+        return out
+    monkeypatch.setattr(infer, "run_tiled", spiky)
+    up = DSen2(str(path), guard=True)
+    out = up(b10, b20, b60)
+    check_output(out, b20, b60, ["w.npz"])
+    assert up.held_px >= 1
+    monkeypatch.setattr(infer, "clamp_to_neighbourhood", lambda sr, coarse, s: sr)
+    with pytest.raises(InputError, match=r"DSen2 produced B01 values"):
+        DSen2(str(path), guard=True)(b10, b20, b60)
+    monkeypatch.setattr(infer, "run_tiled", real)
+    monkeypatch.undo()
+    plain = DSen2(str(path), guard=True)
+    plain(b10, b20, b60)
+    assert plain.held_px == 0
 
 
 def test_low_precision_keeps_the_residual_exact_and_follows_the_weights():
