@@ -46,7 +46,8 @@ def test_values_the_guard_holds_are_those_of_a_whole_tile_run_and_counted(synth_
     """A 6x network that spikes B01 by 30,000 DN at about one pixel in 500, chosen by the 10 m blue
     band's value (content, not window, decides where): the guard's range bound holds them, the build
     stays bit for bit the whole-tile run under the same networks, and the manifest counts the
-    values held in its kept patches: some, and no more than the whole tile holds."""
+    values held in the regions computed for its kept patches: some, and no more than the whole
+    tile holds."""
     from dataset_builder.sr import infer
     weights = tiny_bundle(tmp_path / "w.npz", blocks=2, features=8)
     prod = open_product(products[0])

@@ -127,9 +127,9 @@ def clamp_to_neighbourhood(sr: torch.Tensor, coarse: torch.Tensor, s: int) -> to
     range plus ``RANGE_FLOOR``. Budget and consistency bound a
     network's detail in energy, not pointwise: a 6 x 128 network gave one B01 pixel of 4,985 DN
     where the coarse input held at most 2,114 and the truth 2,844 (a held-out real patch; the
-    default network did the same to 2 of 28,790 v1 patches). Such a pixel used to fail its patch
-    (or, at a tile's edge, the tile); the next-widest bound is its neighbourhood's, and only
-    pixels past it move. The window's reach (s 10 m pixels) lies within the guard's context."""
+    default network did the same to 2 of 28,790 v1 patches). :func:`check_output` refused such
+    an output, failing the patch or the tile it was in; the bound is now the pixel's own
+    neighbourhood's, and only values past it move. The window's reach (s 10 m pixels) lies within the guard's context."""
     k = 2 * NEIGHBOURHOOD + 1
     c = coarse.unsqueeze(0)
     hi = torch.nn.functional.max_pool2d(c, k, 1, NEIGHBOURHOOD)[0]
