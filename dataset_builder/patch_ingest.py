@@ -268,13 +268,8 @@ def ingest(source: PatchSource, folders: list[Path], cfg, part_path: Path, progr
     n, stats = write_part(part_path, cfg.compression, patches(), checksums=cfg.checksums)
     for folder, reason in unread:
         unread_row(folder, reason)
-    res = {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored,
-           "catalogue": catalogue_rows(listed, source).to_json()}
-    if getattr(context.up, "adaptation", None):
-        res["sr_adapted"] = context.up.adaptation
-    if hasattr(context.up, "held_px"):
-        res["sr_held_px"] = context.up.held_px
-    return res
+    return {"kept": n, "drops": drops, "stats": stats.to_json(), "failed_inputs": failed, "inputs_ignored": ignored,
+            "catalogue": catalogue_rows(listed, source).to_json(), **upsample.scene_record(context.up)}
 
 
 def georef(tif: Path) -> dict:

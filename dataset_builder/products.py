@@ -193,10 +193,7 @@ def process_product(product: Product, cfg: BuildConfig, part_path: Path, progres
         raise
     finally:
         pool.shutdown(cancel_futures=True)
-    adapted = {"sr_adapted": up.adaptation} if getattr(up, "adaptation", None) else {}
-    if hasattr(up, "held_px"):
-        adapted["sr_held_px"] = up.held_px
-    return {**adapted, "kept": n, "drops": drops, "stats": stats.to_json(), "catalogue": listed.to_json(),
+    return {**upsample.scene_record(up), "kept": n, "drops": drops, "stats": stats.to_json(), "catalogue": listed.to_json(),
             "labels": label_source,
             "baseline": product.baseline, "offsets_removed": any(product.offsets.values()),
             "seconds_decode": round(t_decode, 3), "seconds_total": round(time.perf_counter() - t0, 3)}

@@ -85,6 +85,15 @@ def for_scene(up: Upsampler, pieces: Callable[[], list]) -> Upsampler:
     return up
 
 
+def scene_record(up: Upsampler) -> dict:
+    """What a task's result records of its scene's upsampler (``for_scene``'s): the adaptation's
+    report, if it adapted, and how many values the guard's range bound held (DSen2)."""
+    out = {"sr_adapted": up.adaptation} if getattr(up, "adaptation", None) else {}
+    if hasattr(up, "held_px"):
+        out["sr_held_px"] = up.held_px
+    return out
+
+
 def available() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -355,7 +355,8 @@ class DSen2:
                 c = torch.as_tensor(coarse, dtype=torch.float32)[:, ga // s:gb // s, gc // s:gd // s]
                 guarded = guard(sr[:, ga:gb, gc:gd], up[:, ga:gb, gc:gd], c, s, weight)
                 held = clamp_to_neighbourhood(guarded, c, s)
-                moved = int((held != guarded)[:, r0 - ga:r1 - ga, c0 - gc:c1 - gc].sum())
+                inside = (slice(None), slice(r0 - ga, r1 - ga), slice(c0 - gc, c1 - gc))  # the used region
+                moved = int((held[inside] != guarded[inside]).sum())
                 with self._held_lock:
                     self.held_px += moved
                 sr[:, ga:gb, gc:gd] = held
